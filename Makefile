@@ -1,0 +1,82 @@
+# novitai — the two commands: `make run` and `make test`. Everything else is here too.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+SANDBOX_PORT ?= 8765
+WEB_PORT ?= 8000
+
+.PHONY: help venv run test check lint format typecheck migrations-check schema compose-check \
+        flower bench sandbox clean
+
+help:
+	@echo "make run      start novitai (web, worker, beat, and the Novita sandbox without NOVITA_API_KEY)"
+	@echo "make test     run the test suite"
+	@echo "make check    lint, format check, types, tests, migrations check, OpenAPI schema"
+	@echo "make flower   Celery Flower against the broker"
+	@echo "make bench    benchmarks (figures in bench/results/)"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
+	  || { echo "novitai needs Python 3.11 or newer (PYTHON=$(PYTHON))"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+# Embedded defaults unless DATABASE_URL / REDIS_URL / NOVITA_API_KEY say otherwise.
+run: venv
+	@export DEBUG=$${DEBUG:-true} PROMETHEUS_MULTIPROC_DIR=$${PROMETHEUS_MULTIPROC_DIR:-$(CURDIR)/var/prometheus}; \
+	rm -rf "$$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$$PROMETHEUS_MULTIPROC_DIR"; \
+	if [ -z "$$NOVITA_API_KEY" ]; then \
+	  export NOVITA_API_KEY=sandbox-key NOVITA_API_BASE_URL=http://127.0.0.1:$(SANDBOX_PORT)/gpu-instance/openapi/v1 \
+	         WEBHOOK_ALLOW_PRIVATE_TARGETS=$${WEBHOOK_ALLOW_PRIVATE_TARGETS:-true}; \
+	  procs="web worker beat sandbox"; \
+	  echo "NOVITA_API_KEY is not set: using the Novita sandbox on 127.0.0.1:$(SANDBOX_PORT)"; \
+	else procs="web worker beat"; fi; \
+	$(BIN)/python manage.py migrate --noinput -v 0 && \
+	$(BIN)/python manage.py bootstrap_demo && \
+	export PATH="$(CURDIR)/$(BIN):$$PATH" WEB_PORT=$(WEB_PORT) SANDBOX_PORT=$(SANDBOX_PORT) && \
+	exec $(BIN)/honcho start -f Procfile $$procs
+
+test: venv
+	$(BIN)/pytest $(PYTEST_ARGS); status=$$?; [ $$status -eq 5 ] && exit 0 || exit $$status
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: venv
+	DEBUG=true $(BIN)/mypy .
+
+migrations-check: venv
+	DEBUG=true $(BIN)/python manage.py makemigrations --check --dry-run
+
+schema: venv
+	DEBUG=true $(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
+
+compose-check: venv
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+	@if command -v docker-compose >/dev/null 2>&1; then \
+	  docker-compose -f docker-compose.yml config -q && echo "docker-compose config: ok"; \
+	else echo "docker-compose not installed: validated against the Compose Specification schema only"; fi
+
+check: lint typecheck migrations-check schema compose-check test
+
+flower: venv
+	$(BIN)/celery -A novitai flower --port=$${FLOWER_PORT:-5555}
+
+sandbox: venv
+	$(BIN)/python -m novitai.sandbox --port $(SANDBOX_PORT)
+
+bench: venv
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf var/ .mypy_cache .ruff_cache

@@ -1,0 +1,163 @@
+"""One error envelope for every 4xx and 5xx under /api/.
+
+    {"error": {"code", "message", "details", "request_id", "timestamp"}}
+
+Domain code raises `ServiceError` subclasses; DRF raises its own exceptions; Django produces
+404s and 500s outside DRF. All of them end up here.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+from novitai.logging import get_request_id
+
+logger = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    """An error the domain reports to the caller: a code, a message, an HTTP status."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    code = "bad_request"
+    message = "The request could not be processed."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        code: str | None = None,
+        details: Any = None,
+        status_code: int | None = None,
+    ) -> None:
+        self.message = message or self.message
+        self.code = code or self.code
+        self.details = details
+        if status_code is not None:
+            self.status_code = status_code
+        super().__init__(self.message)
+
+
+class ValidationFailed(ServiceError):
+    status_code = status.HTTP_400_BAD_REQUEST
+    code = "validation_error"
+    message = "The request is not valid."
+
+
+class NotFound(ServiceError):
+    status_code = status.HTTP_404_NOT_FOUND
+    code = "not_found"
+    message = "Not found."
+
+
+class Conflict(ServiceError):
+    status_code = status.HTTP_409_CONFLICT
+    code = "conflict"
+    message = "The request conflicts with the current state."
+
+
+class Unprocessable(ServiceError):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    code = "unprocessable"
+    message = "The request cannot be processed."
+
+
+class UpstreamUnavailable(ServiceError):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    code = "upstream_unavailable"
+    message = "Novita is not reachable right now; try again shortly."
+
+
+def error_body(
+    code: str, message: str, details: Any = None, request_id: str | None = None
+) -> dict[str, Any]:
+    return {
+        "error": {
+            "code": code,
+            "message": message,
+            "details": details if details is not None else {},
+            "request_id": request_id or get_request_id(),
+            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        }
+    }
+
+
+def error_response(status_code: int, code: str, message: str, details: Any = None) -> JsonResponse:
+    return JsonResponse(error_body(code, message, details), status=status_code)
+
+
+_DRF_CODES = {
+    exceptions.ValidationError: "validation_error",
+    exceptions.ParseError: "malformed_request",
+    exceptions.AuthenticationFailed: "authentication_failed",
+    exceptions.NotAuthenticated: "not_authenticated",
+    exceptions.PermissionDenied: "permission_denied",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.Throttled: "throttled",
+}
+
+_DRF_MESSAGES = {
+    exceptions.ValidationError: "The request is not valid.",
+}
+
+
+def _drf_code(exc: exceptions.APIException) -> str:
+    for cls in type(exc).__mro__:
+        if cls in _DRF_CODES:
+            return _DRF_CODES[cls]
+    return str(exc.default_code)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    """DRF's EXCEPTION_HANDLER: every exception becomes the envelope."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    if isinstance(exc, ServiceError):
+        set_rollback()
+        return Response(
+            error_body(exc.code, exc.message, exc.details), status=exc.status_code, headers=headers
+        )
+
+    if isinstance(exc, exceptions.APIException):
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
+        if getattr(exc, "wait", None):
+            headers["Retry-After"] = str(int(exc.wait))  # type: ignore[attr-defined]
+        set_rollback()
+        if isinstance(exc, exceptions.ValidationError):
+            details = (
+                exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+            )
+            message = _DRF_MESSAGES[exceptions.ValidationError]
+        else:
+            details = {}
+            message = str(exc.detail)
+        return Response(
+            error_body(_drf_code(exc), message, details),
+            status=exc.status_code,
+            headers=headers,
+        )
+
+    logger.exception("unhandled error in API view")
+    set_rollback()
+    details = {"exception": repr(exc)} if settings.DEBUG else {}
+    return Response(
+        error_body("internal_error", "An unexpected error occurred.", details),
+        status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )

@@ -1,0 +1,85 @@
+"""Request id on every request and response; the error envelope for non-DRF answers under /api/."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from novitai.errors import error_response
+from novitai.logging import set_request_id
+
+logger = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
+
+_STATUS_CODES = {
+    400: ("bad_request", "The request is not valid."),
+    401: ("not_authenticated", "Authentication credentials were not provided."),
+    403: ("permission_denied", "You do not have permission to perform this action."),
+    404: ("not_found", "Not found."),
+    405: ("method_not_allowed", "Method not allowed."),
+    413: ("request_too_large", "The request body is too large."),
+    415: ("unsupported_media_type", "Unsupported media type."),
+}
+
+
+def is_api_path(path: str) -> bool:
+    return path.startswith("/api/")
+
+
+class RequestIdMiddleware:
+    """Accepts a well-formed X-Request-ID (else makes one) and echoes it on the response."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request.request_id = request_id  # type: ignore[attr-defined]
+        set_request_id(request_id)
+        try:
+            response = self.get_response(request)
+        finally:
+            set_request_id(None)
+        response[REQUEST_ID_HEADER] = request_id
+        return response
+
+
+class ApiErrorEnvelopeMiddleware:
+    """Under /api/, any error answer that is not already the envelope (Django's HTML 404,
+    CSRF 403, 500 page) is replaced by it; unhandled exceptions become a 500 envelope."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if not is_api_path(request.path) or response.status_code < 400:
+            return response
+        if response.get("Content-Type", "").startswith("application/json"):
+            return response
+        code, message = _STATUS_CODES.get(
+            response.status_code,
+            ("internal_error", "An unexpected error occurred.")
+            if response.status_code >= 500
+            else ("error", "The request failed."),
+        )
+        replacement = error_response(response.status_code, code, message)
+        for header in ("Retry-After", "Allow", "WWW-Authenticate"):
+            if header in response:
+                replacement[header] = response[header]
+        return replacement
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not is_api_path(request.path):
+            return None
+        logger.exception("unhandled error under /api/")
+        details = {"exception": repr(exception)} if settings.DEBUG else {}
+        return error_response(500, "internal_error", "An unexpected error occurred.", details)

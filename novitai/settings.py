@@ -1,0 +1,364 @@
+"""novitai settings: every value comes from the environment (see .env.example).
+
+Embedded mode (no DATABASE_URL, no REDIS_URL): SQLite, kombu's SQLAlchemy transport on a SQLite
+file, and file-based caches shared by every process on the machine. With DATABASE_URL and
+REDIS_URL set the same code runs on Postgres and Redis.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+UNDER_PYTEST = bool(os.environ.get("PYTEST_VERSION"))
+
+env = environ.Env()
+# A .env file beside manage.py is read if present; variables already set win.
+if (BASE_DIR / ".env").is_file():
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=False)
+
+# Runtime files of embedded mode (SQLite database, broker, caches, beat schedule, metrics).
+# Tests get their own folder so that a running `make run` and `make test` never share state.
+VAR_DIR = Path(env.str("NOVITAI_VAR_DIR", default="") or BASE_DIR / "var").resolve() / (
+    "test" if UNDER_PYTEST and "NOVITAI_VAR_DIR" not in os.environ else ""
+)
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if DEBUG or UNDER_PYTEST:
+        SECRET_KEY = "django-insecure-development-only-key-never-use-in-production"
+    else:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django_prometheus",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework_api_key",
+    "drf_spectacular",
+    "novitai",
+    "tenants",
+    "catalog",
+    "jobs",
+    "instances",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "novitai.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "novitai.middleware.ApiErrorEnvelopeMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "novitai.urls"
+WSGI_APPLICATION = "novitai.wsgi.application"
+ASGI_APPLICATION = "novitai.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+
+_PROMETHEUS_ENGINES = {
+    "django.db.backends.sqlite3": "django_prometheus.db.backends.sqlite3",
+    "django.db.backends.postgresql": "django_prometheus.db.backends.postgresql",
+}
+
+DATABASES = {
+    "default": env.db_url_config(
+        env.str("DATABASE_URL", default="") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
+    ),
+}
+_db = DATABASES["default"]
+_db["ENGINE"] = _PROMETHEUS_ENGINES.get(_db["ENGINE"], _db["ENGINE"])
+if _db["ENGINE"].endswith("sqlite3"):
+    # Several processes (web, worker, beat) share one file: wait for locks instead of failing,
+    # take the write lock at BEGIN so that two writers never deadlock on an upgrade, and let
+    # readers proceed beside a writer.
+    _db.setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+    # A file, not memory, so that a Celery worker in another process sees the test database.
+    _db["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+else:
+    _db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    _db["CONN_HEALTH_CHECKS"] = True
+DATABASE_IS_SQLITE = _db["ENGINE"].endswith("sqlite3")
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis, cache and broker ----------------------------------------------------------------
+
+
+def _redis_db(url: str, db: int) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
+
+
+REDIS_URL = env.str("REDIS_URL", default="")
+EMBEDDED_MODE = not REDIS_URL
+# Tests use other database numbers so that they never touch a running instance's queues.
+_BROKER_DB, _CACHE_DB = (10, 11) if UNDER_PYTEST else (0, 1)
+
+# novitai's named caches. Each is its own cache alias, so that one can be cleared, counted and
+# inspected without touching the others (or the broker's keys).
+NOVITAI_CACHES = ["default", "catalog", "templates", "novita"]
+
+if REDIS_URL:
+    CACHE_REDIS_URL = env.str("CACHE_REDIS_URL", default="") or _redis_db(REDIS_URL, _CACHE_DB)
+    CACHES = {
+        alias: {
+            "BACKEND": "django_prometheus.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_REDIS_URL,
+            "KEY_PREFIX": f"novitai:{alias}",
+            "TIMEOUT": 300,
+            "OPTIONS": {
+                "CLIENT_CLASS": "django_redis.client.DefaultClient",
+                "SOCKET_CONNECT_TIMEOUT": 2,
+                "SOCKET_TIMEOUT": 2,
+            },
+        }
+        for alias in NOVITAI_CACHES
+    }
+    CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or _redis_db(REDIS_URL, _BROKER_DB)
+else:
+    CACHES = {
+        alias: {
+            "BACKEND": "django_prometheus.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache" / alias),
+            "TIMEOUT": 300,
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        }
+        for alias in NOVITAI_CACHES
+    }
+    CELERY_BROKER_URL = (
+        env.str("CELERY_BROKER_URL", default="") or f"sqla+sqlite:///{VAR_DIR / 'broker.sqlite3'}"
+    )
+
+# --- Celery (see docs/reliability-notes.md §1) ----------------------------------------------
+
+CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=1800)
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = 30
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {
+    "instances.provision": {"queue": "provision"},
+    "instances.action": {"queue": "provision"},
+    "instances.monitor": {"queue": "monitor"},
+    "catalog.*": {"queue": "monitor"},
+    "jobs.*": {"queue": "monitor"},
+    "webhooks.*": {"queue": "webhooks"},
+}
+CELERY_QUEUES = ["default", "provision", "monitor", "webhooks"]
+if CELERY_BROKER_URL.startswith("redis"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+    CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Periodic tasks; each is safe if run twice at once (claims rows, conditional updates).
+CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
+
+# A worker writes a heartbeat into the cache this often; /health/ready reports the newest.
+WORKER_HEARTBEAT_SECONDS = env.int("WORKER_HEARTBEAT_SECONDS", default=10)
+HEALTH_WORKER_MAX_AGE_SECONDS = env.int("HEALTH_WORKER_MAX_AGE_SECONDS", default=60)
+# Checks whose failure makes /health/ready answer 503. The others are reported only.
+HEALTH_REQUIRED_CHECKS = env.list("HEALTH_REQUIRED_CHECKS", default=["database", "cache", "broker"])
+
+# --- Novita ---------------------------------------------------------------------------------
+
+NOVITA_API_KEY = env.str("NOVITA_API_KEY", default="")
+NOVITA_API_BASE_URL = (
+    env.str("NOVITA_API_BASE_URL", default="") or "https://api.novita.ai/gpu-instance/openapi/v1"
+).rstrip("/")
+NOVITA_CONNECT_TIMEOUT = env.float("NOVITA_CONNECT_TIMEOUT", default=5.0)
+NOVITA_READ_TIMEOUT = env.float("NOVITA_READ_TIMEOUT", default=15.0)
+NOVITA_CREATE_TIMEOUT = env.float("NOVITA_CREATE_TIMEOUT", default=30.0)
+NOVITA_MAX_RETRIES = env.int("NOVITA_MAX_RETRIES", default=3)
+NOVITA_BACKOFF_BASE = env.float("NOVITA_BACKOFF_BASE", default=0.5)
+NOVITA_BACKOFF_CAP = env.float("NOVITA_BACKOFF_CAP", default=8.0)
+NOVITA_RATE_LIMIT_PER_SECOND = env.float("NOVITA_RATE_LIMIT_PER_SECOND", default=10.0)
+NOVITA_BREAKER_FAILURE_THRESHOLD = env.int("NOVITA_BREAKER_FAILURE_THRESHOLD", default=5)
+NOVITA_BREAKER_RESET_SECONDS = env.float("NOVITA_BREAKER_RESET_SECONDS", default=30.0)
+NOVITA_LIST_PAGE_SIZE = env.int("NOVITA_LIST_PAGE_SIZE", default=100)
+# Every upstream instance novitai creates is named "<prefix>-<id>". Two deployments sharing
+# one Novita account need different prefixes: the orphan sweeper deletes unknown names.
+NOVITA_NAME_PREFIX = env.str("NOVITA_NAME_PREFIX", default="novitai")
+
+# --- Catalog --------------------------------------------------------------------------------
+
+CATALOG_SYNC_INTERVAL_SECONDS = env.int("CATALOG_SYNC_INTERVAL_SECONDS", default=600)
+CATALOG_TEMPLATE_TTL_SECONDS = env.int("CATALOG_TEMPLATE_TTL_SECONDS", default=600)
+CATALOG_OFFER_TTL_SECONDS = env.int("CATALOG_OFFER_TTL_SECONDS", default=60)
+CATALOG_CAPACITY_MEMORY_SECONDS = env.int("CATALOG_CAPACITY_MEMORY_SECONDS", default=180)
+# Region codes tried after the preferred one, in this order; then any other region by price.
+CATALOG_REGION_FALLBACK_ORDER = env.list("CATALOG_REGION_FALLBACK_ORDER", default=[])
+
+# --- Provisioning ---------------------------------------------------------------------------
+
+MONITOR_INTERVAL_SECONDS = env.float("MONITOR_INTERVAL_SECONDS", default=3.0)
+SWEEP_INTERVAL_SECONDS = env.float("SWEEP_INTERVAL_SECONDS", default=15.0)
+JOB_LEASE_SECONDS = env.int("JOB_LEASE_SECONDS", default=300)
+JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=5)
+PROVISION_MAX_OFFERS = env.int("PROVISION_MAX_OFFERS", default=5)
+# Deadlines of each phase, in seconds.
+STARTUP_TIMEOUT_SECONDS = env.int("STARTUP_TIMEOUT_SECONDS", default=1200)
+HEALTH_CHECK_TIMEOUT_SECONDS = env.int("HEALTH_CHECK_TIMEOUT_SECONDS", default=600)
+STOP_TIMEOUT_SECONDS = env.int("STOP_TIMEOUT_SECONDS", default=600)
+DELETE_TIMEOUT_SECONDS = env.int("DELETE_TIMEOUT_SECONDS", default=600)
+HEALTH_CHECK_REQUEST_TIMEOUT_SECONDS = env.float(
+    "HEALTH_CHECK_REQUEST_TIMEOUT_SECONDS", default=5.0
+)
+# An unknown create is looked up by name; not found for this long means it never happened.
+CREATE_UNKNOWN_GRACE_SECONDS = env.int("CREATE_UNKNOWN_GRACE_SECONDS", default=60)
+ORPHAN_GRACE_SECONDS = env.int("ORPHAN_GRACE_SECONDS", default=600)
+IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=48)
+
+# --- Webhooks -------------------------------------------------------------------------------
+
+WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", default=False)
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+# Seconds between attempts; after the last one the delivery is marked failed (~27 h in all).
+WEBHOOK_RETRY_SCHEDULE = env.list(
+    "WEBHOOK_RETRY_SCHEDULE", cast=int, default=[5, 300, 1800, 7200, 18000, 36000, 36000]
+)
+WEBHOOK_SECRET_ROTATION_OVERLAP_HOURS = env.int("WEBHOOK_SECRET_ROTATION_OVERLAP_HOURS", default=24)
+
+# --- API ------------------------------------------------------------------------------------
+
+API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", default="1200/min")
+API_PAGE_SIZE = env.int("API_PAGE_SIZE", default=50)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "tenants.authentication.TenantKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["tenants.permissions.IsTenantOrStaff"],
+    "DEFAULT_THROTTLE_CLASSES": ["tenants.throttling.ApiKeyRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"api_key": API_THROTTLE_RATE},
+    "DEFAULT_PAGINATION_CLASS": "novitai.pagination.Pagination",
+    "PAGE_SIZE": API_PAGE_SIZE,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "novitai.errors.exception_handler",
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "novitai API",
+    "DESCRIPTION": "A control plane for GPU instances on Novita.ai.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "ENUM_NAME_OVERRIDES": {},
+}
+
+# --- Auth, i18n, static ---------------------------------------------------------------------
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "/admin/login/"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# --- Metrics --------------------------------------------------------------------------------
+
+PROMETHEUS_EXPORT_MIGRATIONS = False
+PROMETHEUS_METRIC_NAMESPACE = ""
+
+# --- Logging --------------------------------------------------------------------------------
+
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+LOG_FORMAT = env.str("LOG_FORMAT", default="text")
+if LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured("LOG_FORMAT must be 'json' or 'text'")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {
+        "context": {"()": "novitai.logging.ContextFilter"},
+        "redact": {"()": "novitai.logging.RedactingFilter"},
+    },
+    "formatters": {
+        "json": {"()": "novitai.logging.JsonFormatter"},
+        "text": {
+            "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context", "redact"],
+        },
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "urllib3": {"level": "WARNING"},
+    },
+}

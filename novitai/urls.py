@@ -1,0 +1,38 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from novitai import health, views
+from novitai.errors import error_response
+from novitai.metrics import metrics_view
+
+admin.site.site_header = "novitai administration"
+admin.site.site_title = "novitai"
+admin.site.index_title = "GPU instances on Novita.ai"
+
+
+def api_not_found(request, *args, **kwargs):  # type: ignore[no-untyped-def]
+    return error_response(404, "not_found", f"No API endpoint at {request.path}.")
+
+
+api_v1 = [
+    path("", views.api_root, name="api-root"),
+    path("", include("catalog.api.urls")),
+    path("", include("instances.api.urls")),
+    path("", include("jobs.api.urls")),
+    path("", include("tenants.api.urls")),
+]
+
+urlpatterns = [
+    path("", RedirectView.as_view(url="/api/docs/", permanent=False)),
+    path("admin/", admin.site.urls),
+    path("health/live", health.live, name="health-live"),
+    path("health/ready", health.ready, name="health-ready"),
+    path("metrics", metrics_view, name="prometheus-metrics"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("api/v1/", include(api_v1)),
+    re_path(r"^api/", api_not_found),
+]

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from rest_framework_api_key.admin import APIKeyModelAdmin
+
+from tenants.models import Tenant, TenantAPIKey
+from tenants.services import tenant_api_key_create, tenant_webhook_secret_rotate
+
+
+@admin.register(Tenant)
+class TenantAdmin(admin.ModelAdmin):
+    list_display = ["name", "is_active", "max_instances", "max_gpus", "created_at"]
+    list_filter = ["is_active"]
+    search_fields = ["name"]
+    readonly_fields = ["id", "created_at", "previous_webhook_secret_expires_at"]
+    fields = [
+        "id",
+        "name",
+        "is_active",
+        "max_instances",
+        "max_gpus",
+        "previous_webhook_secret_expires_at",
+        "created_at",
+    ]
+    actions = ["create_api_key", "rotate_webhook_secret"]
+
+    @admin.action(description="Create an API key (shown once)")
+    def create_api_key(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+        for tenant in queryset:
+            key = tenant_api_key_create(tenant=tenant, name=f"{tenant.name}-admin")
+            self.message_user(
+                request,
+                f"New API key for {tenant.name} (copy it now, it is not stored): {key}",
+                messages.WARNING,
+            )
+
+    @admin.action(description="Rotate the webhook signing secret")
+    def rotate_webhook_secret(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+        for tenant in queryset:
+            tenant_webhook_secret_rotate(tenant=tenant)
+        self.message_user(request, f"Rotated {queryset.count()} secret(s).", messages.SUCCESS)
+
+
+@admin.register(TenantAPIKey)
+class TenantAPIKeyAdmin(APIKeyModelAdmin):
+    list_display = [*APIKeyModelAdmin.list_display, "tenant"]
+    list_filter = [*APIKeyModelAdmin.list_filter, "tenant"]
+    search_fields = [*APIKeyModelAdmin.search_fields, "tenant__name"]

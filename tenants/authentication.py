@@ -1,0 +1,65 @@
+"""`Authorization: Bearer <key>` authentication for tenants' API keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rest_framework import authentication, exceptions
+from rest_framework.request import Request
+
+from tenants.models import Tenant, TenantAPIKey
+
+
+@dataclass(frozen=True)
+class TenantPrincipal:
+    """request.user for a request authenticated by a tenant's API key."""
+
+    tenant: Tenant
+    key_prefix: str
+
+    is_authenticated = True
+    is_anonymous = False
+    is_active = True
+    is_staff = False
+    is_superuser = False
+
+    @property
+    def pk(self) -> str:
+        return f"key:{self.key_prefix}"
+
+    def __str__(self) -> str:
+        return f"{self.tenant.name} ({self.key_prefix})"
+
+
+class TenantKeyAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request: Request) -> tuple[TenantPrincipal, TenantAPIKey] | None:
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].lower() != self.keyword.lower().encode():
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Invalid Authorization header: 'Bearer <key>'.")
+        try:
+            key = header[1].decode("ascii")
+        except UnicodeDecodeError:
+            raise exceptions.AuthenticationFailed("Invalid API key.") from None
+        try:
+            api_key = TenantAPIKey.objects.get_from_key(key)
+        except TenantAPIKey.DoesNotExist:
+            raise exceptions.AuthenticationFailed("Invalid or revoked API key.") from None
+        if api_key.has_expired:
+            raise exceptions.AuthenticationFailed("The API key has expired.")
+        return TenantPrincipal(tenant=api_key.tenant, key_prefix=api_key.prefix), api_key
+
+    def authenticate_header(self, request: Request) -> str:
+        return self.keyword
+
+
+def request_tenant(request: Any) -> Tenant | None:
+    """The tenant a request acts for; None for staff, who see every tenant."""
+    user = request.user
+    if isinstance(user, TenantPrincipal):
+        return user.tenant
+    return None

@@ -1,0 +1,54 @@
+"""Tenants own instances; they reach the API with hashed API keys and receive signed webhooks."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.core.validators import RegexValidator
+from django.db import models
+from rest_framework_api_key.models import AbstractAPIKey, BaseAPIKeyManager
+
+tenant_name_validator = RegexValidator(
+    r"^[a-z0-9][a-z0-9-]{0,62}$",
+    "Use 1-63 lowercase letters, digits or '-', starting with a letter or digit.",
+)
+
+
+class Tenant(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=63, unique=True, validators=[tenant_name_validator])
+    is_active = models.BooleanField(default=True)
+    # Standard Webhooks signing secret ("whsec_" + base64 of 32 random bytes). After a rotation
+    # the previous secret keeps signing too until `previous_webhook_secret_expires_at`.
+    webhook_secret = models.CharField(max_length=128, editable=False)
+    previous_webhook_secret = models.CharField(max_length=128, blank=True, editable=False)
+    previous_webhook_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Hard limits checked in the create transaction (null: no limit).
+    max_instances = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Instances not terminated, at most (empty: no limit)."
+    )
+    max_gpus = models.PositiveIntegerField(
+        null=True, blank=True, help_text="GPUs of instances not terminated, at most."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TenantAPIKeyManager(BaseAPIKeyManager):
+    def get_usable_keys(self) -> models.QuerySet[TenantAPIKey]:
+        return super().get_usable_keys().select_related("tenant").filter(tenant__is_active=True)
+
+
+class TenantAPIKey(AbstractAPIKey):
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_keys")
+
+    objects = TenantAPIKeyManager()
+
+    class Meta(AbstractAPIKey.Meta):
+        verbose_name = "tenant API key"
+        verbose_name_plural = "tenant API keys"
