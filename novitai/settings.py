@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "catalog",
     "jobs",
     "instances",
+    "webhooks",
 ]
 
 MIDDLEWARE = [

@@ -22,6 +22,7 @@ api_v1 = [
     path("", include("instances.api.urls")),
     path("", include("jobs.api.urls")),
     path("", include("tenants.api.urls")),
+    path("", include("webhooks.api.urls")),
 ]
 
 urlpatterns = [
