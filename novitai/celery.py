@@ -52,8 +52,13 @@ def _attach_request_id(headers: dict[str, Any] | None = None, **_: Any) -> None:
 def _restore_request_id(task: Any = None, **_: Any) -> None:
     from novitai.logging import set_request_id
 
-    request_id = getattr(task.request, "request_id", None) if task is not None else None
-    set_request_id(request_id or f"task-{getattr(task.request, 'id', '')}")
+    if task is None:
+        return
+    # A worker exposes custom message headers as request attributes; apply() keeps them in
+    # request.headers.
+    request = task.request
+    request_id = getattr(request, "request_id", None) or (request.headers or {}).get("request_id")
+    set_request_id(request_id or f"task-{request.id}")
 
 
 @signals.task_postrun.connect

@@ -200,7 +200,6 @@ CELERY_TASK_ROUTES = {
     "jobs.*": {"queue": "monitor"},
     "webhooks.*": {"queue": "webhooks"},
 }
-CELERY_QUEUES = ["default", "provision", "monitor", "webhooks"]
 if CELERY_BROKER_URL.startswith("redis"):
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
     CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}

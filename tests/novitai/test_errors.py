@@ -1,0 +1,110 @@
+"""One error envelope for every 4xx and 5xx under /api/, and the request id."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import pytest
+from rest_framework.test import APIClient
+
+from novitai.logging import ContextFilter, JsonFormatter, RedactingFilter
+from tests.novitai.test_auth import assert_envelope
+
+pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.novitai.urls_for_tests")]
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/nothing-here", "/api/v1/nothing-here/", "/api/v2/instances/"]
+)
+def test_unknown_api_path_is_404_in_the_envelope(api_client: APIClient, path: str) -> None:
+    error = assert_envelope(api_client.get(path), 404, "not_found")
+    assert path in error["message"]
+
+
+def test_unknown_api_path_is_404_even_without_a_key() -> None:
+    assert_envelope(APIClient().get("/api/v1/nothing/"), 404, "not_found")
+
+
+def test_malformed_json_is_400(api_client: APIClient) -> None:
+    response = api_client.post(
+        "/api/v1/_test/echo/", data='{"name": "x",', content_type="application/json"
+    )
+    assert_envelope(response, 400, "malformed_request")
+
+
+def test_well_formed_json_passes(api_client: APIClient) -> None:
+    response = api_client.post("/api/v1/_test/echo/", {"name": "x"}, format="json")
+    assert response.status_code == 200
+    assert response.json() == {"received": {"name": "x"}}
+
+
+def test_unsupported_media_type_is_415(api_client: APIClient) -> None:
+    response = api_client.post("/api/v1/_test/echo/", data="name=x", content_type="text/plain")
+    assert_envelope(response, 415, "unsupported_media_type")
+
+
+def test_method_not_allowed_is_405(api_client: APIClient) -> None:
+    response = api_client.delete("/api/v1/")
+    assert_envelope(response, 405, "method_not_allowed")
+
+
+def test_unhandled_error_is_500_without_details(api_client: APIClient) -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(ContextFilter())
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("novitai.errors")
+    logger.addHandler(handler)
+    try:
+        response = api_client.get("/api/v1/_test/boom/")
+    finally:
+        logger.removeHandler(handler)
+    error = assert_envelope(response, 500, "internal_error")
+    assert error["details"] == {}
+    assert "kaboom" not in response.content.decode()
+    # Logged with its traceback and request id, and the key-shaped secret in it redacted.
+    logged = stream.getvalue()
+    assert response["X-Request-ID"] in logged
+    assert "unhandled error" in logged
+    assert "RuntimeError: kaboom" in logged
+    assert "abcdefghijklmnopqrstuvwxyz012345" not in logged
+
+
+def test_unhandled_error_shows_details_when_debug(api_client: APIClient, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.DEBUG = True
+    error = assert_envelope(api_client.get("/api/v1/_test/boom/"), 500, "internal_error")
+    assert "RuntimeError" in error["details"]["exception"]
+
+
+def test_request_id_is_echoed_when_valid(api_client: APIClient) -> None:
+    response = api_client.get("/api/v1/", HTTP_X_REQUEST_ID="req-123.abc:42")
+    assert response["X-Request-ID"] == "req-123.abc:42"
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "x" * 129, "has space", "semi;colon", "-leading-dash", "<script>"]
+)
+def test_invalid_request_id_is_replaced(api_client: APIClient, bad: str) -> None:
+    response = api_client.get("/api/v1/", HTTP_X_REQUEST_ID=bad)
+    generated = response["X-Request-ID"]
+    assert generated != bad
+    assert len(generated) == 32
+    assert int(generated, 16) >= 0
+
+
+def test_request_id_is_in_error_bodies_and_generated_when_absent() -> None:
+    response = APIClient().get("/api/v1/")
+    assert response.json()["error"]["request_id"] == response["X-Request-ID"]
+
+
+def test_request_id_is_on_non_api_responses_too(client) -> None:  # type: ignore[no-untyped-def]
+    response = client.get("/health/live", HTTP_X_REQUEST_ID="probe-1")
+    assert response["X-Request-ID"] == "probe-1"
+
+
+def test_html_404_outside_the_api_is_left_alone(client) -> None:  # type: ignore[no-untyped-def]
+    response = client.get("/not-an-api-path/")
+    assert response.status_code == 404
+    assert not response["Content-Type"].startswith("application/json")

@@ -1,0 +1,32 @@
+"""Extra views mounted beside the real URLconf, for error-path tests through the whole stack."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from novitai.urls import urlpatterns as real_urlpatterns
+
+
+class EchoView(APIView):
+    @extend_schema(exclude=True)
+    def post(self, request: Request) -> Response:
+        return Response({"received": request.data})
+
+
+class BoomView(APIView):
+    @extend_schema(exclude=True)
+    def get(self, request: Request) -> Response:
+        raise RuntimeError("kaboom with Bearer abcdefgh.abcdefghijklmnopqrstuvwxyz012345")
+
+
+# Mounted before the real patterns so that the /api/ catch-all does not hide them.
+from django.urls import path  # noqa: E402
+
+urlpatterns = [
+    path("api/v1/_test/echo/", EchoView.as_view()),
+    path("api/v1/_test/boom/", BoomView.as_view()),
+    *real_urlpatterns,
+]
