@@ -61,3 +61,14 @@ def staff_client(db: None, django_user_model) -> APIClient:  # type: ignore[no-u
     client = APIClient()
     client.force_login(user)
     return client
+
+
+def pytest_report_header(config) -> list[str]:  # type: ignore[no-untyped-def]
+    """Say what the suite runs against (CI asserts Postgres and Redis)."""
+    from novitai.celery import app
+
+    return [
+        f"novitai: database={settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]} "
+        f"cache={settings.CACHES['default']['BACKEND'].rsplit('.', 1)[-1]} "
+        f"broker={str(app.conf.broker_url).split(':', 1)[0]}"
+    ]
