@@ -262,6 +262,36 @@ HEALTH_CHECK_REQUEST_TIMEOUT_SECONDS = env.float(
 CREATE_UNKNOWN_GRACE_SECONDS = env.int("CREATE_UNKNOWN_GRACE_SECONDS", default=60)
 ORPHAN_GRACE_SECONDS = env.int("ORPHAN_GRACE_SECONDS", default=600)
 IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=48)
+# >>> provisioning (issue 5): job retries, monitor pass, periodic tasks --------------------------
+# Backoff of a job after a retryable error: capped exponential with full jitter (seconds).
+JOB_RETRY_BACKOFF_BASE_SECONDS = env.float("JOB_RETRY_BACKOFF_BASE_SECONDS", default=2.0)
+JOB_RETRY_BACKOFF_CAP_SECONDS = env.float("JOB_RETRY_BACKOFF_CAP_SECONDS", default=120.0)
+# A due job whose task was sent but not claimed is sent again after this long (lost message).
+JOB_REDISPATCH_SECONDS = env.float("JOB_REDISPATCH_SECONDS", default=60.0)
+# The monitor pass holds a lock this long at most (a pass killed mid-way frees it by expiry).
+MONITOR_LOCK_SECONDS = env.float("MONITOR_LOCK_SECONDS", default=60.0)
+# Health checks of one pass run in a thread pool of this size.
+HEALTH_CHECK_CONCURRENCY = env.int("HEALTH_CHECK_CONCURRENCY", default=16)
+# A delete that Novita has not carried out is asked again after this long (seconds).
+DELETE_REISSUE_SECONDS = env.float("DELETE_REISSUE_SECONDS", default=60.0)
+# An Idempotency-Key whose first request died mid-way is taken over after this long (seconds).
+IDEMPOTENCY_IN_FLIGHT_SECONDS = env.int("IDEMPOTENCY_IN_FLIGHT_SECONDS", default=60)
+CELERY_BEAT_SCHEDULE["instances-monitor"] = {
+    "task": "instances.monitor",
+    "schedule": MONITOR_INTERVAL_SECONDS,
+    "options": {"expires": max(1.0, MONITOR_INTERVAL_SECONDS * 2)},
+}
+CELERY_BEAT_SCHEDULE["jobs-sweep"] = {
+    "task": "jobs.sweep",
+    "schedule": SWEEP_INTERVAL_SECONDS,
+    "options": {"expires": max(1.0, SWEEP_INTERVAL_SECONDS * 2)},
+}
+CELERY_BEAT_SCHEDULE["instances-idempotency-keys-purge"] = {
+    "task": "instances.idempotency_keys_purge",
+    "schedule": 3600.0,
+    "options": {"expires": 600.0},
+}
+# <<< provisioning ------------------------------------------------------------------------------
 
 # --- Webhooks -------------------------------------------------------------------------------
 
@@ -333,6 +363,7 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default="") or VAR_DIR / "static")
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
