@@ -1,16 +1,55 @@
-"""Writes on webhook deliveries."""
+"""Writes on webhook deliveries: record (the outbox), deliver, sweep, redeliver, rotate.
+
+A delivery row is written in the transaction of the state change it reports. After commit a
+"webhooks.deliver" message wakes a worker up; the sweeper ("webhooks.sweep") sends one again for
+every due row whose wake-up is missing or stale, so a lost message only delays a delivery. An
+attempt claims its row first (a short transaction, SKIP LOCKED, which also pushes
+`next_attempt_at` out by a lease), then signs and POSTs with no transaction or lock held, then
+records its result with one conditional update fenced by the attempt number. Retries are
+scheduled in `next_attempt_at`, never by Celery countdowns.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import random
 import uuid
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
+from standardwebhooks import Webhook
 
+from novitai.errors import Conflict
+from novitai.logging import log_context
 from tenants.models import Tenant
-from webhooks.models import WebhookDelivery
+from tenants.services import tenant_signing_secrets, tenant_webhook_secret_rotate
+from webhooks import metrics
+from webhooks.models import AttemptResult, DeliveryAttempt, DeliveryStatus, WebhookDelivery
+from webhooks.transport import PostFailed, PostResult, webhook_post
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = "novitai-webhooks/1.0 (Standard Webhooks)"
+RESPONSE_EXCERPT_LENGTH = 512
+ERROR_LENGTH = 500
+# Jitter of a scheduled retry: the schedule's delay times a factor in [1 - J, 1 + J].
+RETRY_JITTER = 0.2
+# A 429/503 Retry-After is honoured up to this long.
+RETRY_AFTER_CAP = timedelta(hours=6)
+# A wake-up not acted on for this long is presumed lost; the sweeper sends another.
+REDISPATCH_AFTER = timedelta(seconds=60)
+# Due rows the sweeper dispatches per run at most (the next run takes the rest).
+SWEEP_BATCH = 500
+
+_FINAL = (DeliveryStatus.DELIVERED, DeliveryStatus.FAILED, DeliveryStatus.GONE)
 
 
 def webhook_event_record(
@@ -34,19 +73,328 @@ def webhook_event_record(
         instance_id=instance_id,
         payload={
             "type": event_type,
-            "timestamp": occurred_at.isoformat().replace("+00:00", "Z"),
+            "timestamp": occurred_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
             "data": data,
         },
         next_attempt_at=occurred_at,
+        dispatched_at=timezone.now(),
     )
     transaction.on_commit(lambda: _enqueue_delivery(delivery.pk), robust=True)
     return delivery
 
 
 def _enqueue_delivery(delivery_id: uuid.UUID) -> None:
-    """Wakes a worker up to deliver now (the webhooks issue adds the task; the sweeper is the
-    guarantee)."""
+    """Wakes a worker up to deliver now (the sweeper is the guarantee)."""
     from celery import current_app
 
     if "webhooks.deliver" in current_app.tasks:
         current_app.send_task("webhooks.deliver", args=[str(delivery_id)])
+
+
+# --- signing ----------------------------------------------------------------------------------
+
+
+def webhook_body(payload: dict[str, Any]) -> str:
+    """The exact body sent (and signed): compact JSON with sorted keys, stable across attempts
+    whatever order the database returns the payload's keys in."""
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+def webhook_headers(
+    *, event_id: str, body: str, secrets: list[str], at: datetime
+) -> dict[str, str]:
+    """Standard Webhooks headers of one attempt: one `v1,` signature per signing secret."""
+    at = at.astimezone(UTC)  # standardwebhooks reads the wall clock as UTC
+    signatures = [Webhook(secret).sign(event_id, at, body) for secret in secrets]
+    return {
+        "webhook-id": event_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": " ".join(signatures),
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+    }
+
+
+# --- the retry schedule -----------------------------------------------------------------------
+
+
+def retry_after_seconds(value: str | None, *, now: datetime) -> float | None:
+    """A Retry-After header (delta-seconds or an HTTP date) in seconds; None if unusable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(min(int(value), 10**9))
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def retry_delay(
+    *,
+    round_attempts: int,
+    status_code: int | None,
+    retry_after: str | None,
+    now: datetime,
+    rng: random.Random | None = None,
+) -> timedelta | None:
+    """How long to wait after the `round_attempts`-th failed attempt of a round; None when the
+    schedule has run out. 429 and 503 with Retry-After wait at least that long (capped)."""
+    schedule: list[int] = settings.WEBHOOK_RETRY_SCHEDULE
+    if round_attempts > len(schedule):
+        return None
+    jitter = (rng or random).uniform(1 - RETRY_JITTER, 1 + RETRY_JITTER)
+    seconds = schedule[round_attempts - 1] * jitter
+    if status_code in (429, 503):
+        wait = retry_after_seconds(retry_after, now=now)
+        if wait is not None:
+            seconds = max(seconds, min(wait, RETRY_AFTER_CAP.total_seconds()))
+    return timedelta(seconds=seconds)
+
+
+def _max_round_attempts() -> int:
+    return len(settings.WEBHOOK_RETRY_SCHEDULE) + 1
+
+
+def _lease() -> timedelta:
+    """How long a claimed attempt owns its row: well past the attempt's own deadline."""
+    return timedelta(seconds=max(60.0, 3 * settings.WEBHOOK_TIMEOUT_SECONDS))
+
+
+# --- delivering -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Claim:
+    delivery: WebhookDelivery
+    number: int
+
+
+def _claim(delivery_id: uuid.UUID, now: datetime) -> _Claim | None:
+    """Takes the due attempt of a pending delivery, or None when it is not due, not pending,
+    or in another worker's hands. Safe with any number of concurrent callers."""
+    with transaction.atomic():
+        delivery = (
+            WebhookDelivery.objects.select_for_update(skip_locked=True)
+            .filter(pk=delivery_id, status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
+            .first()
+        )
+        if delivery is None:
+            return None
+        if delivery.round_attempts >= _max_round_attempts():
+            # Every attempt of the round was claimed and none recorded an answer (workers
+            # killed mid-attempt): stop rather than loop.
+            delivery.status = DeliveryStatus.FAILED
+            delivery.dispatched_at = None
+            delivery.last_error = "The retry schedule ran out without a recorded answer."
+            delivery.save(update_fields=["status", "dispatched_at", "last_error"])
+            metrics.deliveries.labels(outcome="failed").inc()
+            return None
+        delivery.attempts += 1
+        delivery.round_attempts += 1
+        delivery.next_attempt_at = now + _lease()
+        delivery.dispatched_at = None
+        delivery.save(
+            update_fields=["attempts", "round_attempts", "next_attempt_at", "dispatched_at"]
+        )
+    return _Claim(delivery=delivery, number=delivery.attempts)
+
+
+def webhook_deliver(*, delivery_id: uuid.UUID) -> DeliveryAttempt | None:
+    """Makes the due attempt of one delivery, if it is due and nobody else is making it.
+    Returns the attempt made, or None when there was nothing to do."""
+    claim = _claim(delivery_id, timezone.now())
+    if claim is None:
+        return None
+    delivery = claim.delivery
+    with log_context(
+        delivery_id=str(delivery.pk), event_id=delivery.event_id, instance_id=delivery.instance_id
+    ):
+        tenant = Tenant.objects.get(pk=delivery.tenant_id)
+        body = webhook_body(delivery.payload)
+        attempted_at = timezone.now()
+        headers = webhook_headers(
+            event_id=delivery.event_id,
+            body=body,
+            secrets=tenant_signing_secrets(tenant=tenant),
+            at=attempted_at,
+        )
+        outcome: PostResult | PostFailed
+        try:
+            outcome = webhook_post(
+                url=delivery.target_url,
+                body=body.encode(),
+                headers=headers,
+                timeout_seconds=settings.WEBHOOK_TIMEOUT_SECONDS,
+            )
+        except PostFailed as failure:
+            outcome = failure
+        return _record(
+            claim=claim,
+            attempted_at=attempted_at,
+            webhook_timestamp=int(headers["webhook-timestamp"]),
+            outcome=outcome,
+        )
+
+
+def _attempt_fields(outcome: PostResult | PostFailed) -> dict[str, Any]:
+    if isinstance(outcome, PostFailed):
+        return {
+            "result": AttemptResult(outcome.kind.value),
+            "status_code": None,
+            "error": outcome.message[:ERROR_LENGTH],
+            "address": outcome.address,
+            "latency_ms": outcome.latency_ms,
+            "response_excerpt": "",
+        }
+    if 200 <= outcome.status < 300:
+        result, error = AttemptResult.SUCCESS, ""
+    elif outcome.status == 410:
+        result, error = AttemptResult.GONE, "The receiver answered 410 Gone: no further attempts."
+    else:
+        result, error = AttemptResult.HTTP_ERROR, f"The receiver answered {outcome.status}."
+    return {
+        "result": result,
+        "status_code": outcome.status,
+        "error": error,
+        "address": outcome.address,
+        "latency_ms": outcome.latency_ms,
+        "response_excerpt": outcome.body.decode("utf-8", "replace")[:RESPONSE_EXCERPT_LENGTH],
+    }
+
+
+def _record(
+    *,
+    claim: _Claim,
+    attempted_at: datetime,
+    webhook_timestamp: int,
+    outcome: PostResult | PostFailed,
+) -> DeliveryAttempt:
+    delivery = claim.delivery
+    fields = _attempt_fields(outcome)
+    result: AttemptResult = fields["result"]
+    now = timezone.now()
+    update: dict[str, Any] = {
+        "last_status_code": fields["status_code"],
+        "last_error": fields["error"],
+        "dispatched_at": None,
+    }
+    if result == AttemptResult.SUCCESS:
+        update |= {"status": DeliveryStatus.DELIVERED, "delivered_at": now}
+    elif result == AttemptResult.GONE:
+        update |= {"status": DeliveryStatus.GONE}
+    else:
+        delay = retry_delay(
+            round_attempts=delivery.round_attempts,
+            status_code=fields["status_code"],
+            retry_after=outcome.retry_after if isinstance(outcome, PostResult) else None,
+            now=now,
+        )
+        if delay is None:
+            update |= {"status": DeliveryStatus.FAILED}
+        else:
+            update |= {"next_attempt_at": now + delay}
+    with transaction.atomic():
+        attempt = DeliveryAttempt.objects.create(
+            delivery=delivery,
+            number=claim.number,
+            attempted_at=attempted_at,
+            webhook_timestamp=webhook_timestamp,
+            **fields,
+        )
+        # Fenced by the attempt number: a claim that outlived its lease records nothing here.
+        recorded = WebhookDelivery.objects.filter(
+            pk=delivery.pk, status=DeliveryStatus.PENDING, attempts=claim.number
+        ).update(**update)
+
+    metrics.attempts.labels(result=result.value).inc()
+    outcome_label = str(update.get("status", "retry"))
+    if recorded:
+        metrics.deliveries.labels(outcome=outcome_label).inc()
+        if result == AttemptResult.SUCCESS and delivery.delivered_at is None:
+            metrics.delivery_lag.observe(max(0.0, (now - _occurred_at(delivery)).total_seconds()))
+    logger.log(
+        logging.INFO if result == AttemptResult.SUCCESS else logging.WARNING,
+        "webhook %s attempt %d to %s: %s%s -> %s",
+        delivery.event_type,
+        claim.number,
+        urlsplit(delivery.target_url).hostname,
+        result.value,
+        f" {fields['status_code']}" if fields["status_code"] is not None else "",
+        outcome_label if recorded else "superseded",
+        extra={
+            "attempt": claim.number,
+            "result": result.value,
+            "status_code": fields["status_code"],
+            "latency_ms": fields["latency_ms"],
+            "address": fields["address"],
+        },
+    )
+    return attempt
+
+
+def _occurred_at(delivery: WebhookDelivery) -> datetime:
+    try:
+        return datetime.fromisoformat(str(delivery.payload["timestamp"]))
+    except (KeyError, TypeError, ValueError):
+        return delivery.created_at
+
+
+# --- sweeping and redelivering -----------------------------------------------------------------
+
+
+def webhook_sweep(*, limit: int = SWEEP_BATCH) -> list[uuid.UUID]:
+    """Due pending deliveries with no recent wake-up: marks them dispatched and returns their
+    ids, for the caller to send one "webhooks.deliver" each. Concurrent sweeps take disjoint
+    rows (SKIP LOCKED; SQLite serialises writers)."""
+    now = timezone.now()
+    with transaction.atomic():
+        ids = list(
+            WebhookDelivery.objects.select_for_update(skip_locked=True)
+            .filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
+            .filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=now - REDISPATCH_AFTER))
+            .order_by("next_attempt_at")
+            .values_list("pk", flat=True)[:limit]
+        )
+        if ids:
+            WebhookDelivery.objects.filter(pk__in=ids).update(dispatched_at=now)
+    return ids
+
+
+def webhook_redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
+    """Sends a delivered, failed or gone delivery again, now, with the same `webhook-id` and a
+    fresh signature; failing, it retries on a new round of the schedule."""
+    now = timezone.now()
+    with transaction.atomic():
+        updated = WebhookDelivery.objects.filter(pk=delivery.pk, status__in=_FINAL).update(
+            status=DeliveryStatus.PENDING, round_attempts=0, next_attempt_at=now, dispatched_at=now
+        )
+        if not updated:
+            raise Conflict(
+                "The delivery is still pending; its next attempt is already scheduled.",
+                code="delivery_pending",
+            )
+        transaction.on_commit(lambda: _enqueue_delivery(delivery.pk), robust=True)
+    delivery.refresh_from_db()
+    logger.info("webhook %s redelivery requested", delivery.event_id)
+    return delivery
+
+
+@dataclass(frozen=True)
+class RotatedSecret:
+    secret: str
+    previous_secret_expires_at: datetime | None
+
+
+def webhook_secret_rotate(*, tenant: Tenant) -> RotatedSecret:
+    """A new signing secret for the tenant; the previous one keeps signing during the overlap."""
+    tenant = tenant_webhook_secret_rotate(tenant=tenant)
+    logger.info("webhook secret rotated for tenant %s", tenant.name)
+    return RotatedSecret(
+        secret=tenant.webhook_secret,
+        previous_secret_expires_at=tenant.previous_webhook_secret_expires_at,
+    )

@@ -1,0 +1,35 @@
+"""Celery tasks of webhook delivery: thin wrappers over webhooks.services."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from celery import shared_task
+
+from webhooks.services import webhook_deliver, webhook_sweep
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="webhooks.deliver")
+def deliver(delivery_id: str) -> None:
+    """Makes the due attempt of one delivery (a no-op when it is not due or already taken)."""
+    try:
+        pk = uuid.UUID(str(delivery_id))
+    except ValueError:
+        logger.error("webhooks.deliver: %r is not a delivery id", delivery_id)
+        return
+    webhook_deliver(delivery_id=pk)
+
+
+@shared_task(name="webhooks.sweep")
+def sweep() -> int:
+    """Sends a wake-up for every due delivery that has none outstanding (beat, every few
+    seconds). Returns how many were sent."""
+    ids = webhook_sweep()
+    for pk in ids:
+        deliver.delay(str(pk))
+    if ids:
+        logger.info("webhooks.sweep dispatched %d due deliveries", len(ids))
+    return len(ids)

@@ -1,0 +1,167 @@
+"""The one way webhook deliveries leave novitai: a single POST, pinned to a checked address.
+
+Each attempt resolves the target once through the SSRF guard and connects to the address that
+was checked, with the URL's name in the Host header, the TLS SNI and the certificate check — as
+saleor's requests-hardened does — so that no second DNS lookup can move the connection.
+Redirects are never followed, nothing is retried here (the delivery schedule retries), every
+attempt has a connect timeout and an overall deadline, and at most RESPONSE_READ_LIMIT bytes of
+the answer are read.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+
+import urllib3
+from django.conf import settings
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    NewConnectionError,
+    ReadTimeoutError,
+    SSLError,
+)
+
+from novitai.errors import ValidationFailed
+from webhooks.ssrf import WebhookTarget, webhook_target_resolve
+
+RESPONSE_READ_LIMIT = 4096
+_READ_CHUNK = 1024
+
+
+class FailureKind(StrEnum):
+    BLOCKED = "blocked"  # the SSRF guard refused the target
+    DNS_ERROR = "dns_error"
+    TIMEOUT = "timeout"
+    CONNECTION_ERROR = "connection_error"
+    TLS_ERROR = "tls_error"
+
+
+@dataclass(frozen=True)
+class PostResult:
+    """A receiver answered. `body` holds at most RESPONSE_READ_LIMIT bytes of its answer."""
+
+    status: int
+    retry_after: str | None
+    body: bytes
+    address: str
+    latency_ms: int
+
+
+class PostFailed(Exception):
+    """No answer: refused by the guard, unresolvable, timed out, connection or TLS failure."""
+
+    def __init__(self, kind: FailureKind, message: str, *, address: str = "", latency_ms: int = 0):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.address = address
+        self.latency_ms = latency_ms
+
+
+def _pool(target: WebhookTarget, timeout: urllib3.Timeout) -> urllib3.HTTPConnectionPool:
+    address = target.address
+    if target.scheme == "https":
+        return urllib3.HTTPSConnectionPool(
+            address,
+            target.port,
+            timeout=timeout,
+            retries=False,
+            maxsize=1,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=settings.WEBHOOK_CA_BUNDLE or None,
+            server_hostname=target.host,  # TLS SNI
+            assert_hostname=target.host,  # the certificate must name the host, not the IP
+        )
+    return urllib3.HTTPConnectionPool(
+        address, target.port, timeout=timeout, retries=False, maxsize=1
+    )
+
+
+def webhook_post(
+    *, url: str, body: bytes, headers: dict[str, str], timeout_seconds: float
+) -> PostResult:
+    """POSTs `body` to `url` once. Returns the answer whatever its status; raises PostFailed
+    when there is none."""
+    started = time.monotonic()
+
+    def elapsed_ms() -> int:
+        return int((time.monotonic() - started) * 1000)
+
+    try:
+        target = webhook_target_resolve(url)
+    except ValidationFailed as exc:
+        raise PostFailed(FailureKind.BLOCKED, exc.message, latency_ms=elapsed_ms()) from None
+    except (OSError, UnicodeError):
+        raise PostFailed(
+            FailureKind.DNS_ERROR, "The host name does not resolve.", latency_ms=elapsed_ms()
+        ) from None
+
+    deadline = started + timeout_seconds
+    timeout = urllib3.Timeout(
+        total=timeout_seconds,
+        connect=min(settings.WEBHOOK_CONNECT_TIMEOUT_SECONDS, timeout_seconds),
+    )
+    pool = _pool(target, timeout)
+    try:
+        response = pool.urlopen(
+            "POST",
+            target.path,
+            body=body,
+            headers={**headers, "Host": target.host_header},
+            redirect=False,
+            retries=False,
+            assert_same_host=False,
+            preload_content=False,
+            decode_content=False,
+        )
+        try:
+            received = bytearray()
+            while len(received) < RESPONSE_READ_LIMIT and time.monotonic() < deadline:
+                chunk = response.read(min(_READ_CHUNK, RESPONSE_READ_LIMIT - len(received)))
+                if not chunk:
+                    break
+                received += chunk
+        except HTTPError:
+            received = bytearray()  # the status line and headers arrived: that is the answer
+        finally:
+            response.close()
+        return PostResult(
+            status=response.status,
+            retry_after=response.headers.get("Retry-After"),
+            body=bytes(received),
+            address=target.address,
+            latency_ms=elapsed_ms(),
+        )
+    except SSLError as exc:
+        raise _failed(
+            FailureKind.TLS_ERROR, f"TLS error: {_reason(exc)}", target, elapsed_ms()
+        ) from None
+    except NewConnectionError as exc:
+        raise _failed(
+            FailureKind.CONNECTION_ERROR, f"Connection failed: {_reason(exc)}", target, elapsed_ms()
+        ) from None
+    except (ConnectTimeoutError, ReadTimeoutError):
+        raise _failed(
+            FailureKind.TIMEOUT, f"No answer within {timeout_seconds:g} s.", target, elapsed_ms()
+        ) from None
+    except (HTTPError, OSError) as exc:
+        raise _failed(
+            FailureKind.CONNECTION_ERROR, f"Connection failed: {_reason(exc)}", target, elapsed_ms()
+        ) from None
+    finally:
+        pool.close()
+
+
+def _reason(exc: BaseException) -> str:
+    """A short description of a low-level error, without the URL."""
+    inner = getattr(exc, "reason", None) or exc.__context__ or exc
+    text = type(inner).__name__
+    detail = getattr(inner, "strerror", None) or getattr(inner, "reason", None)
+    return f"{text} ({detail})" if isinstance(detail, str) and detail else text
+
+
+def _failed(kind: FailureKind, message: str, target: WebhookTarget, latency_ms: int) -> PostFailed:
+    return PostFailed(kind, message, address=target.address, latency_ms=latency_ms)
