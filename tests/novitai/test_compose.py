@@ -89,7 +89,10 @@ def test_compose_flower_command_serves() -> None:
 def test_compose_sandbox_command_serves() -> None:
     port = free_port()
     command = shlex.split(
-        SERVICES["sandbox"]["command"].replace("0.0.0.0", "127.0.0.1").replace("8765", str(port))
+        SERVICES["sandbox"]["command"]
+        .replace("0.0.0.0", "127.0.0.1")
+        .replace("8765", str(port))
+        .replace("--public-host sandbox", "--public-host 127.0.0.1")
     )
     command[0] = sys.executable
     assert run_until_answering(command, f"http://127.0.0.1:{port}/_sandbox/stats") == 200
