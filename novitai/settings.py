@@ -348,7 +348,10 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {
+        "WebhookDeliveryStatusEnum": "webhooks.models.DeliveryStatus",  # webhooks (issue 6)
+        "WebhookAttemptResultEnum": "webhooks.models.AttemptResult",  # webhooks (issue 6)
+    },
 }
 
 # --- Auth, i18n, static ---------------------------------------------------------------------
