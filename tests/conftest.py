@@ -5,11 +5,15 @@ Sections are owned by the piece of novitai they serve; add to your section only.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from django.conf import settings
 from django.core.cache import caches
 from rest_framework.test import APIClient
 
+from novitai.sandbox import TIMING_PRESETS, SandboxConfig, SandboxServer
+from novitai.sandbox.control import SandboxControl
 from tenants.models import Tenant
 from tenants.services import tenant_create
 
@@ -72,3 +76,31 @@ def pytest_report_header(config) -> list[str]:  # type: ignore[no-untyped-def]
         f"cache={settings.CACHES['default']['BACKEND'].rsplit('.', 1)[-1]} "
         f"broker={str(app.conf.broker_url).split(':', 1)[0]}"
     ]
+
+
+# --- sandbox: the simulated Novita over HTTP on loopback ---------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[SandboxServer]:
+    """One sandbox for the whole session, fast timing (dwell 0.1-0.2 s, app boot 0.3 s)."""
+    server = SandboxServer(config=SandboxConfig(timing=TIMING_PRESETS["fast"])).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_server: SandboxServer) -> SandboxControl:
+    """The session sandbox, reset (instances, stats, calls, faults, timing); .url, .api_base,
+    .api_key and the control methods (stats, instances, calls, set_faults, set_timing, …)."""
+    control = SandboxControl(sandbox_server.url, sandbox_server.api_key)
+    control.reset()
+    return control
+
+
+@pytest.fixture
+def novita_settings(settings, sandbox: SandboxControl) -> SandboxControl:  # type: ignore[no-untyped-def]
+    """Point novitai's Novita client at the sandbox (NOVITA_API_BASE_URL, NOVITA_API_KEY)."""
+    settings.NOVITA_API_BASE_URL = sandbox.api_base
+    settings.NOVITA_API_KEY = sandbox.api_key
+    return sandbox

@@ -1,0 +1,149 @@
+"""python -m novitai.sandbox: run the Novita sandbox until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from typing import Any
+
+from .config import (
+    STATUS_DWELL_FIELDS,
+    TIMING_PRESETS,
+    ConfigError,
+    Faults,
+    SandboxConfig,
+    faults_update,
+    timing_update,
+)
+from .server import SandboxServer
+
+
+def _pair(raw: str) -> tuple[str, str]:
+    key, sep, value = raw.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {raw!r}")
+    return key, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m novitai.sandbox",
+        description="A standalone imitation of the Novita v1 GPU-instance API.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    parser.add_argument(
+        "--api-key",
+        nargs="?",
+        default="sandbox-key",
+        const="sandbox-key",
+        help="the Bearer key the API accepts (default sandbox-key)",
+    )
+    parser.add_argument("--public-host", default="", help="host used in endpoint URLs")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--verbose", action="store_true", help="log every request")
+
+    timing = parser.add_argument_group("timing")
+    timing.add_argument("--timing", choices=sorted(TIMING_PRESETS), default="fast")
+    timing.add_argument(
+        "--dwell",
+        type=_pair,
+        action="append",
+        default=[],
+        metavar="STATUS=SECONDS",
+        help=f"dwell time of one status ({', '.join(STATUS_DWELL_FIELDS)}); repeatable",
+    )
+    timing.add_argument("--app-boot", type=float, help="seconds from running to app ready")
+    timing.add_argument("--removed-linger", type=float, help="seconds a removed instance shows")
+
+    faults = parser.add_argument_group("faults (all settable at runtime: POST /_sandbox/faults)")
+    faults.add_argument("--error-rate", type=float, help="fraction of calls answered 500")
+    faults.add_argument("--latency-ms", type=float, help="added to every API call")
+    faults.add_argument("--rate-limit", type=float, help="calls per second before 429")
+    faults.add_argument(
+        "--capacity-error",
+        action="append",
+        default=[],
+        metavar="REGION[=N]",
+        help="creates in REGION (or REGION/PRODUCT, or *) fail INSUFFICIENT_RESOURCE "
+        "(N times; all by default); repeatable",
+    )
+    faults.add_argument("--not-found-status", type=int, choices=(400, 404))
+    faults.add_argument("--not-found-spelling", choices=("not found", "not fount"))
+    faults.add_argument("--lose-create-answers", type=int, metavar="N")
+    faults.add_argument("--lose-create-mode", choices=("close", "delay"))
+    faults.add_argument("--pull-fail-image", metavar="SUBSTRING")
+    faults.add_argument("--unhealthy-name", metavar="GLOB")
+    faults.add_argument("--proxy-error-name", metavar="GLOB")
+    faults.add_argument("--list-lag", type=float, metavar="SECONDS")
+    faults.add_argument("--faults", metavar="JSON", help="any faults as a JSON object")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> SandboxConfig:
+    timing_changes: dict[str, Any] = {key: float(value) for key, value in args.dwell}
+    if args.app_boot is not None:
+        timing_changes["app_boot"] = args.app_boot
+    if args.removed_linger is not None:
+        timing_changes["removed_linger"] = args.removed_linger
+    timing = timing_update(TIMING_PRESETS[args.timing], timing_changes)
+
+    changes: dict[str, Any] = json.loads(args.faults) if args.faults else {}
+    flags = {
+        "error_rate": args.error_rate,
+        "latency_ms": args.latency_ms,
+        "rate_limit_per_second": args.rate_limit,
+        "not_found_status": args.not_found_status,
+        "not_found_spelling": args.not_found_spelling,
+        "lose_create_answers": args.lose_create_answers,
+        "lose_create_mode": args.lose_create_mode,
+        "pull_fail_image": args.pull_fail_image,
+        "unhealthy_name": args.unhealthy_name,
+        "proxy_error_name": args.proxy_error_name,
+        "list_lag_s": args.list_lag,
+    }
+    changes.update({key: value for key, value in flags.items() if value is not None})
+    if args.capacity_error:
+        capacity = dict(changes.get("capacity_errors", {}))
+        for raw in args.capacity_error:
+            region, _, count = raw.partition("=")
+            capacity[region] = int(count) if count else -1
+        changes["capacity_errors"] = capacity
+    faults = faults_update(Faults(), changes)
+    return SandboxConfig(timing=timing, faults=faults, seed=args.seed, public_host=args.public_host)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except (ConfigError, ValueError) as error:
+        parser.error(str(error))
+    server = SandboxServer(args.host, args.port, args.api_key, config, verbose=args.verbose)
+    try:
+        server.start()
+    except OSError as error:
+        print(f"novita sandbox: cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    print(f"Novita sandbox listening on {server.url} (API base {server.api_base})", flush=True)
+    print(f"  timing={args.timing}  control: {server.url}/_sandbox/stats", flush=True)
+    while not stop.wait(0.5):
+        pass
+    server.stop()
+    print("Novita sandbox stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
