@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from typing import Any
 
@@ -45,14 +46,15 @@ class Command(BaseCommand):
 
         path.write_text(json.dumps({"api_key": key, "admin_password": password}))
         path.chmod(0o600)
+        base = f"http://localhost:{os.environ.get('WEB_PORT', '8000')}"
         self.stdout.write("")
         self.stdout.write("  novitai demo credentials (local development only)")
         self.stdout.write(f"    tenant:          {DEMO_TENANT}")
         self.stdout.write(f"    api_key:         {key}")
         self.stdout.write(f"    webhook_secret:  {tenant.webhook_secret}")
         self.stdout.write(f"    admin login:     {ADMIN_USER} / {password}")
-        self.stdout.write("    API:             http://localhost:8000/api/v1/  (Bearer <api_key>)")
-        self.stdout.write("    docs:            http://localhost:8000/api/docs/")
-        self.stdout.write("    admin:           http://localhost:8000/admin/")
-        self.stdout.write("    health:          http://localhost:8000/health/ready")
+        self.stdout.write(f"    API:             {base}/api/v1/  (Bearer <api_key>)")
+        self.stdout.write(f"    docs:            {base}/api/docs/")
+        self.stdout.write(f"    admin:           {base}/admin/")
+        self.stdout.write(f"    health:          {base}/health/ready")
         self.stdout.write("")
