@@ -5,11 +5,14 @@
     ├── InvalidStateChange    the action does not fit the current status: re-read the status
     ├── CapacityUnavailable   no capacity for this offer: try another offer
     ├── RejectedInput         Novita refused the request as invalid: do not retry
-    │   └── QuotaExceeded     account limits or balance: do not retry, tell a human
+    │   ├── QuotaExceeded     account limits or balance: do not retry, tell a human
+    │   └── MalformedResponse an answer of the wrong shape (API drift, wrong base URL): tell a human
     ├── AuthFailed            the API key is wrong or lacks permission: do not retry
     ├── RateLimited           slow down: retry after `retry_after` seconds
     ├── Unavailable           5xx, connection error, read timeout: retry later
-    │   └── CircuitOpen       the breaker is open: no call was made; retry after it closes
+    │   ├── CircuitOpen       the breaker is open: no call was made; retry after it closes
+    │   ├── ConnectFailed     no connection could be made: nothing was sent (safe even for a create)
+    │   └── GarbledResponse   a 2xx whose body is not JSON (a proxy page, a cut-off body)
     └── UnknownOutcome        a create was sent and its answer lost: look it up by name first
 
 Messages never carry the API key or registry passwords.
@@ -66,6 +69,13 @@ class QuotaExceeded(RejectedInput):
     pass
 
 
+class MalformedResponse(RejectedInput):
+    """Novita answered, but not in the shape of its API: retrying cannot help.
+
+    The message names the field and the expected type, never the value (it may be a secret).
+    """
+
+
 class AuthFailed(NovitaError):
     pass
 
@@ -80,6 +90,14 @@ class RateLimited(NovitaError):
 
 class Unavailable(NovitaError):
     retryable = True
+
+
+class ConnectFailed(Unavailable):
+    """The connection could not be made (refused, DNS, connect timeout): nothing was sent."""
+
+
+class GarbledResponse(Unavailable):
+    """A 2xx answer that is not JSON: something between us and Novita is unwell."""
 
 
 class CircuitOpen(Unavailable):

@@ -1,0 +1,62 @@
+"""The client's configuration, read from settings (novitai/settings.py, "Novita" section)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from novitai.novita.breaker import CircuitBreaker
+from novitai.novita.ratelimit import RateLimiter
+
+# A Retry-After longer than this is not slept inside a task: RateLimited is raised instead, and
+# the caller reschedules (next_attempt_at).
+MAX_RETRY_AFTER_SECONDS = 30.0
+# How long a call waits for a slot under the shared request-rate ceiling before RateLimited.
+RATE_LIMIT_MAX_WAIT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class NovitaConfig:
+    base_url: str
+    api_key: str = field(repr=False)
+    connect_timeout: float = 5.0
+    read_timeout: float = 15.0
+    create_timeout: float = 30.0
+    max_retries: int = 3
+    backoff_base: float = 0.5
+    backoff_cap: float = 8.0
+    rate_limit_per_second: float = 10.0
+    breaker_failure_threshold: int = 5
+    breaker_reset_seconds: float = 30.0
+    list_page_size: int = 100
+    max_retry_after: float = MAX_RETRY_AFTER_SECONDS
+    rate_limit_max_wait: float = RATE_LIMIT_MAX_WAIT_SECONDS
+
+    @classmethod
+    def from_settings(cls) -> NovitaConfig:
+        return cls(
+            base_url=settings.NOVITA_API_BASE_URL.rstrip("/"),
+            api_key=settings.NOVITA_API_KEY,
+            connect_timeout=settings.NOVITA_CONNECT_TIMEOUT,
+            read_timeout=settings.NOVITA_READ_TIMEOUT,
+            create_timeout=settings.NOVITA_CREATE_TIMEOUT,
+            max_retries=settings.NOVITA_MAX_RETRIES,
+            backoff_base=settings.NOVITA_BACKOFF_BASE,
+            backoff_cap=settings.NOVITA_BACKOFF_CAP,
+            rate_limit_per_second=settings.NOVITA_RATE_LIMIT_PER_SECOND,
+            breaker_failure_threshold=settings.NOVITA_BREAKER_FAILURE_THRESHOLD,
+            breaker_reset_seconds=settings.NOVITA_BREAKER_RESET_SECONDS,
+            list_page_size=settings.NOVITA_LIST_PAGE_SIZE,
+        )
+
+    def breaker(self) -> CircuitBreaker:
+        return CircuitBreaker(
+            failure_threshold=self.breaker_failure_threshold,
+            reset_seconds=self.breaker_reset_seconds,
+            # A probe that died frees the lock once the longest call it could make is over.
+            probe_ttl=self.connect_timeout + max(self.read_timeout, self.create_timeout) + 5,
+        )
+
+    def rate_limiter(self) -> RateLimiter:
+        return RateLimiter(per_second=self.rate_limit_per_second, max_wait=self.rate_limit_max_wait)
