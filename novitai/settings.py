@@ -242,6 +242,13 @@ CATALOG_OFFER_TTL_SECONDS = env.int("CATALOG_OFFER_TTL_SECONDS", default=60)
 CATALOG_CAPACITY_MEMORY_SECONDS = env.int("CATALOG_CAPACITY_MEMORY_SECONDS", default=180)
 # Region codes tried after the preferred one, in this order; then any other region by price.
 CATALOG_REGION_FALLBACK_ORDER = env.list("CATALOG_REGION_FALLBACK_ORDER", default=[])
+# >>> catalog -------------------------------------------------------------------------------------
+CELERY_BEAT_SCHEDULE["catalog.sync"] = {
+    "task": "catalog.sync",
+    "schedule": float(CATALOG_SYNC_INTERVAL_SECONDS),
+    "options": {"expires": float(CATALOG_SYNC_INTERVAL_SECONDS)},
+}
+# <<< catalog -------------------------------------------------------------------------------------
 
 # --- Provisioning ---------------------------------------------------------------------------
 
