@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.conf import settings
 from django.utils import timezone
 
 from catalog.caches import NamedCache
 from catalog.models import CatalogState, Region
+from novitai.sandbox.control import SandboxControl
 from tests.catalog.factories import RegionFactory
 
 REGION_CODES = ("EU-NL-01", "EU-DE-01", "US-TX-02", "US-CA-06", "AS-JP-03")
@@ -32,3 +35,17 @@ def _fresh_cache_stats() -> None:
     """Cache statistics survive a clear by design; every catalog test starts them at 0."""
     for name in settings.NOVITAI_CACHES:
         NamedCache(name).stats_reset()
+
+
+@pytest.fixture
+def novita(novita_settings: SandboxControl, settings: Any, db: None) -> SandboxControl:
+    """The real client against the sandbox, without its request-rate ceiling and retries (a
+    failure here is a failure at once)."""
+    settings.NOVITA_RATE_LIMIT_PER_SECOND = 10_000.0
+    settings.NOVITA_MAX_RETRIES = 0
+    return novita_settings
+
+
+def upstream_calls(sandbox: SandboxControl) -> dict[str, dict[str, int]]:
+    """The sandbox's API calls by endpoint and status, e.g. {"GET /clusters": {"200": 1}}."""
+    return sandbox.stats()["calls"]
