@@ -6,6 +6,7 @@ Sections are owned by the piece of novitai they serve; add to your section only.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -99,7 +100,7 @@ def sandbox(sandbox_server: SandboxServer) -> SandboxControl:
 
 
 @pytest.fixture
-def novita_settings(settings, sandbox: SandboxControl) -> SandboxControl:  # type: ignore[no-untyped-def]
+def novita_settings(settings: Any, sandbox: SandboxControl) -> SandboxControl:
     """Point novitai's Novita client at the sandbox (NOVITA_API_BASE_URL, NOVITA_API_KEY)."""
     settings.NOVITA_API_BASE_URL = sandbox.api_base
     settings.NOVITA_API_KEY = sandbox.api_key

@@ -153,6 +153,7 @@ class Faults:
     latency_ms: float = 0.0  # added before every API call is handled
     fail_next: tuple[FailRule, ...] = ()
     rate_limit_per_second: float = 0.0  # 0 = off; above it 429 with Retry-After
+    rate_limit_window_s: float = 1.0  # the limit is rate * window calls per sliding window
     # create -> 400 INSUFFICIENT_RESOURCE; key "<clusterId>", "<clusterId>/<productId>" or "*",
     # value: how many next creates there fail (-1: all of them).
     capacity_errors: dict[str, int] = field(default_factory=dict)
@@ -270,6 +271,8 @@ def faults_update(current: Faults, changes: dict[str, Any], *, now: float | None
             values[key] = value
     if values.get("error_rate", 0.0) > 1.0:
         raise ConfigError("error_rate must be in [0, 1]")
+    if values.get("rate_limit_window_s", 1.0) <= 0:
+        raise ConfigError("rate_limit_window_s must be > 0")
     return dataclasses.replace(current, **values)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import heapq
+import math
 import random
 import threading
 import time
@@ -242,11 +243,11 @@ class Sandbox:
         """
         faults = self.faults
         if faults.rate_limit_per_second > 0:
-            window = self._rate_window
-            while window and window[0] <= now - 1.0:
+            window, span = self._rate_window, faults.rate_limit_window_s
+            while window and window[0] <= now - span:
                 window.popleft()
-            if len(window) >= faults.rate_limit_per_second:
-                retry_after = max(1, int(window[0] + 1.0 - now + 0.999))
+            if len(window) >= faults.rate_limit_per_second * span:
+                retry_after = max(1, math.ceil(window[0] + span - now))
                 error = ApiError(
                     429,
                     "RATE_LIMIT_EXCEEDED",
@@ -269,8 +270,11 @@ class Sandbox:
         rules = list(self.faults.fail_next)
         for index, rule in enumerate(rules):
             if rule.after_effect == after_effect and rule.matches(method, path, now):
-                if rule.count > 0:
-                    rules[index] = dataclasses.replace(rule, count=rule.count - 1)
+                if rule.count > 0:  # a used-up rule goes away; -1 stays until `until`
+                    if rule.count == 1:
+                        del rules[index]
+                    else:
+                        rules[index] = dataclasses.replace(rule, count=rule.count - 1)
                     self.faults = dataclasses.replace(self.faults, fail_next=tuple(rules))
                 return rule
         return None
@@ -557,7 +561,7 @@ class Sandbox:
             "removed_at": instance.removed_at
             if instance.removed_at is not None and instance.removed_at <= now
             else None,
-            "visible": instance.id in self.visible,
+            "visible": instance.purge_at is None or instance.purge_at > now,
             "vanished": instance.vanished,
             "billed_seconds": round(instance.billed_seconds(now), 3),
         }
