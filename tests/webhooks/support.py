@@ -13,8 +13,8 @@ from typing import Any
 from django.db import transaction
 
 from tenants.models import Tenant
-from webhooks.models import WebhookDelivery
-from webhooks.services import webhook_event_record
+from webhooks.models import DeliveryAttempt, WebhookDelivery
+from webhooks.services import webhook_deliver, webhook_event_record
 
 INSTANCE_ID = uuid.UUID("5d9e1c8a-2f4b-4c6e-9a1d-7b3c2e1f0a9b")
 INSTANCE_DATA: dict[str, Any] = {
@@ -118,3 +118,10 @@ def make_due(delivery: WebhookDelivery) -> None:
     WebhookDelivery.objects.filter(pk=delivery.pk).update(
         next_attempt_at=timezone.now() - timedelta(seconds=1)
     )
+
+
+def deliver(delivery: WebhookDelivery) -> DeliveryAttempt:
+    """Makes the due attempt of `delivery`, which must be due."""
+    attempt = webhook_deliver(delivery_id=delivery.pk)
+    assert attempt is not None
+    return attempt

@@ -12,8 +12,16 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from tenants.models import Tenant
 from tenants.services import webhook_secret_generate
-from tests.webhooks.support import INSTANCE_DATA, INSTANCE_ID, Answer, Receiver, make_due, record
-from webhooks.models import AttemptResult, DeliveryAttempt, DeliveryStatus, WebhookDelivery
+from tests.webhooks.support import (
+    INSTANCE_DATA,
+    INSTANCE_ID,
+    Answer,
+    Receiver,
+    deliver,
+    make_due,
+    record,
+)
+from webhooks.models import AttemptResult, DeliveryStatus, WebhookDelivery
 from webhooks.services import (
     USER_AGENT,
     webhook_body,
@@ -25,19 +33,13 @@ from webhooks.services import (
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("allow_private")]
 
 
-def _deliver(delivery: WebhookDelivery) -> DeliveryAttempt:
-    attempt = webhook_deliver(delivery_id=delivery.pk)
-    assert attempt is not None
-    return attempt
-
-
 def test_delivery_is_signed_and_verifies_with_the_reference_verifier(
     tenant: Tenant, receiver: Receiver
 ) -> None:
     delivery = record(tenant, receiver.url())
     before = int(timezone.now().timestamp())
 
-    attempt = _deliver(delivery)
+    attempt = deliver(delivery)
 
     assert len(receiver.requests) == 1
     sent = receiver.requests[0]
@@ -74,7 +76,7 @@ def test_reference_verifier_rejects_tampering_a_wrong_secret_and_a_stale_timesta
     tenant: Tenant, receiver: Receiver
 ) -> None:
     delivery = record(tenant, receiver.url())
-    _deliver(delivery)
+    deliver(delivery)
     sent = receiver.requests[0]
     verifier = Webhook(tenant.webhook_secret)
 
@@ -104,7 +106,7 @@ def test_three_failures_then_success_makes_four_attempts_with_the_same_webhook_i
     delivery = record(tenant, receiver.url())
 
     for expected_attempts in (1, 2, 3):
-        attempt = _deliver(delivery)
+        attempt = deliver(delivery)
         assert attempt.result == AttemptResult.HTTP_ERROR
         assert attempt.status_code == 500
         delivery.refresh_from_db()
@@ -116,7 +118,7 @@ def test_three_failures_then_success_makes_four_attempts_with_the_same_webhook_i
         assert webhook_deliver(delivery_id=delivery.pk) is None  # … and nothing is sent early
         make_due(delivery)
 
-    _deliver(delivery)
+    deliver(delivery)
 
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.DELIVERED
@@ -142,7 +144,7 @@ def test_retry_waits_follow_the_schedule(tenant: Tenant, receiver: Receiver, set
 
     waits = []
     for _ in range(2):
-        attempt = _deliver(delivery)
+        attempt = deliver(delivery)
         delivery.refresh_from_db()
         waits.append((delivery.next_attempt_at - attempt.attempted_at).total_seconds())
         make_due(delivery)
@@ -155,7 +157,7 @@ def test_410_stops_for_good(tenant: Tenant, receiver: Receiver) -> None:
     receiver.default = Answer(410, body=b"gone")
     delivery = record(tenant, receiver.url())
 
-    attempt = _deliver(delivery)
+    attempt = deliver(delivery)
 
     assert attempt.result == AttemptResult.GONE
     delivery.refresh_from_db()
@@ -175,7 +177,7 @@ def test_schedule_exhaustion_marks_the_delivery_failed(
     receiver.default = Answer(404)
     delivery = record(tenant, receiver.url())
 
-    results = [_deliver(delivery).status_code for _ in range(3)]
+    results = [deliver(delivery).status_code for _ in range(3)]
 
     assert results == [404, 404, 404]
     delivery.refresh_from_db()
@@ -193,7 +195,7 @@ def test_redirect_is_not_followed_and_is_a_failed_attempt(
     receiver.default = Answer(302, headers={"Location": sink.url("/internal")})
     delivery = record(tenant, receiver.url())
 
-    attempt = _deliver(delivery)
+    attempt = deliver(delivery)
 
     assert attempt.result == AttemptResult.HTTP_ERROR
     assert attempt.status_code == 302
@@ -212,7 +214,7 @@ def test_retry_after_is_honoured_on_429_and_503(
     receiver.default = Answer(status, headers={"Retry-After": "600"})
     delivery = record(tenant, receiver.url())
 
-    attempt = _deliver(delivery)
+    attempt = deliver(delivery)
 
     delivery.refresh_from_db()
     wait = (delivery.next_attempt_at - attempt.attempted_at).total_seconds()
@@ -227,7 +229,7 @@ def test_retry_after_is_ignored_on_other_statuses(
     receiver.default = Answer(500, headers={"Retry-After": "600"})
     delivery = record(tenant, receiver.url())
 
-    attempt = _deliver(delivery)
+    attempt = deliver(delivery)
 
     delivery.refresh_from_db()
     assert 4 <= (delivery.next_attempt_at - attempt.attempted_at).total_seconds() <= 7
@@ -237,7 +239,7 @@ def test_timeout_is_a_retried_attempt(tenant: Tenant, silent_port: int, settings
     settings.WEBHOOK_TIMEOUT_SECONDS = 0.3
     delivery = record(tenant, f"http://127.0.0.1:{silent_port}/hook")
 
-    attempt = _deliver(delivery)
+    attempt = deliver(delivery)
 
     assert attempt.result == AttemptResult.TIMEOUT
     assert attempt.status_code is None
@@ -252,7 +254,7 @@ def test_timeout_is_a_retried_attempt(tenant: Tenant, silent_port: int, settings
 def test_connection_refused_is_a_retried_attempt(tenant: Tenant, closed_port: int) -> None:
     delivery = record(tenant, f"http://127.0.0.1:{closed_port}/hook")
 
-    attempt = _deliver(delivery)
+    attempt = deliver(delivery)
 
     assert attempt.result == AttemptResult.CONNECTION_ERROR
     assert attempt.error.startswith("Connection failed: ")
@@ -264,7 +266,7 @@ def test_connection_refused_is_a_retried_attempt(tenant: Tenant, closed_port: in
 def test_unresolvable_host_is_a_retried_attempt(tenant: Tenant) -> None:
     delivery = record(tenant, "https://receiver.invalid/hook")
 
-    attempt = _deliver(delivery)
+    attempt = deliver(delivery)
 
     assert attempt.result == AttemptResult.DNS_ERROR
     assert attempt.error == "The host name does not resolve."
@@ -277,7 +279,7 @@ def test_response_body_read_is_capped(tenant: Tenant, receiver: Receiver) -> Non
     receiver.default = Answer(200, body=b"x" * 100_000)
     delivery = record(tenant, receiver.url())
 
-    attempt = _deliver(delivery)
+    attempt = deliver(delivery)
 
     assert attempt.result == AttemptResult.SUCCESS
     assert attempt.response_excerpt == "x" * 512
@@ -307,7 +309,7 @@ def test_lost_broker_message_is_delivered_by_the_sweeper(
 def test_sweeper_redrives_a_due_retry_at_once(tenant: Tenant, receiver: Receiver) -> None:
     receiver.answers.append(Answer(500))
     delivery = record(tenant, receiver.url())
-    _deliver(delivery)
+    deliver(delivery)
     assert webhook_sweep() == []  # not due yet
 
     make_due(delivery)
@@ -344,7 +346,7 @@ def test_an_attempt_that_outlived_its_claim_records_nothing_on_the_delivery(
     stale = _claim(delivery.pk, timezone.now())
     assert stale is not None
     make_due(delivery)  # the worker died; its claim expired
-    _deliver(delivery)  # attempt 2 delivers
+    deliver(delivery)  # attempt 2 delivers
     delivery.refresh_from_db()
     delivered_at = delivery.delivered_at
 
@@ -395,7 +397,7 @@ def test_payload_is_the_exact_body_of_the_event(tenant: Tenant, receiver: Receiv
         instance_id=INSTANCE_ID,
         occurred_at=occurred,
     )
-    _deliver(delivery)
+    deliver(delivery)
 
     assert json.loads(receiver.requests[0].body) == {
         "type": "instance.failed",

@@ -8,10 +8,9 @@ import pytest
 
 from novitai.errors import ValidationFailed
 from tenants.models import Tenant
-from tests.webhooks.support import Receiver, record
+from tests.webhooks.support import Receiver, deliver, record
 from webhooks import ssrf
 from webhooks.models import AttemptResult, DeliveryStatus
-from webhooks.services import webhook_deliver
 from webhooks.ssrf import address_is_blocked, webhook_target_resolve, webhook_url_validate
 
 PUBLIC = "93.184.215.14"
@@ -160,9 +159,8 @@ def test_dns_rebinding_to_a_private_address_gets_no_connection(
     webhook_url_validate(url)  # public when the instance was created …
     delivery = record(tenant, url)
 
-    attempt = webhook_deliver(delivery_id=delivery.pk)  # … loopback at delivery time
+    attempt = deliver(delivery)  # … loopback at delivery time
 
-    assert attempt is not None
     assert attempt.result == AttemptResult.BLOCKED
     assert attempt.error == (
         "The webhook URL is not allowed: the host resolves to a non-public address (127.0.0.1)."
@@ -183,9 +181,8 @@ def test_private_target_recorded_without_validation_gets_no_connection(
 ) -> None:
     delivery = record(tenant, f"http://{host}:{sink.port}/hook")
 
-    attempt = webhook_deliver(delivery_id=delivery.pk)
+    attempt = deliver(delivery)
 
-    assert attempt is not None
     assert attempt.result == AttemptResult.BLOCKED
     assert sink.connections == 0
 
@@ -213,11 +210,10 @@ def test_redirect_to_a_private_address_gets_no_connection(
     try:
         delivery = record(tenant, public_receiver.url(host="hooks.example.com"))
 
-        attempt = webhook_deliver(delivery_id=delivery.pk)
+        attempt = deliver(delivery)
     finally:
         public_receiver.close()
 
-    assert attempt is not None
     assert attempt.result == AttemptResult.HTTP_ERROR
     assert attempt.status_code == 302
     assert attempt.address == "127.0.0.2"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
+from typing import TypeVar
 
 import pytest
 from django.conf import settings as django_settings
@@ -22,6 +23,8 @@ from webhooks.models import DeliveryStatus, WebhookDelivery
 from webhooks.services import webhook_deliver
 
 pytestmark = pytest.mark.usefixtures("allow_private")
+
+T = TypeVar("T")
 
 
 def _sample(name: str, **labels: str) -> float:
@@ -90,27 +93,34 @@ def test_sweep_task_delivers_what_is_due_and_nothing_else(
     assert tasks.sweep.apply().get() == 0
 
 
+def _at_once(workers: int, work: Callable[[], T]) -> list[T]:
+    """Runs `work` in `workers` threads released together, each on its own connection."""
+    barrier = threading.Barrier(workers)
+    results: list[T] = []
+
+    def run() -> None:
+        try:
+            barrier.wait()
+            results.append(work())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_deliveries_of_one_row_send_one_request(
     tenant: Tenant, receiver: Receiver
 ) -> None:
     delivery = record(tenant, receiver.url())
     workers = 4
-    barrier = threading.Barrier(workers)
-    results: list[object] = []
 
-    def work() -> None:
-        try:
-            barrier.wait()
-            results.append(webhook_deliver(delivery_id=delivery.pk))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=work) for _ in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = _at_once(workers, lambda: webhook_deliver(delivery_id=delivery.pk))
 
     assert len(results) == workers
     assert sum(result is not None for result in results) == 1
@@ -126,22 +136,8 @@ def test_concurrent_sweeps_dispatch_each_row_once(tenant: Tenant, receiver: Rece
 
     deliveries = [record(tenant, receiver.url()) for _ in range(6)]
     WebhookDelivery.objects.update(dispatched_at=None)
-    workers = 3
-    barrier = threading.Barrier(workers)
-    swept: list[list[object]] = []
 
-    def work() -> None:
-        try:
-            barrier.wait()
-            swept.append(list(webhook_sweep()))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=work) for _ in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    swept = _at_once(3, webhook_sweep)
 
     dispatched = [pk for batch in swept for pk in batch]
     assert sorted(map(str, dispatched)) == sorted(str(d.pk) for d in deliveries)

@@ -10,10 +10,9 @@ import trustme
 from standardwebhooks import Webhook
 
 from tenants.models import Tenant
-from tests.webhooks.support import Receiver, record
+from tests.webhooks.support import Receiver, deliver, record
 from webhooks import ssrf
-from webhooks.models import AttemptResult, DeliveryStatus
-from webhooks.services import webhook_deliver
+from webhooks.models import AttemptResult, DeliveryAttempt, DeliveryStatus, WebhookDelivery
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("allow_private")]
 
@@ -30,10 +29,20 @@ def trusted_ca(ca: trustme.CA, tmp_path: Path, settings) -> None:
     settings.WEBHOOK_CA_BUNDLE = str(bundle)
 
 
-def _tls_receiver(ca: trustme.CA, name: str) -> Receiver:
+def _deliver_over_tls(
+    tenant: Tenant, ca: trustme.CA, *, cert_name: str, url_host: str
+) -> tuple[Receiver, WebhookDelivery, DeliveryAttempt]:
+    """One attempt to an HTTPS receiver whose certificate names `cert_name`."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert(name).configure_cert(context)
-    return Receiver(tls_context=context)
+    ca.issue_cert(cert_name).configure_cert(context)
+    receiver = Receiver(tls_context=context)
+    try:
+        delivery = record(tenant, receiver.url(host=url_host))
+        attempt = deliver(delivery)
+    finally:
+        receiver.close()
+    delivery.refresh_from_db()
+    return receiver, delivery, attempt
 
 
 @pytest.fixture
@@ -53,22 +62,16 @@ def hooks_name(monkeypatch: pytest.MonkeyPatch) -> str:
 def test_https_delivery_pins_the_address_and_verifies_the_name(
     tenant: Tenant, ca: trustme.CA, hooks_name: str
 ) -> None:
-    receiver = _tls_receiver(ca, hooks_name)
-    try:
-        delivery = record(tenant, receiver.url(host=hooks_name))
+    receiver, delivery, attempt = _deliver_over_tls(
+        tenant, ca, cert_name=hooks_name, url_host=hooks_name
+    )
 
-        attempt = webhook_deliver(delivery_id=delivery.pk)
-    finally:
-        receiver.close()
-
-    assert attempt is not None
     assert attempt.result == AttemptResult.SUCCESS
     assert attempt.address == "127.0.0.1"
     assert receiver.server_names == [hooks_name]  # TLS SNI carries the name, not the IP
     sent = receiver.requests[0]
     assert sent.headers["host"] == f"{hooks_name}:{receiver.port}"
     Webhook(tenant.webhook_secret).verify(sent.body, sent.headers)
-    delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.DELIVERED
 
 
@@ -76,33 +79,23 @@ def test_https_delivery_pins_the_address_and_verifies_the_name(
 def test_https_certificate_for_another_name_is_refused(
     tenant: Tenant, ca: trustme.CA, hooks_name: str
 ) -> None:
-    receiver = _tls_receiver(ca, "someone-else.test")
-    try:
-        delivery = record(tenant, receiver.url(host=hooks_name))
+    receiver, delivery, attempt = _deliver_over_tls(
+        tenant, ca, cert_name="someone-else.test", url_host=hooks_name
+    )
 
-        attempt = webhook_deliver(delivery_id=delivery.pk)
-    finally:
-        receiver.close()
-
-    assert attempt is not None
     assert attempt.result == AttemptResult.TLS_ERROR
     assert attempt.error.startswith("TLS error: ")
     assert receiver.requests == []
-    delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.PENDING
 
 
 def test_https_certificate_from_an_untrusted_ca_is_refused(
     tenant: Tenant, ca: trustme.CA, hooks_name: str
 ) -> None:
-    receiver = _tls_receiver(ca, hooks_name)
-    try:
-        delivery = record(tenant, receiver.url(host=hooks_name))
+    receiver, delivery, attempt = _deliver_over_tls(
+        tenant, ca, cert_name=hooks_name, url_host=hooks_name
+    )
 
-        attempt = webhook_deliver(delivery_id=delivery.pk)
-    finally:
-        receiver.close()
-
-    assert attempt is not None
     assert attempt.result == AttemptResult.TLS_ERROR
     assert receiver.requests == []
+    assert delivery.status == DeliveryStatus.PENDING
