@@ -87,8 +87,9 @@ def _enqueue_delivery(delivery_id: uuid.UUID) -> None:
     """Wakes a worker up to deliver now (the sweeper is the guarantee)."""
     from celery import current_app
 
-    if "webhooks.deliver" in current_app.tasks:
-        current_app.send_task("webhooks.deliver", args=[str(delivery_id)])
+    task = current_app.tasks.get("webhooks.deliver")
+    if task is not None:
+        task.delay(str(delivery_id))
 
 
 # --- signing ----------------------------------------------------------------------------------

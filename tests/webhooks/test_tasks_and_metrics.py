@@ -192,3 +192,45 @@ def test_scrape_reports_deliveries_by_status(tenant: Tenant, receiver: Receiver)
     assert value('novitai_webhook_deliveries_by_status{status="failed"}') == 0
     assert value('novitai_webhook_deliveries_by_status{status="gone"}') == 0
     assert value("novitai_webhook_deliveries_due") == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("eager")
+def test_recording_wakes_a_worker_after_commit_only(
+    tenant: Tenant, receiver: Receiver, django_capture_on_commit_callbacks
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        delivery = record(tenant, receiver.url())
+        assert receiver.requests == []  # nothing leaves before the commit
+
+    assert len(callbacks) == 1
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.DELIVERED
+    assert len(receiver.requests) == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("eager")
+def test_a_rolled_back_event_is_never_sent(
+    tenant: Tenant, receiver: Receiver, django_capture_on_commit_callbacks
+) -> None:
+    from django.db import transaction
+
+    from webhooks.services import webhook_event_record
+
+    def state_change_that_fails() -> None:
+        with transaction.atomic():
+            webhook_event_record(
+                tenant=tenant, url=receiver.url(), event_type="instance.ready", data={}
+            )
+            raise RuntimeError("the state change failed")
+
+    with (
+        django_capture_on_commit_callbacks(execute=True) as callbacks,
+        pytest.raises(RuntimeError, match="the state change failed"),
+    ):
+        state_change_that_fails()
+
+    assert callbacks == []
+    assert WebhookDelivery.objects.count() == 0
+    assert receiver.requests == []
