@@ -34,7 +34,7 @@ class SyncButtonAdmin(ReadOnlyAdmin):
     change_list_template = "admin/catalog/sync_button_change_list.html"
 
     def get_urls(self) -> list[URLPattern]:
-        urls: list[URLPattern] = super().get_urls()  # type: ignore[assignment]
+        urls: list[URLPattern] = super().get_urls()
         if self.model is Region:  # one route is enough; both buttons post to it
             view = self.admin_site.admin_view(require_POST(self.sync_view))
             urls.insert(0, path("sync/", view, name="catalog_sync"))

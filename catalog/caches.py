@@ -25,7 +25,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from django.conf import settings
 from django.core.cache import BaseCache, caches
@@ -94,7 +94,7 @@ class _RedisCounters:
 
 class _FileCounters:
     def __init__(self, cache: FileBasedCache) -> None:
-        directory = cache._dir
+        directory = str(getattr(cache, "_dir"))  # noqa: B009 - private, not in the stubs
         self.path = os.path.join(directory, "_stats.json")
         self.lock_path = os.path.join(directory, "_stats.lock")
 
@@ -224,7 +224,7 @@ class NamedCache:
         if value is sentinel:
             value = compute()
             self.set(key, value, ttl, now=now)
-        return value  # type: ignore[return-value]
+        return cast(T, value)
 
     def delete(self, key: str) -> bool:
         deleted = bool(self.backend.delete(key))
@@ -236,7 +236,7 @@ class NamedCache:
         """Remove this cache's entries only (its statistics stay, with one more clear)."""
         cache = self.backend
         if _is_redis(cache):
-            cache.delete_pattern("*")  # type: ignore[attr-defined]
+            cast(Any, cache).delete_pattern("*")
         elif isinstance(cache, FileBasedCache):
             cache.clear()
         else:
@@ -253,9 +253,9 @@ class NamedCache:
     def entries(self) -> int | None:
         cache = self.backend
         if _is_redis(cache):
-            return sum(1 for _ in cache.iter_keys("*"))  # type: ignore[attr-defined]
+            return sum(1 for _ in cast(Any, cache).iter_keys("*"))
         if isinstance(cache, FileBasedCache):
-            return len(cache._list_cache_files())
+            return len(cast(Any, cache)._list_cache_files())
         return None
 
     def stats(self) -> CacheStats:

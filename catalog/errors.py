@@ -6,7 +6,8 @@ from novitai.errors import NotFound, ValidationFailed
 
 
 class UnknownRegion(ValidationFailed):
-    code = "unknown_region"
+    """code "validation_error", like every 400 with field details."""
+
     message = "Unknown region."
 
     def __init__(self, value: str, *, field: str = "region", known: list[str] | None = None):

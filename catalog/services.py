@@ -226,14 +226,14 @@ def _write_regions(fetched: _Fetched, now: datetime) -> tuple[dict[str, Region],
             counts["delisted"] += region.listed
     for cluster in sorted(fetched.clusters, key=lambda c: c.id):
         fields = {**_region_fields(cluster), "code": codes[cluster.id]}
-        region = existing.get(cluster.id)
-        if region is None:
+        known = existing.get(cluster.id)
+        if known is None:
             existing[cluster.id] = Region.objects.create(
                 cluster_id=cluster.id, fetched_at=now, **fields
             )
             counts["created"] += 1
-        elif _differs(region, fields):
-            Region.objects.filter(pk=region.pk).update(fetched_at=now, **fields)
+        elif _differs(known, fields):
+            Region.objects.filter(pk=known.pk).update(fetched_at=now, **fields)
             counts["updated"] += 1
     return existing, counts
 

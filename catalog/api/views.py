@@ -42,7 +42,7 @@ ERROR = OpenApiResponse(description="The error envelope.")
 def _query(serializer_class: type[Any], request: Request) -> dict[str, Any]:
     serializer = serializer_class(data=request.query_params.dict())
     serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
+    return {**serializer.validated_data}
 
 
 @extend_schema(tags=["catalog"], summary="Novita regions")
@@ -81,7 +81,7 @@ class ProductListView(generics.ListAPIView[Product]):
     def get_serializer_context(self) -> dict[str, Any]:
         context = super().get_serializer_context()
         if getattr(self, "swagger_fake_view", False):
-            return context
+            return dict(context)
         query = self._params()
         return {**context, "billing_mode": query.get("billing_mode"), "gpu_num": query["gpu_num"]}
 
@@ -166,6 +166,7 @@ class CacheListView(APIView):
 
     @extend_schema(
         tags=["cache"],
+        operation_id="cache_clear_all",
         summary="Clear every novitai cache (staff; never the broker's keys)",
         responses={200: CacheClearedOutputSerializer, 403: ERROR},
     )
@@ -186,6 +187,7 @@ class CacheDetailView(APIView):
 
     @extend_schema(
         tags=["cache"],
+        operation_id="cache_clear",
         summary="Clear one cache (staff)",
         responses={200: CacheClearedOutputSerializer, 403: ERROR, 404: ERROR},
     )
@@ -198,6 +200,7 @@ class CacheKeyView(APIView):
 
     @extend_schema(
         tags=["cache"],
+        operation_id="cache_key_delete",
         summary="Delete one key of a cache (staff)",
         responses={204: None, 403: ERROR, 404: ERROR},
     )

@@ -25,7 +25,7 @@ def fresh_catalog(db: None) -> CatalogState:
 @pytest.fixture
 def regions(fresh_catalog: CatalogState) -> dict[str, Region]:
     return {
-        code: RegionFactory(code=code, cluster_id=code.lower(), name=f"{code} (Somewhere)")
+        code: RegionFactory.create(code=code, cluster_id=code.lower(), name=f"{code} (Somewhere)")
         for code in REGION_CODES
     }
 

@@ -8,7 +8,7 @@ from django.utils import timezone
 from catalog.models import Product, Region, Template
 
 
-class RegionFactory(factory.django.DjangoModelFactory):
+class RegionFactory(factory.django.DjangoModelFactory[Region]):
     class Meta:
         model = Region
         django_get_or_create = ("cluster_id",)
@@ -20,7 +20,7 @@ class RegionFactory(factory.django.DjangoModelFactory):
     fetched_at = factory.LazyFunction(timezone.now)
 
 
-class ProductFactory(factory.django.DjangoModelFactory):
+class ProductFactory(factory.django.DjangoModelFactory[Product]):
     class Meta:
         model = Product
 
@@ -41,7 +41,7 @@ class ProductFactory(factory.django.DjangoModelFactory):
     fetched_at = factory.LazyFunction(timezone.now)
 
 
-class TemplateFactory(factory.django.DjangoModelFactory):
+class TemplateFactory(factory.django.DjangoModelFactory[Template]):
     class Meta:
         model = Template
 

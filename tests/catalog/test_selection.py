@@ -39,7 +39,7 @@ def build(regions: dict[str, Region], rows: list[dict], now: datetime) -> None:
         failed_in = spec.pop("capacity_failed_in", None)
         if failed_in is not None:
             spec["capacity_failed_until"] = now + timedelta(seconds=failed_in)
-        ProductFactory(region=region, **spec)
+        ProductFactory.create(region=region, **spec)
 
 
 FIVE = [
@@ -326,7 +326,7 @@ def test_selection_rule(
 
 
 def test_offer_carries_everything_provisioning_needs(regions: dict[str, Region]) -> None:
-    product = ProductFactory(
+    product = ProductFactory.create(
         name="RTX 4090 24GB",
         novita_id="4090.16c62g.sim",
         region=regions["EU-NL-01"],
@@ -431,7 +431,7 @@ def test_selection_is_cached_until_the_catalog_changes(regions: dict[str, Region
     cache = NamedCache("catalog")
 
     first = offers_select(**DEFAULT_REQUEST)
-    ProductFactory(name="RTX 4090", region=regions["EU-DE-01"], price=1000)  # not seen yet
+    ProductFactory.create(name="RTX 4090", region=regions["EU-DE-01"], price=1000)  # not seen yet
     second = offers_select(**DEFAULT_REQUEST)
 
     assert second == first
@@ -549,7 +549,7 @@ def test_unknown_region(regions: dict[str, Region]) -> None:
         "Unknown region 'MARS-01': use a region code such as EU-NL-01 or a cluster id. "
         "Known regions: AS-JP-03, EU-DE-01, EU-NL-01, US-CA-06, US-TX-02."
     )
-    assert (raised.value.status_code, raised.value.code) == (400, "unknown_region")
+    assert (raised.value.status_code, raised.value.code) == (400, "validation_error")
     assert raised.value.details == {"region": [message]}
 
 

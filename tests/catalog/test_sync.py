@@ -32,8 +32,8 @@ SEED_CALLS = {"GET /clusters": {"200": 1}, "GET /products": {"200": 5}}
 
 def snapshot() -> dict[str, list[dict[str, Any]]]:
     return {
-        "regions": list(Region.objects.order_by("pk").values()),
-        "products": list(Product.objects.order_by("pk").values()),
+        "regions": [dict(row) for row in Region.objects.order_by("pk").values()],
+        "products": [dict(row) for row in Product.objects.order_by("pk").values()],
     }
 
 
@@ -185,12 +185,14 @@ def test_what_novita_no_longer_lists_is_marked_unavailable_not_deleted(
     novita: SandboxControl,
 ) -> None:
     # The sandbox never drops a product or a region: rows of ones it does not have stand in.
-    gone_region = RegionFactory(code="EU-XX-09", cluster_id="eu-xx-9")
-    gone_product = ProductFactory(
+    gone_region = RegionFactory.create(code="EU-XX-09", cluster_id="eu-xx-9")
+    gone_product = ProductFactory.create(
         novita_id="t4.4c16g.sim", name="Tesla T4", region=gone_region, inventory_state="high"
     )
-    nl = RegionFactory(code="EU-NL-01", cluster_id="eu-nl-1", name="EU-NL-01 (Amsterdam)")
-    gone_here = ProductFactory(novita_id="4080s.12c46g.sim", name="RTX 4080 SUPER", region=nl)
+    nl = RegionFactory.create(code="EU-NL-01", cluster_id="eu-nl-1", name="EU-NL-01 (Amsterdam)")
+    gone_here = ProductFactory.create(
+        novita_id="4080s.12c46g.sim", name="RTX 4080 SUPER", region=nl
+    )
 
     result = catalog_sync()
 

@@ -101,7 +101,7 @@ def test_unknown_template(novita: SandboxControl) -> None:
 
 
 def test_a_template_novita_dropped_is_forgotten(novita: SandboxControl) -> None:
-    TemplateFactory(novita_id="999999", fetched_at=timezone.now() - timedelta(days=1))
+    TemplateFactory.create(novita_id="999999", fetched_at=timezone.now() - timedelta(days=1))
 
     with pytest.raises(TemplateNotFound):
         template_get(template_id="999999")
@@ -120,7 +120,7 @@ def test_malformed_template_id_never_reaches_novita(
 
 
 def test_novita_down(novita: SandboxControl) -> None:
-    stale = TemplateFactory(novita_id="40117", fetched_at=timezone.now() - timedelta(days=1))
+    stale = TemplateFactory.create(novita_id="40117", fetched_at=timezone.now() - timedelta(days=1))
     novita.set_faults(fail_next=[{"path": "/template", "status": 503, "count": -1}])
 
     with pytest.raises(UpstreamUnavailable) as raised:
