@@ -469,19 +469,7 @@ class NovitaClient:
         started = time.perf_counter()
         status: int | None = None
         try:
-            try:
-                response = self._session.request(
-                    method,
-                    self.config.base_url + endpoint,
-                    params=params,
-                    json=body,
-                    timeout=timeout,
-                    allow_redirects=False,
-                )
-            except requests.RequestException as exc:
-                raise transport_error(
-                    exc, endpoint=endpoint, timeout=timeout, scrub=self._scrub
-                ) from exc
+            response = self._send(method, endpoint, params=params, body=body, timeout=timeout)
             status = response.status_code
             if not 200 <= status < 300:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
@@ -514,6 +502,30 @@ class NovitaClient:
             raise
         self._finish(method, endpoint, started, status, attempt, None, ticket, False)
         return result
+
+    def _send(
+        self,
+        method: str,
+        endpoint: str,
+        *,
+        params: dict[str, Any] | None,
+        body: dict[str, Any] | None,
+        timeout: tuple[float, float],
+    ) -> requests.Response:
+        try:
+            return self._session.request(
+                method,
+                self.config.base_url + endpoint,
+                params=params,
+                json=body,
+                timeout=timeout,
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            error = transport_error(exc, endpoint=endpoint, timeout=timeout, scrub=self._scrub)
+        # Raised outside the except block, so that the requests exception is neither its cause
+        # nor its context: it holds the prepared request, headers (the API key) included.
+        raise error
 
     def _finish(
         self,
