@@ -1,1 +1,189 @@
-"""instances models."""
+"""GPU instances, their history, and the Idempotency-Key records of the create API.
+
+Lifecycle (DESIGN §4):
+
+    pending → provisioning → starting → health_checking → ready
+    ready ⇄ stopping → stopped → starting → health_checking → ready
+    ready → restarting → health_checking → ready
+    any → terminating → terminated        (only once Novita confirms)
+    failed (with a reason; its upstream GPU is deleted), preempted (a reclaimed spot instance)
+
+Every change of `status` is a conditional UPDATE (`WHERE status = <the status read>`) and writes
+an InstanceEvent in the same transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class InstanceStatus(models.TextChoices):
+    PENDING = "pending", "pending"
+    PROVISIONING = "provisioning", "provisioning"
+    STARTING = "starting", "starting"
+    HEALTH_CHECKING = "health_checking", "health checking"
+    READY = "ready", "ready"
+    STOPPING = "stopping", "stopping"
+    STOPPED = "stopped", "stopped"
+    RESTARTING = "restarting", "restarting"
+    TERMINATING = "terminating", "terminating"
+    TERMINATED = "terminated", "terminated"
+    FAILED = "failed", "failed"
+    PREEMPTED = "preempted", "preempted"
+
+
+class FailureReason(models.TextChoices):
+    NO_CAPACITY = "no_capacity", "no capacity in any acceptable offer"
+    IMAGE_PULL_FAILED = "image_pull_failed", "the image could not be pulled"
+    STARTUP_TIMEOUT = "startup_timeout", "Novita did not start it in time"
+    HEALTH_CHECK_TIMEOUT = "health_check_timeout", "the application did not answer in time"
+    STOP_TIMEOUT = "stop_timeout", "Novita did not stop it in time"
+    UPSTREAM_ERROR = "upstream_error", "Novita failed"
+    UPSTREAM_REJECTED = "upstream_rejected", "Novita rejected the request"
+    UPSTREAM_VANISHED = "upstream_vanished", "the instance disappeared from Novita"
+    QUOTA_EXCEEDED = "quota_exceeded", "the Novita account's quota or balance is exhausted"
+    TEMPLATE_NOT_FOUND = "template_not_found", "the template no longer exists"
+
+
+class BillingMode(models.TextChoices):
+    ON_DEMAND = "on_demand", "on demand"
+    SPOT = "spot", "spot"
+
+
+class Instance(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="instances")
+    name = models.CharField(max_length=63)
+    status = models.CharField(
+        max_length=20, choices=InstanceStatus.choices, default=InstanceStatus.PENDING
+    )
+    failure_reason = models.CharField(max_length=32, choices=FailureReason.choices, blank=True)
+    failure_message = models.TextField(blank=True)
+
+    # What was asked for.
+    template_id = models.CharField(max_length=64)
+    product_names = models.JSONField(default=list, help_text="Acceptable products, in order.")
+    gpu_num = models.PositiveSmallIntegerField(default=1)
+    rootfs_size = models.PositiveIntegerField(help_text="GB")
+    preferred_region = models.CharField(max_length=64, blank=True)
+    billing_mode = models.CharField(
+        max_length=16, choices=BillingMode.choices, default=BillingMode.ON_DEMAND
+    )
+    max_price_per_hour = models.DecimalField(max_digits=12, decimal_places=5, null=True, blank=True)
+    # The caller's environment variables ([{key, value}]): may hold tokens. Never logged,
+    # never in the representation, the admin or webhook bodies; sent to Novita only.
+    envs = models.JSONField(default=list, blank=True)
+    health_check = models.JSONField(default=dict, blank=True)
+    webhook_url = models.URLField(max_length=2048, blank=True)
+
+    # Upstream. The name is fixed before the first create call: it is how an unknown outcome
+    # is resolved and how orphans are recognised.
+    novita_name = models.CharField(max_length=128, unique=True, editable=False)
+    novita_instance_id = models.CharField(max_length=64, blank=True, db_index=True)
+    novita_product_id = models.CharField(max_length=255, blank=True)
+    product_name = models.CharField(max_length=255, blank=True)
+    region = models.CharField(max_length=64, blank=True)
+    cluster_id = models.CharField(max_length=64, blank=True)
+    price_per_hour = models.DecimalField(max_digits=12, decimal_places=5, null=True, blank=True)
+    offers_tried = models.JSONField(default=list, blank=True)
+    # Set just before a create call, cleared once its outcome is known: while set, an upstream
+    # instance may exist under `novita_name` that we do not know the id of.
+    create_sent_at = models.DateTimeField(null=True, blank=True)
+    upstream_status = models.CharField(max_length=32, blank=True)
+    upstream_seen_at = models.DateTimeField(null=True, blank=True)
+    delete_requested_at = models.DateTimeField(null=True, blank=True)
+    # A failed instance: when Novita confirmed nothing is left of it.
+    released_at = models.DateTimeField(null=True, blank=True)
+    endpoints = models.JSONField(default=list, blank=True)
+    phase_deadline_at = models.DateTimeField(null=True, blank=True)
+    current_job = models.ForeignKey(
+        "jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+    provisioned_at = models.DateTimeField(null=True, blank=True)
+    ready_at = models.DateTimeField(null=True, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    terminated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["status"], name="instance_status_idx"),
+            models.Index(fields=["tenant", "-created_at"], name="instance_tenant_created_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "name"],
+                condition=~Q(status="terminated"),
+                name="instance_name_unique_live",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=InstanceStatus.values), name="instance_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(gpu_num__gte=1, gpu_num__lte=8), name="instance_gpu_num_range"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.status})"
+
+
+class InstanceEvent(models.Model):
+    """One transition (or a notable step inside one status, where from == to)."""
+
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="events")
+    from_status = models.CharField(max_length=20, blank=True)
+    to_status = models.CharField(max_length=20)
+    reason = models.CharField(max_length=64)
+    message = models.TextField(blank=True)
+    actor = models.CharField(max_length=128, help_text="system, tenant:<name>, staff:<user>")
+    data = models.JSONField(default=dict, blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["instance", "at"], name="instance_event_at_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.from_status or '∅'} → {self.to_status} ({self.reason})"
+
+
+class IdempotencyStatus(models.TextChoices):
+    IN_PROGRESS = "in_progress", "in progress"
+    DONE = "done", "done"
+
+
+class IdempotencyKey(models.Model):
+    """Stripe's semantics, per tenant: the first response is stored byte for byte."""
+
+    tenant = models.ForeignKey(
+        "tenants.Tenant", on_delete=models.CASCADE, related_name="idempotency_keys"
+    )
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64, help_text="sha256 of method, path and body")
+    status = models.CharField(
+        max_length=16, choices=IdempotencyStatus.choices, default=IdempotencyStatus.IN_PROGRESS
+    )
+    lock_token = models.CharField(max_length=32, blank=True)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.BinaryField(null=True, blank=True)
+    instance = models.ForeignKey(
+        Instance, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    locked_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "key"], name="idempotency_key_per_tenant")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.status})"

@@ -1,0 +1,244 @@
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from instances.models import BillingMode, FailureReason, Instance, InstanceEvent, InstanceStatus
+from instances.selectors import event_representation, instance_representation
+from instances.services import NAME_RE, HealthCheckSpec, InstanceRequest
+from novitai.errors import ServiceError
+
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,510}$")
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer: no strings, floats or booleans."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "integer", "minimum": 100, "maximum": 599},
+            {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 100, "maximum": 599},
+                "minItems": 1,
+                "maxItems": 50,
+            },
+        ],
+        "description": "Accepted HTTP status(es); default 200-399.",
+    }
+)
+class ExpectedStatusField(serializers.Field):
+    default_error_messages = {
+        "invalid": "An HTTP status code (100-599) or a list of them.",
+    }
+
+    def to_internal_value(self, data: Any) -> tuple[tuple[int, int], ...]:
+        items = data if isinstance(data, list) else [data]
+        if not items or len(items) > 50:
+            self.fail("invalid")
+        codes: list[int] = []
+        for item in items:
+            if isinstance(item, bool) or not isinstance(item, int) or not 100 <= item <= 599:
+                self.fail("invalid")
+            codes.append(item)
+        return tuple((code, code) for code in sorted(set(codes)))
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class EnvVarInputSerializer(serializers.Serializer[dict[str, Any]]):
+    key = serializers.RegexField(ENV_KEY_RE, max_length=511)
+    value = serializers.CharField(max_length=4095, allow_blank=True, trim_whitespace=False)
+
+
+class HealthCheckInputSerializer(serializers.Serializer[dict[str, Any]]):
+    path = serializers.CharField(default="/", max_length=2048)
+    ports = serializers.ListField(
+        child=StrictIntegerField(min_value=1, max_value=65535),
+        required=False,
+        allow_empty=False,
+        max_length=15,
+    )
+    expected_status = ExpectedStatusField(required=False)
+    timeout_seconds = serializers.FloatField(required=False, min_value=0.1, max_value=60)
+
+    def validate_path(self, value: str) -> str:
+        if not value.startswith("/") or any(c.isspace() for c in value) or "#" in value:
+            raise serializers.ValidationError("A URL path starting with '/', without spaces.")
+        return value
+
+
+class StrictSerializerMixin:
+    """Unknown fields are an error (a misspelt field must not be ignored silently)."""
+
+    initial_data: Any
+    fields: Any
+
+    def validate_unknown(self, attrs: dict[str, Any]) -> None:
+        if not isinstance(self.initial_data, dict):
+            return
+        unknown = sorted(set(self.initial_data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+
+
+class InstanceCreateInputSerializer(StrictSerializerMixin, serializers.Serializer[dict[str, Any]]):
+    name = serializers.RegexField(
+        NAME_RE,
+        max_length=63,
+        error_messages={
+            "invalid": "1-63 lowercase letters, digits or '-', starting with a letter or digit."
+        },
+    )
+    product_name = serializers.CharField(required=False, max_length=255)
+    product_names = serializers.ListField(
+        child=serializers.CharField(max_length=255),
+        required=False,
+        allow_empty=False,
+        max_length=20,
+    )
+    template_id = serializers.CharField(max_length=64)
+    gpu_num = StrictIntegerField(default=1, min_value=1, max_value=8)
+    rootfs_size = StrictIntegerField(required=False, min_value=1, max_value=6144, help_text="GB")
+    region = serializers.CharField(required=False, max_length=64)
+    billing_mode = serializers.ChoiceField(
+        choices=BillingMode.choices, default=BillingMode.ON_DEMAND
+    )
+    max_price_per_hour = serializers.DecimalField(
+        required=False, max_digits=12, decimal_places=5, min_value=0, help_text="USD"
+    )
+    envs = serializers.ListField(child=EnvVarInputSerializer(), required=False, max_length=100)
+    webhook_url = serializers.URLField(required=False, max_length=2048)
+    health_check = HealthCheckInputSerializer(required=False)
+
+    def validate_webhook_url(self, value: str) -> str:
+        from webhooks.ssrf import webhook_url_validate
+
+        if not value.lower().startswith(("http://", "https://")):
+            raise serializers.ValidationError("An http or https URL.")
+        try:
+            webhook_url_validate(value)
+        except ServiceError as exc:
+            details = exc.details if isinstance(exc.details, dict) else {}
+            raise serializers.ValidationError(
+                details.get("webhook_url") or [exc.message], code=exc.code
+            ) from None
+        return value
+
+    def validate_envs(self, value: list[dict[str, str]]) -> list[dict[str, str]]:
+        keys = [item["key"] for item in value]
+        duplicates = sorted({k for k in keys if keys.count(k) > 1})
+        if duplicates:
+            raise serializers.ValidationError(f"Duplicate keys: {', '.join(duplicates)}.")
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        self.validate_unknown(attrs)
+        has_one, has_many = "product_name" in attrs, "product_names" in attrs
+        if has_one == has_many:
+            raise serializers.ValidationError(
+                {"product_name": ["Give product_name or product_names (exactly one of them)."]}
+            )
+        return attrs
+
+    def to_request(self) -> InstanceRequest:
+        data = self.validated_data
+        names = [data["product_name"]] if "product_name" in data else data["product_names"]
+        health = data.get("health_check") or {}
+        return InstanceRequest(
+            name=data["name"],
+            template_id=data["template_id"],
+            product_names=tuple(dict.fromkeys(n.strip() for n in names)),
+            gpu_num=data["gpu_num"],
+            rootfs_size=data.get("rootfs_size"),
+            region=(data.get("region") or "").strip() or None,
+            billing_mode=data["billing_mode"],
+            max_price_per_hour=data.get("max_price_per_hour"),
+            envs=tuple((e["key"], e["value"]) for e in data.get("envs", [])),
+            webhook_url=data.get("webhook_url", ""),
+            health_check=HealthCheckSpec(
+                path=health.get("path", "/"),
+                ports=tuple(health["ports"]) if "ports" in health else None,
+                expected_status=health.get("expected_status") or HealthCheckSpec.expected_status,
+                timeout_seconds=health.get("timeout_seconds"),
+            ),
+        )
+
+
+# --- output (for the schema; the body is instance_representation) ----------------------------
+
+
+class ProductRefSerializer(serializers.Serializer[dict[str, Any]]):
+    id = serializers.CharField()
+    name = serializers.CharField()
+
+
+class EndpointSerializer(serializers.Serializer[dict[str, Any]]):
+    port = serializers.IntegerField()
+    type = serializers.ChoiceField(choices=["http", "tcp"])
+    url = serializers.CharField(allow_null=True)
+    healthy = serializers.BooleanField(allow_null=True)
+
+
+class InstanceJobSerializer(serializers.Serializer[dict[str, Any]]):
+    id = serializers.UUIDField()
+    kind = serializers.CharField()
+    status = serializers.CharField()
+    attempts = serializers.IntegerField()
+    last_error = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class InstanceSerializer(serializers.Serializer[Instance]):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    status = serializers.ChoiceField(choices=InstanceStatus.choices)
+    failure_reason = serializers.ChoiceField(choices=FailureReason.choices, allow_null=True)
+    failure_message = serializers.CharField(allow_null=True)
+    novita_instance_id = serializers.CharField(allow_null=True)
+    product = ProductRefSerializer(allow_null=True)
+    region = serializers.CharField(allow_null=True)
+    billing_mode = serializers.ChoiceField(choices=BillingMode.choices)
+    gpu_num = serializers.IntegerField()
+    price_per_hour = serializers.DecimalField(
+        max_digits=12, decimal_places=5, allow_null=True, help_text="USD"
+    )
+    template_id = serializers.CharField()
+    rootfs_size = serializers.IntegerField(help_text="GB")
+    endpoints = EndpointSerializer(many=True)
+    created_at = serializers.DateTimeField()
+    provisioned_at = serializers.DateTimeField(allow_null=True)
+    ready_at = serializers.DateTimeField(allow_null=True)
+    stopped_at = serializers.DateTimeField(allow_null=True)
+    terminated_at = serializers.DateTimeField(allow_null=True)
+    webhook_url = serializers.URLField(allow_null=True)
+    job = InstanceJobSerializer(allow_null=True)
+
+    def to_representation(self, instance: Instance) -> dict[str, Any]:
+        return instance_representation(instance)
+
+
+class InstanceEventSerializer(serializers.Serializer[InstanceEvent]):
+    id = serializers.IntegerField()
+    from_status = serializers.CharField(allow_null=True)
+    to_status = serializers.CharField()
+    reason = serializers.CharField()
+    message = serializers.CharField()
+    actor = serializers.CharField()
+    details = serializers.DictField()
+    at = serializers.DateTimeField()
+
+    def to_representation(self, instance: InstanceEvent) -> dict[str, Any]:
+        return event_representation(instance)

@@ -1,0 +1,249 @@
+"""/api/v1/instances/: create (202, async), list, retrieve, delete, start/stop/restart, events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
+from rest_framework import exceptions, mixins, viewsets
+from rest_framework.decorators import action
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from instances.api.serializers import (
+    InstanceCreateInputSerializer,
+    InstanceEventSerializer,
+    InstanceSerializer,
+)
+from instances.idempotency import (
+    HEADER,
+    Claim,
+    Replay,
+    idempotency_abandon,
+    idempotency_begin,
+    idempotency_complete,
+    idempotency_key_validate,
+    idempotency_lookup,
+    request_fingerprint,
+)
+from instances.models import Instance, InstanceStatus
+from instances.selectors import instance_events, instance_list, instance_representation
+from instances.services import (
+    Action,
+    actor_of,
+    instance_action_request,
+    instance_create,
+    instance_delete_request,
+    instance_request_check,
+)
+from jobs.api.views import parse_uuid
+from novitai.errors import NotFound, ValidationFailed
+from tenants.authentication import request_tenant
+
+ACCEPTED = 202
+_ERRORS = {
+    400: OpenApiResponse(description="Invalid request (error envelope)"),
+    404: OpenApiResponse(description="Not found (error envelope)"),
+}
+
+
+def _json(status: int, body: bytes, instance_id: Any, *, replayed: bool = False) -> HttpResponse:
+    response = HttpResponse(body, status=status, content_type="application/json")
+    response["Location"] = f"/api/v1/instances/{instance_id}/"
+    if replayed:
+        response["Idempotent-Replayed"] = "true"
+    return response
+
+
+def _replay(replay: Replay) -> HttpResponse:
+    response = HttpResponse(replay.body, status=replay.status, content_type="application/json")
+    response["Idempotent-Replayed"] = "true"
+    return response
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List instances (newest first)",
+        parameters=[
+            OpenApiParameter(
+                "status",
+                OpenApiTypes.STR,
+                description="One status or several, comma-separated: "
+                + ", ".join(InstanceStatus.values),
+            ),
+            OpenApiParameter("name", OpenApiTypes.STR, description="Exact name"),
+            OpenApiParameter("region", OpenApiTypes.STR, description="Region code, e.g. EU-NL-01"),
+        ],
+    ),
+    retrieve=extend_schema(summary="An instance", responses={200: InstanceSerializer, **_ERRORS}),
+)
+class InstanceViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[Instance]
+):
+    serializer_class = InstanceSerializer
+    lookup_value_regex = "[^/]+"
+
+    def get_queryset(self) -> QuerySet[Instance]:
+        tenant = request_tenant(self.request)
+        if self.action != "list":
+            return instance_list(tenant=tenant)
+        params = self.request.query_params
+        statuses = [s.strip() for s in params.get("status", "").split(",") if s.strip()]
+        unknown = [s for s in statuses if s not in InstanceStatus.values]
+        if unknown:
+            raise ValidationFailed(
+                details={
+                    "status": [
+                        f"Unknown: {', '.join(unknown)}. One of: "
+                        f"{', '.join(InstanceStatus.values)}."
+                    ]
+                }
+            )
+        return instance_list(
+            tenant=tenant,
+            statuses=statuses or None,
+            name=params.get("name") or None,
+            region=params.get("region") or None,
+        )
+
+    def get_object(self) -> Instance:
+        instance_id = parse_uuid(self.kwargs["pk"], "instance")
+        instance = self.get_queryset().filter(pk=instance_id).first()
+        if instance is None:
+            raise NotFound("No such instance.", code="instance_not_found")
+        return instance
+
+    # --- create ---------------------------------------------------------------------------
+
+    @extend_schema(
+        summary="Create an instance (asynchronous)",
+        request=InstanceCreateInputSerializer,
+        parameters=[
+            OpenApiParameter(
+                HEADER,
+                OpenApiTypes.STR,
+                location=OpenApiParameter.HEADER,
+                description="Makes a retry safe: the same key and body get the same answer.",
+            )
+        ],
+        responses={
+            202: InstanceSerializer,
+            **_ERRORS,
+            409: OpenApiResponse(description="Name taken, quota exceeded, key in flight"),
+            422: OpenApiResponse(description="Idempotency-Key reused with another body"),
+        },
+    )
+    def create(self, request: Request) -> HttpResponse:
+        tenant = request_tenant(request)
+        if tenant is None:
+            raise exceptions.PermissionDenied(
+                "Creating an instance needs a tenant API key (Authorization: Bearer <key>); "
+                "a staff session can list and act on instances but owns none."
+            )
+        key = request.headers.get(HEADER)
+        fingerprint = ""
+        if key is not None:
+            key = idempotency_key_validate(key)
+            fingerprint = request_fingerprint(
+                method=request.method or "POST", path=request.path, body=request.data
+            )
+            replay = idempotency_lookup(tenant=tenant, key=key, fingerprint=fingerprint)
+            if replay is not None:
+                return _replay(replay)
+
+        serializer = InstanceCreateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        spec = instance_request_check(request=serializer.to_request())
+
+        claim: Claim | None = None
+        if key is not None:
+            begun = idempotency_begin(tenant=tenant, key=key, fingerprint=fingerprint)
+            if isinstance(begun, Replay):
+                return _replay(begun)
+            claim = begun
+        try:
+            with transaction.atomic():
+                instance = instance_create(tenant=tenant, spec=spec, actor=actor_of(request.user))
+                body = JSONRenderer().render(instance_representation(instance))
+                if claim is not None:
+                    idempotency_complete(claim=claim, status=ACCEPTED, body=body, instance=instance)
+        except BaseException:
+            if claim is not None:
+                idempotency_abandon(claim=claim)
+            raise
+        return _json(ACCEPTED, body, instance.pk)
+
+    # --- delete, start, stop, restart -----------------------------------------------------
+
+    def _accepted(self, instance: Instance) -> Response:
+        fresh = instance_list(tenant=None).get(pk=instance.pk)
+        return Response(InstanceSerializer(fresh).data, status=ACCEPTED)
+
+    @extend_schema(
+        summary="Delete an instance (asynchronous, idempotent)",
+        responses={202: InstanceSerializer, **_ERRORS},
+    )
+    def destroy(self, request: Request, pk: str) -> Response:
+        instance = instance_delete_request(
+            instance_id=self.get_object().pk,
+            tenant=request_tenant(request),
+            actor=actor_of(request.user),
+        )
+        return self._accepted(instance)
+
+    def _act(self, request: Request, action_name: str) -> Response:
+        instance = instance_action_request(
+            instance_id=self.get_object().pk,
+            tenant=request_tenant(request),
+            action=action_name,
+            actor=actor_of(request.user),
+        )
+        return self._accepted(instance)
+
+    _action_schema: dict[str, Any] = {
+        "request": None,
+        "responses": {
+            202: InstanceSerializer,
+            **_ERRORS,
+            409: OpenApiResponse(description="The current status does not allow it"),
+        },
+    }
+
+    @extend_schema(summary="Start a stopped instance", **_action_schema)
+    @action(detail=True, methods=["post"])
+    def start(self, request: Request, pk: str) -> Response:
+        return self._act(request, Action.START)
+
+    @extend_schema(summary="Stop a ready instance", **_action_schema)
+    @action(detail=True, methods=["post"])
+    def stop(self, request: Request, pk: str) -> Response:
+        return self._act(request, Action.STOP)
+
+    @extend_schema(summary="Restart a ready instance", **_action_schema)
+    @action(detail=True, methods=["post"])
+    def restart(self, request: Request, pk: str) -> Response:
+        return self._act(request, Action.RESTART)
+
+    @extend_schema(
+        summary="The instance's history: every transition, oldest first",
+        responses={200: InstanceEventSerializer(many=True), **_ERRORS},
+    )
+    @action(detail=True, methods=["get"], serializer_class=InstanceEventSerializer)
+    def events(self, request: Request, pk: str) -> Response:
+        events = instance_events(instance=self.get_object())
+        paginator = self.paginator
+        assert paginator is not None
+        page = paginator.paginate_queryset(events, request, view=self)
+        return paginator.get_paginated_response(
+            InstanceEventSerializer(page, many=True).data  # type: ignore[arg-type]
+        )

@@ -1,0 +1,48 @@
+"""Instance metrics: instances by status (read from the database at scrape time), time from
+request to ready (histogram by product and region), orphans deleted (counter)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db.models import Count
+from prometheus_client import Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from novitai.metrics import register_scrape_collector
+
+READY_SECONDS = Histogram(
+    "novitai_instance_ready_seconds",
+    "Seconds from the create request to the instance answering its health checks.",
+    ["product", "region"],
+    buckets=(5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600, 900, 1200, 1800),
+)
+ORPHANS_DELETED = Counter(
+    "novitai_orphan_instances_deleted_total",
+    "Upstream instances with novitai's name prefix and no live owner, deleted.",
+)
+DUPLICATES_DELETED = Counter(
+    "novitai_duplicate_instances_deleted_total",
+    "Second upstream instances found for one novitai instance, deleted.",
+)
+
+
+class InstancesByStatusCollector:
+    """novitai_instances{status}: exact whichever process serves the scrape."""
+
+    def collect(self) -> Iterable[Metric]:
+        from instances.models import Instance, InstanceStatus
+
+        counts = dict.fromkeys(InstanceStatus.values, 0)
+        for row in Instance.objects.values("status").annotate(n=Count("id")):
+            counts[row["status"]] = row["n"]
+        gauge = GaugeMetricFamily(
+            "novitai_instances", "Instances by status (from the database).", labels=["status"]
+        )
+        for status, n in counts.items():
+            gauge.add_metric([status], n)
+        yield gauge
+
+
+def register_collectors() -> None:
+    register_scrape_collector(InstancesByStatusCollector())

@@ -1,0 +1,635 @@
+"""The monitoring pass: one listing of Novita's instances advances every instance we watch.
+
+    instances.monitor (beat, every MONITOR_INTERVAL_SECONDS; one pass at a time by a cache lock
+    with a TTL — and safe if two run anyway: every change is a conditional UPDATE)
+
+1. List Novita's instances, every page (upstream calls grow with pages, not with instances).
+2. Read every watched row at once (one query): in transit, ready/stopped (drift), terminating,
+   failed with something left upstream.
+3. Decide per row against the listing; health-check the rows whose instance runs, concurrently;
+   write only what changed (a transition, new endpoint flags, the upstream status).
+4. Delete what must go: failed instances' GPUs, deletes not yet carried out, duplicates, and
+   orphans (our name prefix, no live row) after ORPHAN_GRACE_SECONDS.
+
+A row changed after the listing was taken is left for the next pass (the listing may predate
+that change), and so is a start/stop/restart whose call has not been confirmed sent before it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from instances.health import CheckPlan, CheckResult, CheckTarget, run_checks
+from instances.lifecycle import instance_event_record, instance_fail, instance_transition
+from instances.metrics import DUPLICATES_DELETED, ORPHANS_DELETED
+from instances.models import FailureReason, Instance, InstanceStatus
+from instances.provisioning import grace_over
+from instances.services import Action
+from jobs.models import JobStatus
+from novitai.novita import errors as novita
+from novitai.novita.client import NovitaClient, get_client
+from novitai.novita.types import Instance as Upstream
+from novitai.novita.types import InstanceStatus as U
+
+logger = logging.getLogger(__name__)
+
+LOCK_KEY = "instances:monitor:lock"
+PASSES_KEY = "instances:monitor:passes"
+ORPHAN_KEY = "instances:orphan:{}"
+
+S = InstanceStatus
+WATCHED = Q(
+    status__in=[
+        S.PROVISIONING,
+        S.STARTING,
+        S.HEALTH_CHECKING,
+        S.READY,
+        S.STOPPING,
+        S.STOPPED,
+        S.RESTARTING,
+        S.TERMINATING,
+        S.PREEMPTED,
+    ]
+) | Q(status=S.FAILED, released_at__isnull=True)
+
+SPOT_RECLAIMED = {"reclaiming", "terminated"}
+GONE = {U.REMOVED}
+HALTED = {U.EXITED, U.TO_STOP, U.STOPPING}
+
+
+@dataclass
+class PassReport:
+    upstream: int = 0
+    rows: int = 0
+    transitions: int = 0
+    health_checked: int = 0
+    deletes: int = 0
+    orphans_deleted: int = 0
+    skipped: bool = False
+    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+def monitor_pass(*, client: NovitaClient | None = None) -> PassReport:
+    """One pass, unless another holds the lock (then an empty, skipped report)."""
+    token = uuid.uuid4().hex
+    if not cache.add(LOCK_KEY, token, timeout=settings.MONITOR_LOCK_SECONDS):
+        return PassReport(skipped=True)
+    try:
+        return Monitor(client or get_client()).run()
+    finally:
+        if cache.get(LOCK_KEY) == token:
+            cache.delete(LOCK_KEY)
+
+
+def monitor_passes_count() -> int:
+    return int(cache.get(PASSES_KEY) or 0)
+
+
+def _count_pass() -> None:
+    if not cache.add(PASSES_KEY, 1, timeout=None):
+        try:
+            cache.incr(PASSES_KEY)
+        except ValueError:
+            cache.set(PASSES_KEY, 1, timeout=None)
+
+
+def endpoints_of(upstream: Upstream, previous: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Endpoints from Novita's port mappings, keeping the health flags of unchanged ones."""
+    before = {(e.get("port"), e.get("url")): e.get("healthy") for e in previous}
+    return [
+        {
+            "port": p.port,
+            "type": p.type,
+            "url": p.endpoint,
+            "healthy": before.get((p.port, p.endpoint)),
+        }
+        for p in upstream.port_mappings
+    ]
+
+
+def check_plan(instance: Instance) -> CheckPlan:
+    """What to check: health_check.ports, or every http port (the template's) by default."""
+    config = instance.health_check or {}
+    ports = config.get("ports")
+    targets = tuple(
+        CheckTarget(port=e["port"], type=e["type"], url=e.get("url") or "")
+        for e in instance.endpoints
+        if (e["port"] in ports if ports is not None else e["type"] == "http")
+    )
+    expected = tuple(tuple(r) for r in (config.get("expected_status") or [[200, 399]]))
+    return CheckPlan(
+        key=instance.pk,
+        targets=targets,
+        path=config.get("path") or "/",
+        expected=expected,
+        timeout=float(
+            config.get("timeout_seconds") or settings.HEALTH_CHECK_REQUEST_TIMEOUT_SECONDS
+        ),
+    )
+
+
+def failure_of(upstream: Upstream) -> tuple[FailureReason, str] | None:
+    """An upstream failure Novita reports (statusError), classified."""
+    error = upstream.status_error
+    if not (error.state or error.message):
+        return None
+    text = f"{error.state} {error.message}".casefold()
+    if "pull" in text or "image" in text:
+        return FailureReason.IMAGE_PULL_FAILED, f"Novita could not pull the image: {error.message}"
+    return FailureReason.UPSTREAM_ERROR, f"Novita reports an error: {error.message or error.state}"
+
+
+class Monitor:
+    def __init__(self, client: NovitaClient) -> None:
+        self.client = client
+        self.report = PassReport()
+        self.plans: list[tuple[Instance, CheckPlan]] = []
+        self.deletes: list[tuple[Instance | None, str, str]] = []  # (row, novita id, why)
+        self.by_id: dict[str, Upstream] = {}
+        self.by_name: dict[str, list[Upstream]] = defaultdict(list)
+        self.snapshot_at = timezone.now()
+        self.now = self.snapshot_at
+
+    # --- the pass -----------------------------------------------------------------------------
+
+    def run(self) -> PassReport:
+        self.snapshot_at = timezone.now()
+        try:
+            upstream = self.client.list_instances()
+        except novita.NovitaError as exc:
+            # A partial or failed listing must never be read as "those instances are gone".
+            logger.warning("monitor pass skipped: listing Novita's instances failed: %s", exc)
+            self.report.skipped = True
+            return self.report
+        self.now = timezone.now()
+        for item in upstream:
+            self.by_id[item.id] = item
+            self.by_name[item.name].append(item)
+        self.report.upstream = len(upstream)
+        rows = list(Instance.objects.filter(WATCHED).select_related("tenant", "current_job"))
+        self.report.rows = len(rows)
+        for row in rows:
+            if row.updated_at >= self.snapshot_at:
+                continue  # changed after the listing: judged next pass
+            try:
+                self.advance(row)
+            except novita.NovitaError as exc:
+                logger.warning("monitor: instance %s not advanced: %s", row.pk, exc)
+        self.health_check()
+        self.orphans(rows)
+        self.carry_out_deletes()
+        _count_pass()
+        logger.debug("monitor pass: %s", self.report)
+        return self.report
+
+    def advance(self, row: Instance) -> None:
+        handler = {
+            S.PROVISIONING: self.provisioning,
+            S.STARTING: self.booting,
+            S.RESTARTING: self.booting,
+            S.HEALTH_CHECKING: self.health_checking,
+            S.READY: self.ready,
+            S.STOPPING: self.stopping,
+            S.STOPPED: self.stopped,
+            S.PREEMPTED: self.stopped,
+            S.TERMINATING: self.teardown,
+            S.FAILED: self.teardown,
+        }[row.status]  # type: ignore[index]
+        handler(row)
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def move(self, row: Instance, to_status: str, reason: str, message: str, **kw: Any) -> bool:
+        moved = instance_transition(
+            instance=row, to_status=to_status, reason=reason, message=message, **kw
+        )
+        if moved:
+            self.report.transitions += 1
+            self.report.counts[to_status] += 1
+        return moved
+
+    def fail(self, row: Instance, reason: FailureReason, message: str) -> None:
+        if instance_fail(instance=row, reason=reason, message=message):
+            self.report.transitions += 1
+            self.report.counts[S.FAILED] += 1
+
+    def named(self, row: Instance) -> list[Upstream]:
+        """Live upstream instances under the row's name, oldest first."""
+        found = [
+            i for i in self.by_name.get(row.novita_name, []) if i.status not in U.REMOVING_STATES
+        ]
+        return sorted(found, key=lambda i: (i.created_at or 0, i.id))
+
+    def upstream_of(self, row: Instance) -> Upstream | None:
+        """The row's instance: from the listing, or — when the listing lacks it — from a get
+        (a listing may lag behind a create); None once Novita says it does not exist."""
+        item = self.by_id.get(row.novita_instance_id)
+        if item is not None:
+            return item
+        try:
+            return self.client.get_instance(row.novita_instance_id)
+        except novita.NotFound:
+            return None
+
+    def action_confirmed(self, row: Instance) -> bool:
+        """For a start/stop/restart: its call was accepted before the listing was taken."""
+        job = row.current_job
+        if job is None or job.kind not in (Action.START, Action.STOP, Action.RESTART):
+            return True
+        return (
+            job.status != JobStatus.PENDING
+            and job.status != JobStatus.RUNNING
+            and (job.updated_at < self.snapshot_at)
+        )
+
+    def overdue(self, row: Instance) -> bool:
+        return row.phase_deadline_at is not None and self.now >= row.phase_deadline_at
+
+    def note_upstream(self, row: Instance, item: Upstream) -> None:
+        status = item.status + (f"/{item.spot_status}" if item.spot_status else "")
+        if row.upstream_status != status:
+            Instance.objects.filter(pk=row.pk, status=row.status).update(
+                upstream_status=status, upstream_seen_at=self.now
+            )
+            row.upstream_status = status
+
+    def vanished(self, row: Instance) -> None:
+        self.fail(
+            row,
+            FailureReason.UPSTREAM_VANISHED,
+            f"Novita no longer has instance {row.novita_instance_id}.",
+        )
+
+    def halted(self, row: Instance, item: Upstream) -> bool:
+        """Spot reclaim → preempted; an error Novita reports → failed. True if handled."""
+        if row.billing_mode == "spot" and item.spot_status in SPOT_RECLAIMED:
+            self.move(
+                row,
+                S.PREEMPTED,
+                "preempted",
+                "Novita reclaimed the spot instance.",
+                fields={"stopped_at": self.now, "endpoints": self.unhealthy(row)},
+                job_outcome=JobStatus.FAILED,
+            )
+            return True
+        failure = failure_of(item) if item.status in HALTED or item.status in GONE else None
+        if failure is not None:
+            self.fail(row, *failure)
+            return True
+        return False
+
+    @staticmethod
+    def unhealthy(row: Instance) -> list[dict[str, Any]]:
+        return [{**e, "healthy": False} for e in row.endpoints]
+
+    # --- per status ---------------------------------------------------------------------------
+
+    def provisioning(self, row: Instance) -> None:
+        if row.novita_instance_id:  # recorded while the row was not provisioning: catch up
+            self.move(row, S.STARTING, "created", f"Created on Novita as {row.novita_instance_id}.")
+            return
+        found = self.named(row)
+        if not found:
+            return  # the provision job creates, waits or looks up by name itself
+        keep = found[0]
+        with transaction.atomic():
+            adopted = Instance.objects.filter(pk=row.pk, novita_instance_id="").update(
+                novita_instance_id=keep.id,
+                create_sent_at=None,
+                provisioned_at=self.now,
+            )
+            if adopted:
+                row.novita_instance_id, row.create_sent_at = keep.id, None
+                row.provisioned_at = self.now
+                self.move(
+                    row,
+                    S.STARTING,
+                    "created",
+                    f"Created on Novita as {keep.id} (found by name).",
+                    data={"novita_instance_id": keep.id, "found_by": "monitor"},
+                )
+        for other in found[1:]:
+            self.deletes.append((row, other.id, "duplicate"))
+
+    def booting(self, row: Instance) -> None:
+        """starting / restarting: until Novita says running, then health checks."""
+        if not row.novita_instance_id:
+            return
+        item = self.upstream_of(row)
+        if item is None:
+            self.vanished(row)
+            return
+        self.note_upstream(row, item)
+        if item.status in GONE or item.status in (U.TO_REMOVE, U.REMOVING):
+            self.vanished(row)
+            return
+        if not self.action_confirmed(row):
+            return
+        if self.halted(row, item):
+            return
+        if item.status == U.RUNNING:
+            if self.move(
+                row,
+                S.HEALTH_CHECKING,
+                "running",
+                "Novita reports it running; checking the application.",
+                fields={"endpoints": endpoints_of(item, [])},
+            ):
+                self.plan(row, item)
+            return
+        if item.status == U.EXITED:
+            job = row.current_job
+            if job is not None and job.kind == Action.START:
+                self.move(
+                    row,
+                    S.STOPPED,
+                    "start_failed",
+                    "Novita stopped it again while it started.",
+                    fields={"endpoints": self.unhealthy(row)},
+                    job_outcome=JobStatus.FAILED,
+                )
+            else:
+                self.fail(row, FailureReason.UPSTREAM_ERROR, "Novita stopped it while it started.")
+            return
+        if self.overdue(row):
+            self.fail(
+                row,
+                FailureReason.STARTUP_TIMEOUT,
+                f"Novita did not start it within {settings.STARTUP_TIMEOUT_SECONDS}s "
+                f"(last status {item.status}).",
+            )
+
+    def health_checking(self, row: Instance) -> None:
+        item = self.upstream_of(row)
+        if item is None or item.status in GONE or item.status in (U.TO_REMOVE, U.REMOVING):
+            self.vanished(row)
+            return
+        self.note_upstream(row, item)
+        if self.halted(row, item):
+            return
+        if item.status in HALTED:
+            self.fail(
+                row,
+                FailureReason.UPSTREAM_ERROR,
+                "Novita reports it stopped before its application answered.",
+            )
+            return
+        if self.overdue(row):
+            self.fail(
+                row,
+                FailureReason.HEALTH_CHECK_TIMEOUT,
+                f"The application did not pass its health checks within "
+                f"{settings.HEALTH_CHECK_TIMEOUT_SECONDS}s.",
+            )
+            return
+        if item.status == U.RUNNING:
+            self.plan(row, item)
+
+    def plan(self, row: Instance, item: Upstream) -> None:
+        endpoints = endpoints_of(item, row.endpoints)
+        if any(not e["url"] for e in endpoints):
+            # Listings may omit endpoints; the instance's own page has them.
+            endpoints = endpoints_of(
+                self.client.get_instance(row.novita_instance_id), row.endpoints
+            )
+        row.endpoints = endpoints
+        self.plans.append((row, check_plan(row)))
+
+    def ready(self, row: Instance) -> None:
+        item = self.upstream_of(row)
+        if item is None or item.status in GONE or item.status in (U.TO_REMOVE, U.REMOVING):
+            self.vanished(row)
+            return
+        self.note_upstream(row, item)
+        if self.halted(row, item):
+            return
+        if item.status == U.EXITED:
+            self.move(
+                row,
+                S.STOPPED,
+                "stopped_upstream",
+                "Novita reports it stopped (not through novitai).",
+                fields={"stopped_at": self.now, "endpoints": self.unhealthy(row)},
+            )
+
+    def stopping(self, row: Instance) -> None:
+        item = self.upstream_of(row)
+        if item is None or item.status in GONE or item.status in (U.TO_REMOVE, U.REMOVING):
+            self.vanished(row)
+            return
+        self.note_upstream(row, item)
+        if not self.action_confirmed(row):
+            return
+        if item.status == U.EXITED:
+            self.move(
+                row,
+                S.STOPPED,
+                "stopped",
+                "Novita reports it stopped.",
+                fields={"stopped_at": self.now, "endpoints": self.unhealthy(row)},
+                job_outcome=JobStatus.SUCCEEDED,
+            )
+            return
+        if self.overdue(row):
+            self.fail(
+                row,
+                FailureReason.STOP_TIMEOUT,
+                f"Novita did not stop it within {settings.STOP_TIMEOUT_SECONDS}s "
+                f"(last status {item.status}); it is deleted instead.",
+            )
+
+    def stopped(self, row: Instance) -> None:
+        item = self.upstream_of(row)
+        if item is None or item.status in GONE or item.status in (U.TO_REMOVE, U.REMOVING):
+            self.vanished(row)
+            return
+        self.note_upstream(row, item)
+        if item.status == U.RUNNING:
+            # Started outside novitai: it bills, so it is watched (and reported) again.
+            self.move(
+                row,
+                S.HEALTH_CHECKING,
+                "started_upstream",
+                "Novita reports it running (not started through novitai).",
+                fields={"endpoints": endpoints_of(item, [])},
+            )
+
+    def teardown(self, row: Instance) -> None:
+        """terminating, and failed with something left upstream: delete every instance under
+        its id or name, until Novita reports none (removed or not found)."""
+        present: dict[str, Upstream] = {}
+        if row.novita_instance_id:
+            item = self.upstream_of(row)
+            if item is not None and item.status not in GONE:
+                present[item.id] = item
+        for item in self.named(row):
+            present.setdefault(item.id, item)
+        if present:
+            if not row.novita_instance_id:
+                Instance.objects.filter(pk=row.pk, novita_instance_id="").update(
+                    novita_instance_id=next(iter(present))
+                )
+            reissue = row.delete_requested_at is None or self.now - row.delete_requested_at >= (
+                timedelta(seconds=settings.DELETE_REISSUE_SECONDS)
+            )
+            if reissue:
+                for item in present.values():
+                    self.deletes.append((row, item.id, row.status))
+            if row.status == S.TERMINATING and self.overdue(row):
+                logger.error(
+                    "instance %s: Novita has not removed %s after %ss; still asking",
+                    row.pk,
+                    ", ".join(present),
+                    settings.DELETE_TIMEOUT_SECONDS,
+                )
+                instance_transition(
+                    instance=row,
+                    to_status=row.status,
+                    reason="delete_overdue",
+                    message="Novita has not removed it in time; the delete is asked again.",
+                )
+            return
+        if not grace_over(row.create_sent_at, self.now):
+            return  # a create may still land under our name: look again next pass
+        if row.status == S.TERMINATING:
+            self.move(
+                row,
+                S.TERMINATED,
+                "deleted",
+                "Novita confirms it is gone.",
+                fields={"terminated_at": self.now, "endpoints": self.unhealthy(row)},
+                job_outcome=JobStatus.SUCCEEDED,
+            )
+        else:
+            with transaction.atomic():
+                if Instance.objects.filter(
+                    pk=row.pk, status=S.FAILED, released_at__isnull=True
+                ).update(released_at=self.now, create_sent_at=None):
+                    instance_event_record(
+                        instance=row,
+                        reason="released",
+                        message="Novita confirms nothing is left of it.",
+                    )
+
+    # --- health checks ------------------------------------------------------------------------
+
+    def health_check(self) -> None:
+        if not self.plans:
+            return
+        results = run_checks(
+            [plan for _, plan in self.plans], workers=settings.HEALTH_CHECK_CONCURRENCY
+        )
+        for row, plan in self.plans:
+            self.report.health_checked += 1
+            self.apply_checks(row, plan, results.get(plan.key, []))
+
+    def apply_checks(self, row: Instance, plan: CheckPlan, results: list[CheckResult]) -> None:
+        by_port = {r.port: r for r in results}
+        endpoints = [
+            {**e, "healthy": by_port[e["port"]].healthy} if e["port"] in by_port else e
+            for e in row.endpoints
+        ]
+        if (results and all(r.healthy for r in results)) or not plan.targets:
+            self.move(
+                row,
+                S.READY,
+                "healthy",
+                "The application answers its health checks."
+                if plan.targets
+                else "Running; no port to check.",
+                fields={"endpoints": endpoints, "ready_at": self.now},
+                data={"checks": {str(r.port): r.detail for r in results}},
+                job_outcome=JobStatus.SUCCEEDED,
+            )
+            return
+        Instance.objects.filter(pk=row.pk, status=S.HEALTH_CHECKING).update(endpoints=endpoints)
+
+    # --- deletes and orphans ------------------------------------------------------------------
+
+    def orphans(self, rows: Iterable[Instance]) -> None:
+        prefix = f"{settings.NOVITA_NAME_PREFIX}-"
+        watched = {row.novita_name: row for row in rows}
+        unknown = [n for n in self.by_name if n.startswith(prefix) and n not in watched]
+        owned = {
+            name: (status, released)
+            for name, status, released in Instance.objects.filter(
+                novita_name__in=unknown
+            ).values_list("novita_name", "status", "released_at")
+        }
+        for name in unknown:
+            status, released = owned.get(name, (None, None))
+            live_owner = (
+                status is not None
+                and status != S.TERMINATED
+                and not (status == S.FAILED and released is not None)
+            )
+            if live_owner:
+                continue  # pending (no job claimed yet) and the like: its job owns it
+            for item in self.by_name[name]:
+                if item.status not in U.REMOVING_STATES:
+                    self.orphan(item, owner=status)
+        # A second instance under the name of a row that has its own: a duplicate.
+        for row in watched.values():
+            if not row.novita_instance_id or row.status in (S.TERMINATING, S.FAILED):
+                continue
+            for item in self.named(row):
+                if item.id != row.novita_instance_id:
+                    self.deletes.append((row, item.id, "duplicate"))
+
+    def orphan(self, item: Upstream, *, owner: str | None) -> None:
+        key = ORPHAN_KEY.format(item.id)
+        first_seen = time.time()
+        if not cache.add(key, first_seen, timeout=settings.ORPHAN_GRACE_SECONDS * 3 + 60):
+            first_seen = float(cache.get(key) or first_seen)
+        age = time.time() - first_seen
+        if age < settings.ORPHAN_GRACE_SECONDS:
+            logger.info("orphan candidate %s (%s), seen %.0fs ago", item.id, item.name, age)
+            return
+        logger.warning(
+            "deleting orphan %s (%s): its owner is %s",
+            item.id,
+            item.name,
+            owner or "unknown to novitai",
+        )
+        self.deletes.append((None, item.id, "orphan"))
+
+    def carry_out_deletes(self) -> None:
+        done: set[str] = set()
+        for row, novita_id, why in self.deletes:
+            if novita_id in done:
+                continue
+            done.add(novita_id)
+            try:
+                self.client.delete_instance(novita_id)
+            except (novita.NotFound, novita.InvalidStateChange):
+                pass
+            except novita.NovitaError as exc:
+                logger.warning("delete of %s (%s) failed: %s", novita_id, why, exc)
+                continue
+            self.report.deletes += 1
+            if why == "orphan":
+                ORPHANS_DELETED.inc()
+                self.report.orphans_deleted += 1
+            elif why == "duplicate" and row is not None:
+                DUPLICATES_DELETED.inc()
+                instance_event_record(
+                    instance=row,
+                    reason="duplicate_deleted",
+                    message=f"A second upstream instance ({novita_id}) was deleted.",
+                    data={"novita_instance_id": novita_id},
+                )
+            if row is not None and why != "duplicate":
+                Instance.objects.filter(pk=row.pk).update(delete_requested_at=timezone.now())

@@ -1,0 +1,128 @@
+"""Reads on instances, and the instance representation (API answers and webhook bodies alike).
+
+`instance_representation` is a pure function of the row (and its current job): the API
+serializer and every webhook payload use it, so the two never drift apart. It never contains
+the caller's environment variables, Novita's payloads or anything secret.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import QuerySet
+
+from instances.models import Instance, InstanceEvent, InstanceStatus
+from tenants.models import Tenant
+
+LIVE_STATUSES = tuple(s for s in InstanceStatus.values if s != InstanceStatus.TERMINATED)
+
+
+def _timestamp(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def _price(value: Decimal | None) -> str | None:
+    if value is None:
+        return None
+    text = format(value.normalize(), "f")
+    whole, _, fraction = text.partition(".")
+    return f"{whole}.{fraction.ljust(2, '0')}"
+
+
+def job_summary(instance: Instance) -> dict[str, Any] | None:
+    job = instance.current_job
+    if job is None:
+        return None
+    return {
+        "id": str(job.pk),
+        "kind": job.kind,
+        "status": job.status,
+        "attempts": job.attempts,
+        "last_error": job.last_error or None,
+        "created_at": _timestamp(job.created_at),
+        "finished_at": _timestamp(job.finished_at),
+    }
+
+
+def endpoint_summary(endpoint: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "port": endpoint.get("port"),
+        "type": endpoint.get("type"),
+        "url": endpoint.get("url") or None,
+        "healthy": endpoint.get("healthy"),
+    }
+
+
+def instance_representation(instance: Instance) -> dict[str, Any]:
+    product = (
+        {"id": instance.novita_product_id, "name": instance.product_name}
+        if instance.novita_product_id
+        else None
+    )
+    return {
+        "id": str(instance.pk),
+        "name": instance.name,
+        "status": instance.status,
+        "failure_reason": instance.failure_reason or None,
+        "failure_message": instance.failure_message or None,
+        "novita_instance_id": instance.novita_instance_id or None,
+        "product": product,
+        "region": instance.region or None,
+        "billing_mode": instance.billing_mode,
+        "gpu_num": instance.gpu_num,
+        "price_per_hour": _price(instance.price_per_hour),
+        "template_id": instance.template_id,
+        "rootfs_size": instance.rootfs_size,
+        "endpoints": [endpoint_summary(e) for e in instance.endpoints],
+        "created_at": _timestamp(instance.created_at),
+        "provisioned_at": _timestamp(instance.provisioned_at),
+        "ready_at": _timestamp(instance.ready_at),
+        "stopped_at": _timestamp(instance.stopped_at),
+        "terminated_at": _timestamp(instance.terminated_at),
+        "webhook_url": instance.webhook_url or None,
+        "job": job_summary(instance),
+    }
+
+
+def event_representation(event: InstanceEvent) -> dict[str, Any]:
+    return {
+        "id": event.pk,
+        "from_status": event.from_status or None,
+        "to_status": event.to_status,
+        "reason": event.reason,
+        "message": event.message,
+        "actor": event.actor,
+        "details": event.data,
+        "at": _timestamp(event.at),
+    }
+
+
+def instance_list(
+    *,
+    tenant: Tenant | None,
+    statuses: list[str] | None = None,
+    name: str | None = None,
+    region: str | None = None,
+) -> QuerySet[Instance]:
+    """A tenant's instances (every tenant's for staff: tenant None), newest first."""
+    qs = Instance.objects.select_related("current_job", "tenant")
+    if tenant is not None:
+        qs = qs.filter(tenant=tenant)
+    if statuses:
+        qs = qs.filter(status__in=statuses)
+    if name:
+        qs = qs.filter(name=name)
+    if region:
+        qs = qs.filter(region__iexact=region)
+    return qs.order_by("-created_at", "-id")
+
+
+def instance_get(*, tenant: Tenant | None, instance_id: uuid.UUID) -> Instance | None:
+    return instance_list(tenant=tenant).filter(pk=instance_id).first()
+
+
+def instance_events(*, instance: Instance) -> QuerySet[InstanceEvent]:
+    return InstanceEvent.objects.filter(instance=instance).order_by("at", "id")

@@ -1,0 +1,449 @@
+"""Writes on instances that answer API calls: create, start, stop, restart, delete, retry.
+
+None of them calls Novita: each writes the instance's new status, its event and a job in one
+transaction, and the job's task (sent on commit) makes the call. The catalog is read before the
+transaction (validation), the tenant row is locked inside it (quotas).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from catalog.errors import UnknownProduct
+from catalog.selectors import RejectReason, offers_require, product_list, region_resolve
+from catalog.services import TemplateConfig, template_get
+from instances.lifecycle import instance_transition
+from instances.models import Instance, InstanceEvent, InstanceStatus
+from jobs.models import Job
+from jobs.services import job_cancel, job_create, job_retry_hook_register
+from novitai.errors import Conflict, NotFound, ValidationFailed
+from tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
+
+SUBJECT = "instance"
+TASK_PROVISION = "instances.provision"
+TASK_ACTION = "instances.action"
+DEFAULT_ROOTFS_GB = 60
+DEFAULT_EXPECTED_STATUS = ((200, 399),)
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+class Action:
+    PROVISION = "provision"
+    START = "start"
+    STOP = "stop"
+    RESTART = "restart"
+    DELETE = "delete"
+
+
+# action -> (statuses it may start from, the status it moves to)
+ACTIONS: dict[str, tuple[tuple[str, ...], str]] = {
+    Action.START: ((InstanceStatus.STOPPED, InstanceStatus.PREEMPTED), InstanceStatus.STARTING),
+    Action.STOP: ((InstanceStatus.READY, InstanceStatus.HEALTH_CHECKING), InstanceStatus.STOPPING),
+    Action.RESTART: (
+        (InstanceStatus.READY, InstanceStatus.HEALTH_CHECKING),
+        InstanceStatus.RESTARTING,
+    ),
+}
+TRANSIT_OF = {action: to for action, (_, to) in ACTIONS.items()} | {
+    Action.DELETE: InstanceStatus.TERMINATING
+}
+
+
+def novita_name_for(instance_id: uuid.UUID) -> str:
+    """The upstream name: "<prefix>-<12 hex digits of our id>", fixed before any create call."""
+    return f"{settings.NOVITA_NAME_PREFIX}-{instance_id.hex[:12]}"
+
+
+# --- the create request -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HealthCheckSpec:
+    path: str = "/"
+    ports: tuple[int, ...] | None = None  # None: every http port of the template
+    expected_status: tuple[tuple[int, int], ...] = DEFAULT_EXPECTED_STATUS
+    timeout_seconds: float | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "ports": list(self.ports) if self.ports is not None else None,
+            "expected_status": [list(r) for r in self.expected_status],
+            "timeout_seconds": self.timeout_seconds,
+        }
+
+
+@dataclass(frozen=True)
+class InstanceRequest:
+    """A create request whose shape is valid (the serializer's output)."""
+
+    name: str
+    template_id: str
+    product_names: tuple[str, ...]
+    gpu_num: int = 1
+    rootfs_size: int | None = None
+    region: str | None = None
+    billing_mode: str = "on_demand"
+    max_price_per_hour: Decimal | None = None
+    envs: tuple[tuple[str, str], ...] = ()
+    webhook_url: str = ""
+    health_check: HealthCheckSpec = HealthCheckSpec()
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """A create request checked against the catalog: what instance_create writes."""
+
+    request: InstanceRequest
+    rootfs_size: int
+    region_code: str  # the preferred region, resolved ("" for none)
+
+
+def _rootfs_check(request: InstanceRequest, rootfs_size: int) -> None:
+    """400 when no product of the requested names takes a root disk of that size."""
+    wanted = {n.casefold() for n in request.product_names}
+    limits: list[tuple[str, int, int]] = []
+    for name in request.product_names:
+        for product in product_list(name=name):
+            if product.name.casefold() in wanted:
+                limits.append((product.name, product.min_rootfs, product.max_rootfs))
+    if not limits:
+        return  # unknown products: offers_require says so
+    if any(low <= rootfs_size and (not high or rootfs_size <= high) for _, low, high in limits):
+        return
+    bounds = sorted({f"{name}: {low}-{high or '∞'} GB" for name, low, high in limits})
+    raise ValidationFailed(
+        f"rootfs_size {rootfs_size} GB is outside the limits of the requested products.",
+        code="rootfs_out_of_range",
+        details={"rootfs_size": [f"Allowed: {'; '.join(bounds)}."]},
+    )
+
+
+def _health_check_ports_check(request: InstanceRequest, template: TemplateConfig) -> None:
+    ports = request.health_check.ports
+    if ports is None:
+        return
+    known = {p.port for p in template.ports}
+    unknown = sorted(set(ports) - known)
+    if unknown:
+        raise ValidationFailed(
+            "health_check.ports names ports the template does not expose.",
+            details={
+                "health_check": {
+                    "ports": [
+                        f"Not ports of template {template.id}: {unknown}; "
+                        f"it exposes {sorted(known)}."
+                    ]
+                }
+            },
+        )
+
+
+def instance_request_check(*, request: InstanceRequest) -> InstanceSpec:
+    """Checks a create request against the catalog (template cached; products, regions and
+    rootfs limits from the catalog's rows). Raises 400/404 ServiceErrors; writes nothing."""
+    template = template_get(template_id=request.template_id)
+    rootfs_size = request.rootfs_size or template.rootfs_size or DEFAULT_ROOTFS_GB
+    region_code = region_resolve(request.region).code if request.region else ""
+    _rootfs_check(request, rootfs_size)
+    _health_check_ports_check(request, template)
+    selection = offers_require(
+        product_names=list(request.product_names),
+        gpu_num=request.gpu_num,
+        region=region_code or None,
+        billing_mode=request.billing_mode,
+        max_price_per_hour=request.max_price_per_hour,
+        rootfs_size=rootfs_size,
+    )
+    unknown = [
+        r.product_name for r in selection.rejected if r.reason == RejectReason.PRODUCT_NOT_FOUND
+    ]
+    if unknown:
+        raise UnknownProduct(
+            f"No product is named {' or '.join(repr(n) for n in unknown)}.",
+            details={"product_names": unknown},
+        )
+    return InstanceSpec(request=request, rootfs_size=rootfs_size, region_code=region_code)
+
+
+def _quota_check(tenant: Tenant, gpu_num: int) -> None:
+    if tenant.max_instances is None and tenant.max_gpus is None:
+        return
+    usage = Instance.objects.filter(tenant=tenant).exclude(status=InstanceStatus.TERMINATED)
+    totals = usage.aggregate(n=Count("id"), gpus=Coalesce(Sum("gpu_num"), 0))
+    if tenant.max_instances is not None and totals["n"] + 1 > tenant.max_instances:
+        raise Conflict(
+            f"The tenant's quota of {tenant.max_instances} instance(s) is used up "
+            "(instances count until they are terminated).",
+            code="quota_exceeded",
+            details={"max_instances": tenant.max_instances, "instances": totals["n"]},
+        )
+    if tenant.max_gpus is not None and totals["gpus"] + gpu_num > tenant.max_gpus:
+        raise Conflict(
+            f"The tenant's quota of {tenant.max_gpus} GPU(s) would be exceeded "
+            f"({totals['gpus']} in use, {gpu_num} asked for).",
+            code="quota_exceeded",
+            details={"max_gpus": tenant.max_gpus, "gpus": totals["gpus"], "requested": gpu_num},
+        )
+
+
+def _name_taken(name: str) -> Conflict:
+    return Conflict(
+        f"An instance named {name!r} exists already (names are free again once terminated).",
+        code="instance_name_taken",
+        details={"name": [f"{name!r} is taken."]},
+    )
+
+
+@transaction.atomic
+def instance_create(*, tenant: Tenant, spec: InstanceSpec, actor: str) -> Instance:
+    """Writes the instance (pending), its first event and its provision job; the job's task is
+    sent after commit. Quotas are checked with the tenant row locked."""
+    request = spec.request
+    locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
+    live = Instance.objects.filter(tenant=locked).exclude(status=InstanceStatus.TERMINATED)
+    if live.filter(name=request.name).exists():
+        raise _name_taken(request.name)
+    _quota_check(locked, request.gpu_num)
+
+    instance_id = uuid.uuid4()
+    job = job_create(
+        kind=Action.PROVISION,
+        task_name=TASK_PROVISION,
+        subject_type=SUBJECT,
+        subject_id=instance_id,
+        tenant=locked,
+    )
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            instance = Instance.objects.create(
+                id=instance_id,
+                tenant=locked,
+                name=request.name,
+                status=InstanceStatus.PENDING,
+                template_id=request.template_id,
+                product_names=list(request.product_names),
+                gpu_num=request.gpu_num,
+                rootfs_size=spec.rootfs_size,
+                preferred_region=spec.region_code,
+                billing_mode=request.billing_mode,
+                max_price_per_hour=request.max_price_per_hour,
+                envs=[{"key": k, "value": v} for k, v in request.envs],
+                health_check=request.health_check.as_json(),
+                webhook_url=request.webhook_url,
+                novita_name=novita_name_for(instance_id),
+                current_job=job,
+                created_at=now,
+            )
+    except IntegrityError:
+        raise _name_taken(request.name) from None
+    InstanceEvent.objects.create(
+        instance=instance,
+        from_status="",
+        to_status=InstanceStatus.PENDING,
+        reason="requested",
+        message="Create requested.",
+        actor=actor,
+        data={"products": list(request.product_names), "region": spec.region_code or None},
+        at=now,
+    )
+    logger.info("instance %s (%s) requested", instance.pk, instance.name)
+    return instance
+
+
+# --- start, stop, restart, delete -------------------------------------------------------------
+
+
+def _locked(instance_id: uuid.UUID, tenant: Tenant | None) -> Instance:
+    qs = Instance.objects.select_for_update().filter(pk=instance_id)
+    if tenant is not None:
+        qs = qs.filter(tenant=tenant)
+    instance = qs.first()
+    if instance is None:
+        raise NotFound("No such instance.", code="instance_not_found")
+    # Related rows read after the lock (select_related with FOR UPDATE would lock them too).
+    instance.tenant = Tenant.objects.get(pk=instance.tenant_id)
+    instance.current_job = (
+        Job.objects.filter(pk=instance.current_job_id).first() if instance.current_job_id else None
+    )
+    return instance
+
+
+def _invalid_state(action: str, instance: Instance, allowed: tuple[str, ...]) -> Conflict:
+    return Conflict(
+        f"Cannot {action} an instance that is {instance.status}.",
+        code="invalid_instance_state",
+        details={"status": instance.status, "allowed_from": list(allowed)},
+    )
+
+
+def _supersede_job(instance: Instance, action: str) -> None:
+    job = instance.current_job
+    if job is not None and job.is_active:
+        job_cancel(job=job, reason=f"superseded by {action}")
+
+
+def _action_job(instance: Instance, action: str) -> Job:
+    return job_create(
+        kind=action,
+        task_name=TASK_ACTION,
+        subject_type=SUBJECT,
+        subject_id=instance.pk,
+        tenant=instance.tenant,
+    )
+
+
+@transaction.atomic
+def instance_action_request(
+    *, instance_id: uuid.UUID, tenant: Tenant | None, action: str, actor: str
+) -> Instance:
+    """start, stop or restart: 409 naming the status when the status does not allow it."""
+    allowed, to_status = ACTIONS[action]
+    instance = _locked(instance_id, tenant)
+    if instance.status not in allowed:
+        raise _invalid_state(action, instance, allowed)
+    _supersede_job(instance, action)
+    job = _action_job(instance, action)
+    instance_transition(
+        instance=instance,
+        to_status=to_status,
+        reason=f"{action}_requested",
+        message=f"{action.capitalize()} requested.",
+        actor=actor,
+        fields={"current_job": job},
+    )
+    return instance
+
+
+@transaction.atomic
+def instance_delete_request(
+    *, instance_id: uuid.UUID, tenant: Tenant | None, actor: str
+) -> Instance:
+    """→ terminating, with a delete job. Idempotent: an instance already terminating or
+    terminated is answered as it is (same job)."""
+    instance = _locked(instance_id, tenant)
+    if instance.status in (InstanceStatus.TERMINATING, InstanceStatus.TERMINATED):
+        return instance
+    _supersede_job(instance, Action.DELETE)
+    job = _action_job(instance, Action.DELETE)
+    instance_transition(
+        instance=instance,
+        to_status=InstanceStatus.TERMINATING,
+        reason="delete_requested",
+        message="Delete requested.",
+        actor=actor,
+        fields={"current_job": job, "delete_requested_at": None},
+    )
+    return instance
+
+
+# --- retries by an operator -------------------------------------------------------------------
+
+
+def _instance_of(job: Job) -> Instance:
+    instance = _locked(job.subject_id, None)
+    if instance.current_job_id != job.pk:
+        raise Conflict(
+            "This job is no longer the instance's current one; act on the instance instead.",
+            code="job_superseded",
+        )
+    return instance
+
+
+def _retry_provision(job: Job) -> None:
+    instance = _instance_of(job)
+    if instance.status in (InstanceStatus.PENDING, InstanceStatus.PROVISIONING):
+        return
+    if instance.status != InstanceStatus.FAILED:
+        raise Conflict(
+            f"Only a failed instance can be provisioned again; this one is {instance.status}.",
+            code="invalid_instance_state",
+            details={"status": instance.status},
+        )
+    if instance.released_at is None:
+        raise Conflict(
+            "Novita has not yet confirmed that the failed attempt's GPU is gone; retry shortly.",
+            code="cleanup_pending",
+        )
+    instance_transition(
+        instance=instance,
+        to_status=InstanceStatus.PENDING,
+        reason="retry",
+        message="Provisioning retried by an operator.",
+        actor="operator",
+        fields={
+            "failure_reason": "",
+            "failure_message": "",
+            "novita_instance_id": "",
+            "novita_product_id": "",
+            "product_name": "",
+            "region": "",
+            "cluster_id": "",
+            "price_per_hour": None,
+            "offers_tried": [],
+            "create_sent_at": None,
+            "delete_requested_at": None,
+            "released_at": None,
+            "upstream_status": "",
+            "endpoints": [],
+            "provisioned_at": None,
+        },
+    )
+
+
+def _retry_action(job: Job) -> None:
+    instance = _instance_of(job)
+    transit = TRANSIT_OF[job.kind]
+    if instance.status == transit:
+        return
+    allowed = ACTIONS[job.kind][0] if job.kind in ACTIONS else ()
+    if instance.status not in allowed:
+        raise _invalid_state(job.kind, instance, allowed)
+    instance_transition(
+        instance=instance,
+        to_status=transit,
+        reason="retry",
+        message=f"{job.kind.capitalize()} retried by an operator.",
+        actor="operator",
+    )
+
+
+def retry_hooks_register() -> None:
+    job_retry_hook_register(task_name=TASK_PROVISION, hook=_retry_provision)
+    job_retry_hook_register(task_name=TASK_ACTION, hook=_retry_action)
+
+
+def instance_retry(*, instance_id: uuid.UUID) -> Instance:
+    """An operator retries the instance's current job (a failed provisioning or action)."""
+    from jobs.services import job_retry
+
+    instance = Instance.objects.filter(pk=instance_id).first()
+    if instance is None:
+        raise NotFound("No such instance.", code="instance_not_found")
+    if instance.current_job_id is None:
+        raise Conflict("The instance has no job to retry.", code="job_not_retryable")
+    job_retry(job_id=instance.current_job_id)
+    return Instance.objects.select_related("current_job", "tenant").get(pk=instance_id)
+
+
+def actor_of(principal: Any) -> str:
+    """ "tenant:<name>" for an API key, "staff:<username>" for a staff session."""
+    tenant = getattr(principal, "tenant", None)
+    if tenant is not None:
+        return f"tenant:{tenant.name}"
+    return f"staff:{getattr(principal, 'username', '?')}"

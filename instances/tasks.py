@@ -1,0 +1,36 @@
+"""Celery tasks of instances: thin, ids only, each one service call."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from instances.idempotency import idempotency_keys_purge
+
+
+@shared_task(name="instances.provision", ignore_result=True)
+def provision(job_id: str) -> None:
+    """Creates the instance on Novita (offers in order; unknown outcomes resolved by name)."""
+    from instances.provisioning import instance_provision_run
+
+    instance_provision_run(job_id=job_id)
+
+
+@shared_task(name="instances.action", ignore_result=True)
+def action(job_id: str) -> None:
+    """Asks Novita to start, stop, restart or delete the instance; the monitor follows."""
+    from instances.actions import instance_action_run
+
+    instance_action_run(job_id=job_id)
+
+
+@shared_task(name="instances.monitor", ignore_result=True, soft_time_limit=120, time_limit=150)
+def monitor() -> None:
+    """One monitoring pass over every instance in transit (beat, every MONITOR_INTERVAL)."""
+    from instances.monitoring import monitor_pass
+
+    monitor_pass()
+
+
+@shared_task(name="instances.idempotency_keys_purge", ignore_result=True)
+def idempotency_keys_purge_task() -> int:
+    return idempotency_keys_purge()
