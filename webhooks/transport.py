@@ -28,6 +28,8 @@ from novitai.errors import ValidationFailed
 from webhooks.ssrf import WebhookTarget, webhook_target_resolve
 
 RESPONSE_READ_LIMIT = 4096
+# Addresses of one name tried in turn when connecting fails (nothing was sent yet).
+MAX_ADDRESSES = 3
 _READ_CHUNK = 1024
 
 
@@ -61,8 +63,9 @@ class PostFailed(Exception):
         self.latency_ms = latency_ms
 
 
-def _pool(target: WebhookTarget, timeout: urllib3.Timeout) -> urllib3.HTTPConnectionPool:
-    address = target.address
+def _pool(
+    target: WebhookTarget, address: str, timeout: urllib3.Timeout
+) -> urllib3.HTTPConnectionPool:
     if target.scheme == "https":
         return urllib3.HTTPSConnectionPool(
             address,
@@ -80,31 +83,64 @@ def _pool(target: WebhookTarget, timeout: urllib3.Timeout) -> urllib3.HTTPConnec
     )
 
 
+class _NotConnected(Exception):
+    """The connection to one address failed before anything was sent: another may do."""
+
+    def __init__(self, failure: PostFailed) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
 def webhook_post(
     *, url: str, body: bytes, headers: dict[str, str], timeout_seconds: float
 ) -> PostResult:
     """POSTs `body` to `url` once. Returns the answer whatever its status; raises PostFailed
-    when there is none."""
+    when there is none. The checked addresses are tried in the resolver's order while
+    connecting fails (nothing was sent yet), all within the one deadline."""
     started = time.monotonic()
-
-    def elapsed_ms() -> int:
-        return int((time.monotonic() - started) * 1000)
-
+    deadline = started + timeout_seconds
     try:
         target = webhook_target_resolve(url)
     except ValidationFailed as exc:
-        raise PostFailed(FailureKind.BLOCKED, exc.message, latency_ms=elapsed_ms()) from None
+        raise PostFailed(FailureKind.BLOCKED, exc.message, latency_ms=_ms(started)) from None
     except (OSError, UnicodeError):
         raise PostFailed(
-            FailureKind.DNS_ERROR, "The host name does not resolve.", latency_ms=elapsed_ms()
+            FailureKind.DNS_ERROR, "The host name does not resolve.", latency_ms=_ms(started)
         ) from None
 
-    deadline = started + timeout_seconds
+    failure: PostFailed | None = None
+    for address in list(dict.fromkeys(target.addresses))[:MAX_ADDRESSES]:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        try:
+            return _post_to(target, address, body, headers, started, deadline, remaining)
+        except _NotConnected as exc:
+            failure = exc.failure
+    if failure is None:
+        failure = PostFailed(
+            FailureKind.TIMEOUT, f"No answer within {timeout_seconds:g} s.", latency_ms=_ms(started)
+        )
+    raise failure
+
+
+def _post_to(
+    target: WebhookTarget,
+    address: str,
+    body: bytes,
+    headers: dict[str, str],
+    started: float,
+    deadline: float,
+    remaining: float,
+) -> PostResult:
     timeout = urllib3.Timeout(
-        total=timeout_seconds,
-        connect=min(settings.WEBHOOK_CONNECT_TIMEOUT_SECONDS, timeout_seconds),
+        total=remaining, connect=min(settings.WEBHOOK_CONNECT_TIMEOUT_SECONDS, remaining)
     )
-    pool = _pool(target, timeout)
+    pool = _pool(target, address, timeout)
+
+    def failed(kind: FailureKind, message: str) -> PostFailed:
+        return PostFailed(kind, message, address=address, latency_ms=_ms(started))
+
     try:
         response = pool.urlopen(
             "POST",
@@ -132,27 +168,29 @@ def webhook_post(
             status=response.status,
             retry_after=response.headers.get("Retry-After"),
             body=bytes(received),
-            address=target.address,
-            latency_ms=elapsed_ms(),
+            address=address,
+            latency_ms=_ms(started),
         )
     except SSLError as exc:
-        raise _failed(
-            FailureKind.TLS_ERROR, f"TLS error: {_reason(exc)}", target, elapsed_ms()
-        ) from None
+        raise failed(FailureKind.TLS_ERROR, f"TLS error: {_reason(exc)}") from None
     except NewConnectionError as exc:
-        raise _failed(
-            FailureKind.CONNECTION_ERROR, f"Connection failed: {_reason(exc)}", target, elapsed_ms()
+        raise _NotConnected(
+            failed(FailureKind.CONNECTION_ERROR, f"Connection failed: {_reason(exc)}")
         ) from None
-    except (ConnectTimeoutError, ReadTimeoutError):
-        raise _failed(
-            FailureKind.TIMEOUT, f"No answer within {timeout_seconds:g} s.", target, elapsed_ms()
+    except ConnectTimeoutError:
+        raise _NotConnected(
+            failed(FailureKind.TIMEOUT, f"Could not connect within {timeout.connect_timeout:g} s.")
         ) from None
+    except ReadTimeoutError:
+        raise failed(FailureKind.TIMEOUT, f"No answer within {deadline - started:g} s.") from None
     except (HTTPError, OSError) as exc:
-        raise _failed(
-            FailureKind.CONNECTION_ERROR, f"Connection failed: {_reason(exc)}", target, elapsed_ms()
-        ) from None
+        raise failed(FailureKind.CONNECTION_ERROR, f"Connection failed: {_reason(exc)}") from None
     finally:
         pool.close()
+
+
+def _ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
 
 
 def _reason(exc: BaseException) -> str:
@@ -161,7 +199,3 @@ def _reason(exc: BaseException) -> str:
     text = type(inner).__name__
     detail = getattr(inner, "strerror", None) or getattr(inner, "reason", None)
     return f"{text} ({detail})" if isinstance(detail, str) and detail else text
-
-
-def _failed(kind: FailureKind, message: str, target: WebhookTarget, latency_ms: int) -> PostFailed:
-    return PostFailed(kind, message, address=target.address, latency_ms=latency_ms)

@@ -406,3 +406,37 @@ def test_payload_is_the_exact_body_of_the_event(tenant: Tenant, receiver: Receiv
     }
     assert delivery.event_id.startswith("msg_")
     assert "." not in delivery.event_id
+
+
+def test_next_checked_address_is_tried_when_connecting_fails(
+    tenant: Tenant, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name with two addresses (a DNS answer this machine cannot give: substituted), the
+    first of which refuses connections."""
+    from webhooks import ssrf
+
+    monkeypatch.setattr(ssrf, "_getaddrinfo", lambda host, port: ["127.0.0.3", "127.0.0.1"])
+    delivery = record(tenant, receiver.url(host="dual.test"))
+
+    attempt = deliver(delivery)
+
+    assert attempt.result == AttemptResult.SUCCESS
+    assert attempt.address == "127.0.0.1"
+    assert len(receiver.requests) == 1
+    assert receiver.requests[0].headers["host"] == f"dual.test:{receiver.port}"
+
+
+def test_all_checked_addresses_refusing_is_one_failed_attempt(
+    tenant: Tenant, closed_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from webhooks import ssrf
+
+    monkeypatch.setattr(ssrf, "_getaddrinfo", lambda host, port: ["127.0.0.3", "127.0.0.1"])
+    delivery = record(tenant, f"http://dual.test:{closed_port}/hook")
+
+    attempt = deliver(delivery)
+
+    assert attempt.result == AttemptResult.CONNECTION_ERROR
+    assert attempt.address == "127.0.0.1"  # the last one tried
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == (DeliveryStatus.PENDING, 1)
