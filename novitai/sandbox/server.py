@@ -40,6 +40,7 @@ INVENTORY_GPUS = {"none": 0, "low": 2, "normal": 8, "high": 8}
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    block_on_close = False  # stop() closes every connection itself
     allow_reuse_address = True
     request_queue_size = 256
 
@@ -106,7 +107,10 @@ class _Handler(BaseHTTPRequestHandler):
                     return b"".join(chunks)
                 chunks.append(self.rfile.read(size))
                 self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
         return self.rfile.read(length) if length > 0 else b""
 
     def _send(

@@ -476,7 +476,7 @@ class Sandbox:
         """Spot reclaim: notified -> reclaiming -> terminated; the instance ends `exited`."""
         if instance.spec.billing_mode != "spot":
             raise ValueError("only spot instances are reclaimed")
-        if instance.status_at(now) in REMOVE_STATES or instance.status_at(now) == EXITED:
+        if instance.status_at(now) not in STOPPABLE:
             raise ValueError("the instance is not running")
         t = self.timing
         reclaiming_at = now + t.reclaim_notice

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 
 from novitai.sandbox.config import NGINX_502_PAGE
-from tests.sandbox.conftest import Api, http, instant_timing, pin
+from tests.sandbox.helpers import Api, http, instant_timing, pin
 
 
 def endpoint(api: Api, iid: str, index: int = 0) -> str:

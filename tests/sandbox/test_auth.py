@@ -6,7 +6,7 @@ import pytest
 
 from novitai.sandbox.api import ROUTES
 from novitai.sandbox.control import SandboxControl
-from tests.sandbox.conftest import Api, http, instant_timing
+from tests.sandbox.helpers import Api, http, instant_timing
 
 UNAUTHORIZED = {"code": 401, "reason": "UNAUTHORIZED", "message": "unauthorized", "metadata": {}}
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from tests.sandbox.conftest import VALID_CREATE, Answer, Api, http, instant_timing
+from tests.sandbox.helpers import VALID_CREATE, Answer, Api, http, instant_timing
 
 T = TypeVar("T")
 

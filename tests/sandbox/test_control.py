@@ -7,7 +7,7 @@ import time
 import pytest
 
 from novitai.sandbox.control import SandboxControl, SandboxControlError
-from tests.sandbox.conftest import Api, http, instant_timing
+from tests.sandbox.helpers import Api, http, instant_timing
 
 
 def test_stats_count_calls_statuses_and_creates(api: Api) -> None:

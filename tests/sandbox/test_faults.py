@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from novitai.sandbox.control import SandboxControlError
-from tests.sandbox.conftest import VALID_CREATE, Api, http, instant_timing
+from tests.sandbox.helpers import VALID_CREATE, Api, http, instant_timing
 
 INSUFFICIENT = {
     "code": 400,

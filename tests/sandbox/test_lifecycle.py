@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from tests.sandbox.conftest import PIN, Api, instant_timing, pin
+from tests.sandbox.helpers import PIN, Api, instant_timing, pin
 
 CONFLICT = {"code": 400, "reason": "CONFLICT", "message": "invalid state change", "metadata": {}}
 NOT_FOUND = {

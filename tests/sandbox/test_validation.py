@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.sandbox.conftest import VALID_CREATE, Api, http, instant_timing
+from tests.sandbox.helpers import VALID_CREATE, Api, http, instant_timing
 
 MISSING = object()
 

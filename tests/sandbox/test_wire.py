@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.sandbox.conftest import VALID_CREATE, Api, instant_timing, pin
+from tests.sandbox.helpers import VALID_CREATE, Api, instant_timing, pin
 from tests.sandbox.shapes import assert_same_shape, shape_differences
 
 # --- novita-api.md §5.1, verbatim -----------------------------------------------------------------
