@@ -115,13 +115,7 @@ class NovitaClient:
     # --- catalog ------------------------------------------------------------------------------
 
     def list_clusters(self) -> list[Cluster]:
-        endpoint = "/clusters"
-        payload = self._get_object(endpoint)
-        with self._parsing(endpoint):
-            return [
-                parsing.parse_cluster(item, f"data[{i}]")
-                for i, item in enumerate(parsing.as_list(payload.get("data"), "data"))
-            ]
+        return self._data_list("/clusters", parsing.parse_cluster)
 
     def list_products(
         self,
@@ -134,7 +128,6 @@ class NovitaClient:
         min_rootfs_size: int | None = None,
         billing_method: str | None = None,
     ) -> list[Product]:
-        endpoint = "/products"
         params = _params(
             clusterId=cluster_id,
             gpuNum=gpu_num,
@@ -144,12 +137,7 @@ class NovitaClient:
             minRootFSSize=min_rootfs_size,
             billingMethod=billing_method,
         )
-        payload = self._get_object(endpoint, params=params)
-        with self._parsing(endpoint):
-            return [
-                parsing.parse_product(item, f"data[{i}]")
-                for i, item in enumerate(parsing.as_list(payload.get("data"), "data"))
-            ]
+        return self._data_list("/products", parsing.parse_product, params=params)
 
     def list_templates(
         self, *, name: str | None = None, channel: str | Sequence[str] | None = None
@@ -167,13 +155,7 @@ class NovitaClient:
             return parsing.parse_template(payload.get("template"), "template")
 
     def list_registry_auths(self) -> list[RegistryAuth]:
-        endpoint = "/repository/auths"
-        payload = self._get_object(endpoint)
-        with self._parsing(endpoint):
-            return [
-                parsing.parse_registry_auth(item, f"data[{i}]")
-                for i, item in enumerate(parsing.as_list(payload.get("data"), "data"))
-            ]
+        return self._data_list("/repository/auths", parsing.parse_registry_auth)
 
     # --- instances ----------------------------------------------------------------------------
 
@@ -302,6 +284,25 @@ class NovitaClient:
         with self._parsing(endpoint):
             return parsing.as_object(payload, "answer")
 
+    def _data_list(
+        self,
+        endpoint: str,
+        parse: Callable[[object, str], ItemT],
+        *,
+        params: dict[str, Any] | None = None,
+    ) -> list[ItemT]:
+        """The items of an unpaged `{"data": [...]}` answer."""
+        payload = self._get_object(endpoint, params=params)
+        with self._parsing(endpoint):
+            return self._items(payload, "data", parse)
+
+    @staticmethod
+    def _items(
+        payload: Mapping[str, Any], key: str, parse: Callable[[object, str], ItemT]
+    ) -> list[ItemT]:
+        raw = parsing.as_list(payload.get(key), key)
+        return [parse(item, f"{key}[{i}]") for i, item in enumerate(raw)]
+
     @contextlib.contextmanager
     def _parsing(self, endpoint: str) -> Iterator[None]:
         try:
@@ -321,10 +322,12 @@ class NovitaClient:
     ) -> list[ItemT]:
         """Every item of a page-numbered listing, deduplicated by id.
 
-        Stops at a short page or once `total` items were seen. Items shift while we page (an
-        instance created meanwhile), hence the deduplication. A server that repeats itself or
-        never ends raises MalformedResponse rather than return a partial list, which a caller
-        could take for "those instances are gone".
+        Stops once `total` items were seen (or at an empty page: some went away meanwhile);
+        without a total, at a short page. A short page does not end a listing that has a total:
+        the server may cap the page size below ours. Items shift while we page (an instance
+        created meanwhile), hence the deduplication. A server that repeats itself or never ends
+        raises MalformedResponse rather than return a partial list, which a caller could take
+        for "those instances are gone".
         """
         size = max(1, self.config.list_page_size)
         seen: dict[str, ItemT] = {}
@@ -335,14 +338,13 @@ class NovitaClient:
                 endpoint, params={**params, "pageSize": size, "pageNum": page}
             )
             with self._parsing(endpoint):
-                raw = parsing.as_list(payload.get(key), key)
-                items = [parse(item, f"{key}[{i}]") for i, item in enumerate(raw)]
+                items = self._items(payload, key, parse)
                 total = payload.get("total")
                 total = None if total is None else parsing.to_int(total, "total")
             ids = [item.id for item in items]
             if page == 0:
                 first_ids = ids
-            elif page == 1 and ids and ids == first_ids and len(ids) >= size:
+            elif page == 1 and ids and ids == first_ids:
                 # 1-based pages, with 0 read as 1: page 1 was page 0 again. Go on from 2.
                 self._first_page = 1
                 page = 2
@@ -352,7 +354,10 @@ class NovitaClient:
                 if item.id not in seen:
                     seen[item.id] = item
                     new += 1
-            if len(raw) < size or (total is not None and len(seen) >= total):
+            if total is None:
+                if len(items) < size:
+                    return list(seen.values())
+            elif len(seen) >= total or not items:
                 return list(seen.values())
             if new == 0:
                 if total is not None:

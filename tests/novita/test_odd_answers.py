@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from novitai.novita.client import NovitaClient
+from novitai.novita.client import NovitaClient, get_client
 from novitai.novita.errors import GarbledResponse, MalformedResponse, RateLimited, UnknownOutcome
 from novitai.novita.types import Instance, PortMapping, PortSpec, StatusError
 from tests.novita.conftest import Canned, OddNovita, create_request, sample
@@ -145,11 +145,40 @@ def test_pages_until_total(odd_novita: OddNovita, odd_client: NovitaClient, fast
         Canned(200, {"instances": [instance(1), instance(2)], "total": "4"}),
         Canned(200, {"instances": [instance(3), instance(4)], "total": "4"}),
     )
-    from novitai.novita.client import get_client
-
     listed = get_client().list_instances()
     assert [i.id for i in listed] == [f"{n:016x}" for n in (1, 2, 3, 4)]
     assert [r.query["pageNum"] for r in odd_novita.seen("/gpu/instances")] == [["0"], ["1"]]
+
+
+def test_a_server_with_smaller_pages_is_read_to_the_total(
+    odd_novita: OddNovita, odd_client: NovitaClient, fast: Any
+) -> None:
+    fast.NOVITA_LIST_PAGE_SIZE = 3
+    odd_novita.on(
+        "GET",
+        "/gpu/instances",
+        *[
+            Canned(200, {"instances": [instance(n), instance(n + 1)], "total": 6})
+            for n in (1, 3, 5)
+        ],
+    )
+    listed = get_client().list_instances()
+    assert [i.name for i in listed] == [f"novitai-{n}" for n in range(1, 7)]
+    assert len(odd_novita.seen("/gpu/instances")) == 3
+
+
+def test_an_empty_page_ends_a_listing_that_shrank(
+    odd_novita: OddNovita, odd_client: NovitaClient
+) -> None:
+    odd_novita.on(
+        "GET",
+        "/gpu/instances",
+        Canned(200, {"instances": [instance(n) for n in range(100)], "total": 103}),
+        Canned(200, {"instances": [instance(100)], "total": 103}),  # two went away
+        Canned(200, {"instances": [], "total": 101}),
+    )
+    assert len(odd_client.list_instances()) == 101
+    assert len(odd_novita.seen("/gpu/instances")) == 3
 
 
 def test_pages_until_a_short_page_without_total(
@@ -166,8 +195,6 @@ def test_pages_that_repeat_themselves(
     odd_novita: OddNovita, odd_client: NovitaClient, fast: Any
 ) -> None:
     fast.NOVITA_LIST_PAGE_SIZE = 2
-    from novitai.novita.client import get_client
-
     same = {"instances": [instance(1), instance(2)]}
     odd_novita.on("GET", "/gpu/instances", Canned(200, same))  # ignores pageNum, no total
     assert [i.id for i in get_client().list_instances()] == [f"{n:016x}" for n in (1, 2)]
@@ -180,8 +207,6 @@ def test_a_listing_that_never_ends(
     odd_novita: OddNovita, odd_client: NovitaClient, fast: Any
 ) -> None:
     fast.NOVITA_LIST_PAGE_SIZE = 1
-    from novitai.novita.client import get_client
-
     client = get_client()
     client.max_pages = 6
     odd_novita.on(
