@@ -3,6 +3,7 @@ staff); the caches and an on-demand sync (staff)."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from django.db.models import QuerySet
@@ -138,18 +139,7 @@ class TemplateDetailView(APIView):
 
 
 def _stats(stats: CacheStats) -> dict[str, Any]:
-    return {
-        "name": stats.name,
-        "backend": stats.backend,
-        "entries": stats.entries,
-        "hits": stats.hits,
-        "misses": stats.misses,
-        "hit_ratio": stats.hit_ratio,
-        "expired": stats.expired,
-        "sets": stats.sets,
-        "deletes": stats.deletes,
-        "clears": stats.clears,
-    }
+    return {**dataclasses.asdict(stats), "hit_ratio": stats.hit_ratio}
 
 
 class CacheListView(APIView):

@@ -15,6 +15,18 @@ from tests.catalog.factories import RegionFactory
 
 REGION_CODES = ("EU-NL-01", "EU-DE-01", "US-TX-02", "US-CA-06", "AS-JP-03")
 
+# What syncing the sandbox's seed catalog into an empty database does, and costs upstream.
+FIRST_SYNC_COUNTS = {
+    "regions_created": 5,
+    "regions_updated": 0,
+    "regions_delisted": 0,
+    "products_created": 19,
+    "products_updated": 0,
+    "products_unavailable": 0,
+    "products_unchanged": 0,
+}
+SEED_CALLS = {"GET /clusters": {"200": 1}, "GET /products": {"200": 5}}
+
 
 @pytest.fixture
 def fresh_catalog(db: None) -> CatalogState:

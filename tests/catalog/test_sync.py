@@ -24,10 +24,8 @@ from catalog.services import (
 from catalog.tasks import catalog_sync_task
 from novitai.errors import UpstreamUnavailable
 from novitai.sandbox.control import SandboxControl
-from tests.catalog.conftest import upstream_calls
+from tests.catalog.conftest import FIRST_SYNC_COUNTS, SEED_CALLS, upstream_calls
 from tests.catalog.factories import ProductFactory, RegionFactory
-
-SEED_CALLS = {"GET /clusters": {"200": 1}, "GET /products": {"200": 5}}
 
 
 def snapshot() -> dict[str, list[dict[str, Any]]]:
@@ -47,15 +45,7 @@ def test_sync_builds_the_catalog(novita: SandboxControl) -> None:
     result = catalog_sync(progress=lines.append)
 
     assert result.outcome == "success"
-    assert result.counts() == {
-        "regions_created": 5,
-        "regions_updated": 0,
-        "regions_delisted": 0,
-        "products_created": 19,
-        "products_updated": 0,
-        "products_unavailable": 0,
-        "products_unchanged": 0,
-    }
+    assert result.counts() == FIRST_SYNC_COUNTS
     assert lines[:6] == [
         "5 regions",
         "US-TX-02: 5 products",
@@ -134,12 +124,7 @@ def test_sync_twice_changes_nothing(novita: SandboxControl) -> None:
 
     assert result.outcome == "success"
     assert result.counts() == {
-        "regions_created": 0,
-        "regions_updated": 0,
-        "regions_delisted": 0,
-        "products_created": 0,
-        "products_updated": 0,
-        "products_unavailable": 0,
+        **dict.fromkeys(FIRST_SYNC_COUNTS, 0),
         "products_unchanged": 19,
     }
     assert snapshot() == before  # fetched_at included: nothing was written
@@ -357,3 +342,38 @@ def test_sync_command_fails_loudly(novita: SandboxControl) -> None:
 )
 def test_region_code_from_display_name(name: str, code: str) -> None:
     assert region_code_from_name(name) == code
+
+
+def test_first_catalog_waits_for_the_sync_another_process_runs(
+    novita: SandboxControl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from catalog import services
+
+    now = timezone.now()
+    assert _lease_acquire("other-process", now)
+    waits: list[float] = []
+
+    def other_process_finishes(seconds: float) -> None:
+        waits.append(seconds)
+        services._lease_release("other-process", last_success_at=now, last_outcome="success")
+
+    monkeypatch.setattr(services.time, "sleep", other_process_finishes)
+
+    catalog_ensure_fresh(now=now)
+
+    assert waits == [0.2]
+    assert upstream_calls(novita) == {}  # this process did not fetch it a second time
+
+
+def test_first_catalog_wait_gives_up(
+    novita: SandboxControl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from catalog import services
+
+    assert _lease_acquire("other-process", timezone.now())
+    monkeypatch.setattr(services, "FIRST_SYNC_WAIT_SECONDS", 0.0)
+
+    with pytest.raises(UpstreamUnavailable):
+        catalog_ensure_fresh()
+
+    assert upstream_calls(novita) == {}
