@@ -377,3 +377,14 @@ def test_first_catalog_wait_gives_up(
         catalog_ensure_fresh()
 
     assert upstream_calls(novita) == {}
+
+
+def test_a_new_cluster_takes_the_code_of_one_novita_dropped(novita: SandboxControl) -> None:
+    old = RegionFactory.create(code="EU-NL-01", cluster_id="eu-nl-old")
+
+    result = catalog_sync()
+
+    assert (result.regions_created, result.regions_delisted) == (5, 1)
+    old.refresh_from_db()
+    assert (old.code, old.listed) == ("EU-NL-OLD", False)
+    assert Region.objects.get(code="EU-NL-01").cluster_id == "eu-nl-1"
