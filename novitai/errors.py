@@ -27,9 +27,9 @@ logger = logging.getLogger(__name__)
 class ServiceError(Exception):
     """An error the domain reports to the caller: a code, a message, an HTTP status."""
 
-    status_code = status.HTTP_400_BAD_REQUEST
-    code = "bad_request"
-    message = "The request could not be processed."
+    status_code: int = status.HTTP_400_BAD_REQUEST
+    code: str = "bad_request"
+    message: str = "The request could not be processed."
 
     def __init__(
         self,
@@ -156,8 +156,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
 
     logger.exception("unhandled error in API view")
     set_rollback()
-    details = {"exception": repr(exc)} if settings.DEBUG else {}
+    internal: dict[str, str] = {"exception": repr(exc)} if settings.DEBUG else {}
     return Response(
-        error_body("internal_error", "An unexpected error occurred.", details),
+        error_body("internal_error", "An unexpected error occurred.", internal),
         status=status.HTTP_500_INTERNAL_SERVER_ERROR,
     )

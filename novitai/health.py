@@ -48,7 +48,7 @@ def check_cache() -> CheckResult:
     cache.set(key, value, timeout=30)
     if cache.get(key) != value:
         raise CheckFailed("cache did not return what was written")
-    return {"backend": settings.CACHES["default"]["BACKEND"].rsplit(".", 1)[-1]}
+    return {"backend": str(settings.CACHES["default"]["BACKEND"]).rsplit(".", 1)[-1]}
 
 
 def check_broker() -> CheckResult:

@@ -54,9 +54,9 @@ def build_registry() -> CollectorRegistry:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         MultiProcessCollector(registry)
     else:
-        registry.register(REGISTRY)  # type: ignore[arg-type]
+        registry.register(REGISTRY)
     for collector in _scrape_collectors:
-        registry.register(_Guarded(collector))  # type: ignore[arg-type]
+        registry.register(_Guarded(collector))
     return registry
 
 

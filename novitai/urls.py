@@ -1,5 +1,8 @@
+from typing import Any
+
 from django.contrib import admin
-from django.urls import include, path, re_path
+from django.http import HttpRequest, HttpResponse
+from django.urls import URLPattern, URLResolver, include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
@@ -12,11 +15,11 @@ admin.site.site_title = "novitai"
 admin.site.index_title = "GPU instances on Novita.ai"
 
 
-def api_not_found(request, *args, **kwargs):  # type: ignore[no-untyped-def]
+def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
     return error_response(404, "not_found", f"No API endpoint at {request.path}.")
 
 
-api_v1 = [
+api_v1: list[URLPattern | URLResolver] = [
     path("", views.api_root, name="api-root"),
     path("", include("catalog.api.urls")),
     path("", include("instances.api.urls")),

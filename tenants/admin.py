@@ -45,6 +45,6 @@ class TenantAdmin(admin.ModelAdmin):
 
 @admin.register(TenantAPIKey)
 class TenantAPIKeyAdmin(APIKeyModelAdmin):
-    list_display = [*APIKeyModelAdmin.list_display, "tenant"]
-    list_filter = [*APIKeyModelAdmin.list_filter, "tenant"]
-    search_fields = [*APIKeyModelAdmin.search_fields, "tenant__name"]
+    list_display = (*APIKeyModelAdmin.list_display, "tenant")  # type: ignore[assignment]
+    list_filter = (*APIKeyModelAdmin.list_filter, "tenant")  # type: ignore[assignment]
+    search_fields = (*APIKeyModelAdmin.search_fields, "tenant__name")  # type: ignore[assignment]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
@@ -46,7 +46,7 @@ class TenantKeyAuthentication(authentication.BaseAuthentication):
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("Invalid API key.") from None
         try:
-            api_key = TenantAPIKey.objects.get_from_key(key)
+            api_key = cast(TenantAPIKey, TenantAPIKey.objects.get_from_key(key))
         except TenantAPIKey.DoesNotExist:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.") from None
         if api_key.has_expired:

@@ -47,7 +47,7 @@ class TenantAPIKeyManager(BaseAPIKeyManager):
 class TenantAPIKey(AbstractAPIKey):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_keys")
 
-    objects = TenantAPIKeyManager()
+    objects = TenantAPIKeyManager()  # type: ignore[misc,assignment]
 
     class Meta(AbstractAPIKey.Meta):
         verbose_name = "tenant API key"

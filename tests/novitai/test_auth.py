@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db
 API_ROOT = "/api/v1/"
 
 
-def assert_envelope(response, status: int, code: str) -> dict:  # type: ignore[no-untyped-def]
+def assert_envelope(response, status: int, code: str) -> dict:
     assert response.status_code == status, response.content
     assert response["Content-Type"].startswith("application/json")
     body = response.json()
@@ -100,14 +100,14 @@ def test_staff_session_is_accepted(staff_client: APIClient) -> None:
     assert staff_client.get(API_ROOT).status_code == 200
 
 
-def test_non_staff_session_is_403(django_user_model) -> None:  # type: ignore[no-untyped-def]
+def test_non_staff_session_is_403(django_user_model) -> None:
     user = django_user_model.objects.create_user("someone", password="pw")
     client = APIClient()
     client.force_login(user)
     assert_envelope(client.get(API_ROOT), 403, "permission_denied")
 
 
-def test_throttled_key_gets_429_with_retry_after(api_client: APIClient, settings) -> None:  # type: ignore[no-untyped-def]
+def test_throttled_key_gets_429_with_retry_after(api_client: APIClient, settings) -> None:
     settings.REST_FRAMEWORK = {
         **settings.REST_FRAMEWORK,
         "DEFAULT_THROTTLE_RATES": {"api_key": "3/min"},
@@ -119,7 +119,7 @@ def test_throttled_key_gets_429_with_retry_after(api_client: APIClient, settings
     assert 1 <= int(response["Retry-After"]) <= 60
 
 
-def test_throttling_is_per_key(tenant: Tenant, settings) -> None:  # type: ignore[no-untyped-def]
+def test_throttling_is_per_key(tenant: Tenant, settings) -> None:
     settings.REST_FRAMEWORK = {
         **settings.REST_FRAMEWORK,
         "DEFAULT_THROTTLE_RATES": {"api_key": "2/min"},

@@ -13,7 +13,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import pytest
 import yaml
 from django.conf import settings
 
@@ -82,10 +81,6 @@ def test_compose_flower_command_serves() -> None:
     assert run_until_answering(command, f"http://127.0.0.1:{port}/healthcheck") == 200
 
 
-@pytest.mark.skipif(
-    not (Path(settings.BASE_DIR) / "novitai" / "sandbox" / "__main__.py").exists(),
-    reason="the sandbox is not built yet",
-)
 def test_compose_sandbox_command_serves() -> None:
     port = free_port()
     command = shlex.split(

@@ -72,7 +72,7 @@ def test_unhandled_error_is_500_without_details(api_client: APIClient) -> None:
     assert "abcdefghijklmnopqrstuvwxyz012345" not in logged
 
 
-def test_unhandled_error_shows_details_when_debug(api_client: APIClient, settings) -> None:  # type: ignore[no-untyped-def]
+def test_unhandled_error_shows_details_when_debug(api_client: APIClient, settings) -> None:
     settings.DEBUG = True
     error = assert_envelope(api_client.get("/api/v1/_test/boom/"), 500, "internal_error")
     assert "RuntimeError" in error["details"]["exception"]
@@ -99,12 +99,12 @@ def test_request_id_is_in_error_bodies_and_generated_when_absent() -> None:
     assert response.json()["error"]["request_id"] == response["X-Request-ID"]
 
 
-def test_request_id_is_on_non_api_responses_too(client) -> None:  # type: ignore[no-untyped-def]
+def test_request_id_is_on_non_api_responses_too(client) -> None:
     response = client.get("/health/live", HTTP_X_REQUEST_ID="probe-1")
     assert response["X-Request-ID"] == "probe-1"
 
 
-def test_html_404_outside_the_api_is_left_alone(client) -> None:  # type: ignore[no-untyped-def]
+def test_html_404_outside_the_api_is_left_alone(client) -> None:
     response = client.get("/not-an-api-path/")
     assert response.status_code == 404
     assert not response["Content-Type"].startswith("application/json")

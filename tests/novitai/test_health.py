@@ -12,13 +12,13 @@ from novitai.celery import WORKER_HEARTBEAT_KEY, app, write_worker_heartbeat
 pytestmark = pytest.mark.django_db
 
 
-def test_live_answers_200(client) -> None:  # type: ignore[no-untyped-def]
+def test_live_answers_200(client) -> None:
     response = client.get("/health/live")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
 
 
-def test_ready_reports_every_dependency(client) -> None:  # type: ignore[no-untyped-def]
+def test_ready_reports_every_dependency(client) -> None:
     write_worker_heartbeat("worker@test")
     response = client.get("/health/ready")
     body = response.json()
@@ -36,7 +36,7 @@ def test_ready_reports_every_dependency(client) -> None:  # type: ignore[no-unty
     assert response.status_code == 200
 
 
-def test_ready_without_a_worker_is_degraded_not_down(client) -> None:  # type: ignore[no-untyped-def]
+def test_ready_without_a_worker_is_degraded_not_down(client) -> None:
     cache.delete(WORKER_HEARTBEAT_KEY)
     response = client.get("/health/ready")
     assert response.status_code == 200
@@ -46,7 +46,7 @@ def test_ready_without_a_worker_is_degraded_not_down(client) -> None:  # type: i
     assert body["checks"]["worker"]["error"] == "no worker heartbeat seen"
 
 
-def test_ready_with_a_stale_worker_heartbeat(client, settings) -> None:  # type: ignore[no-untyped-def]
+def test_ready_with_a_stale_worker_heartbeat(client, settings) -> None:
     cache.set(WORKER_HEARTBEAT_KEY, {"hostname": "w", "at": time.time() - 120})
     settings.HEALTH_WORKER_MAX_AGE_SECONDS = 60
     check = client.get("/health/ready").json()["checks"]["worker"]
@@ -54,7 +54,7 @@ def test_ready_with_a_stale_worker_heartbeat(client, settings) -> None:  # type:
     assert check["error"].startswith("last worker heartbeat 12")
 
 
-def test_ready_is_503_when_a_required_dependency_is_down(client, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_ready_is_503_when_a_required_dependency_is_down(client, monkeypatch) -> None:
     write_worker_heartbeat("worker@test")
     monkeypatch.setitem(app.conf, "broker_url", "redis://127.0.0.1:1/0")
     response = client.get("/health/ready")
@@ -65,7 +65,7 @@ def test_ready_is_503_when_a_required_dependency_is_down(client, monkeypatch) ->
     assert body["checks"]["database"]["status"] == "ok"
 
 
-def test_a_required_check_can_be_made_optional(client, monkeypatch, settings) -> None:  # type: ignore[no-untyped-def]
+def test_a_required_check_can_be_made_optional(client, monkeypatch, settings) -> None:
     settings.HEALTH_REQUIRED_CHECKS = ["database", "cache"]
     monkeypatch.setitem(app.conf, "broker_url", "redis://127.0.0.1:1/0")
     response = client.get("/health/ready")
@@ -73,7 +73,7 @@ def test_a_required_check_can_be_made_optional(client, monkeypatch, settings) ->
     assert response.json()["status"] == "degraded"
 
 
-def test_metrics_are_exposed(client) -> None:  # type: ignore[no-untyped-def]
+def test_metrics_are_exposed(client) -> None:
     client.get("/health/live")
     response = client.get("/metrics")
     assert response.status_code == 200
@@ -83,7 +83,7 @@ def test_metrics_are_exposed(client) -> None:  # type: ignore[no-untyped-def]
     assert "django_db_execute_total" in text or "django_db_new_connections_total" in text
 
 
-def test_openapi_schema_and_docs_are_public(client) -> None:  # type: ignore[no-untyped-def]
+def test_openapi_schema_and_docs_are_public(client) -> None:
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/json")
     assert schema.status_code == 200
     document = schema.json()
@@ -93,13 +93,13 @@ def test_openapi_schema_and_docs_are_public(client) -> None:  # type: ignore[no-
     assert client.get("/api/redoc/").status_code == 200
 
 
-def test_admin_carries_the_site_header(client) -> None:  # type: ignore[no-untyped-def]
+def test_admin_carries_the_site_header(client) -> None:
     response = client.get("/admin/login/")
     assert response.status_code == 200
     assert "novitai administration" in response.content.decode()
 
 
-def test_root_redirects_to_the_docs(client) -> None:  # type: ignore[no-untyped-def]
+def test_root_redirects_to_the_docs(client) -> None:
     response = client.get("/")
     assert response.status_code == 302
     assert response["Location"] == "/api/docs/"

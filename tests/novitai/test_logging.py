@@ -34,7 +34,7 @@ def test_redact_removes_secrets(text: str, secret: str) -> None:
     assert "[redacted]" in redact(text)
 
 
-def test_redact_removes_the_configured_novita_key(settings) -> None:  # type: ignore[no-untyped-def]
+def test_redact_removes_the_configured_novita_key(settings) -> None:
     settings.NOVITA_API_KEY = "a-novita-key-of-unusual-shape"
     assert redact("calling with a-novita-key-of-unusual-shape now") == "calling with [redacted] now"
 
