@@ -479,8 +479,9 @@ class Monitor:
             present.setdefault(item.id, item)
         if present:
             if not row.novita_instance_id:
+                # The create whose outcome was unknown landed: its outcome is known now.
                 Instance.objects.filter(pk=row.pk, novita_instance_id="").update(
-                    novita_instance_id=next(iter(present))
+                    novita_instance_id=next(iter(present)), create_sent_at=None
                 )
             reissue = row.delete_requested_at is None or self.now - row.delete_requested_at >= (
                 timedelta(seconds=settings.DELETE_REISSUE_SECONDS)

@@ -39,7 +39,7 @@ def create_body(**overrides: Any) -> dict[str, Any]:
 
 
 def create(client: APIClient, body: dict[str, Any] | None = None, *, key: str | None = None) -> Any:
-    headers = {"HTTP_IDEMPOTENCY_KEY": key} if key is not None else {}
+    headers: dict[str, Any] = {"HTTP_IDEMPOTENCY_KEY": key} if key is not None else {}
     return client.post("/api/v1/instances/", body or create_body(), format="json", **headers)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +26,7 @@ class SentTasks:
 
 
 @pytest.fixture
-def sent_tasks(monkeypatch: pytest.MonkeyPatch) -> Iterator[SentTasks]:
+def sent_tasks(monkeypatch: pytest.MonkeyPatch) -> SentTasks:
     recorder = SentTasks()
 
     def send_task(name: str, args: list[Any] | None = None, **options: Any) -> None:

@@ -1,0 +1,53 @@
+"""Helpers of the instances and e2e tests: polling with a deadline, never fixed sleeps."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from instances.models import Instance
+from instances.monitoring import monitor_pass
+from instances.provisioning import instance_provision_run
+
+T = TypeVar("T")
+
+
+def wait_for(
+    predicate: Callable[[], T], timeout: float = 10.0, *, interval: float = 0.05, what: str = ""
+) -> T:
+    """Calls `predicate` until it returns something truthy (returned), or fails at the deadline
+    with the last value seen."""
+    deadline = time.monotonic() + timeout
+    value = predicate()
+    while not value:
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {what or predicate}: {value!r}"
+            )
+        time.sleep(interval)
+        value = predicate()
+    return value
+
+
+def reload(instance: Instance | Any) -> Instance:
+    return Instance.objects.select_related("current_job", "tenant").get(pk=instance.pk)
+
+
+def provision(instance: Instance) -> Instance:
+    """Runs the provision task of the instance's current job, as a worker would."""
+    instance_provision_run(job_id=str(reload(instance).current_job_id))
+    return reload(instance)
+
+
+def monitor_until(instance: Instance, *statuses: str, timeout: float = 10.0) -> Instance:
+    """Monitoring passes until the instance has one of `statuses`."""
+
+    def reached() -> Instance | None:
+        monitor_pass()
+        fresh = reload(instance)
+        return fresh if fresh.status in statuses else None
+
+    found = wait_for(reached, timeout, what=f"{instance.pk} to be {'/'.join(statuses)}")
+    assert found is not None
+    return found
