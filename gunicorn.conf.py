@@ -13,7 +13,7 @@ accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
-def on_starting(server):  # type: ignore[no-untyped-def]
+def on_starting(server):
     # Prometheus multiprocess mode: samples of dead processes must not survive a restart.
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
@@ -21,7 +21,7 @@ def on_starting(server):  # type: ignore[no-untyped-def]
         os.makedirs(directory, exist_ok=True)
 
 
-def child_exit(server, worker):  # type: ignore[no-untyped-def]
+def child_exit(server, worker):
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 

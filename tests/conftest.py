@@ -61,20 +61,20 @@ def other_tenant_client(db: None) -> APIClient:
 
 
 @pytest.fixture
-def staff_client(db: None, django_user_model) -> APIClient:  # type: ignore[no-untyped-def]
+def staff_client(db: None, django_user_model) -> APIClient:
     user = django_user_model.objects.create_user("operator", password="pw", is_staff=True)
     client = APIClient()
     client.force_login(user)
     return client
 
 
-def pytest_report_header(config) -> list[str]:  # type: ignore[no-untyped-def]
+def pytest_report_header(config) -> list[str]:
     """Say what the suite runs against (CI asserts Postgres and Redis)."""
     from novitai.celery import app
 
     return [
-        f"novitai: database={settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]} "
-        f"cache={settings.CACHES['default']['BACKEND'].rsplit('.', 1)[-1]} "
+        f"novitai: database={str(settings.DATABASES['default']['ENGINE']).rsplit('.', 1)[-1]} "
+        f"cache={str(settings.CACHES['default']['BACKEND']).rsplit('.', 1)[-1]} "
         f"broker={str(app.conf.broker_url).split(':', 1)[0]}"
     ]
 
