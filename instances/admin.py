@@ -27,8 +27,8 @@ class InstanceEventInline(admin.TabularInline):
     extra = 0
     can_delete = False
     ordering = ["at", "id"]
-    fields = ["at", "from_status", "to_status", "reason", "message", "actor", "data"]
-    readonly_fields = fields
+    fields = ("at", "from_status", "to_status", "reason", "message", "actor", "data")
+    readonly_fields = ("at", "from_status", "to_status", "reason", "message", "actor", "data")
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -62,7 +62,7 @@ def status_accepted(status: int, expected: Sequence[Sequence[int]]) -> bool:
     return any(low <= status <= high for low, high in expected)
 
 
-_pool = urllib3.PoolManager(num_pools=50, maxsize=4, retries=False, block=False)
+_pool = urllib3.PoolManager(num_pools=64, maxsize=16, retries=False, block=False)
 
 
 def http_url(endpoint: str, path: str) -> str:
