@@ -9,6 +9,7 @@ Tests use `transactional_db`: rows are committed, the worker sees them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -110,10 +111,8 @@ class Worker:
 
     def _signal_group(self, sig: signal.Signals) -> None:
         assert self.process is not None
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def kill(self) -> None:
         """SIGKILL to the worker's process group: no warm shutdown, nothing given back."""
