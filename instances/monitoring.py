@@ -160,6 +160,7 @@ class Monitor:
         self.deletes: list[tuple[Instance | None, str, str]] = []  # (row, novita id, why)
         self.by_id: dict[str, Upstream] = {}
         self.by_name: dict[str, list[Upstream]] = defaultdict(list)
+        self.stored_endpoints: dict[Any, list[dict[str, Any]]] = {}
         self.snapshot_at = timezone.now()
         self.now = self.snapshot_at
 
@@ -181,6 +182,7 @@ class Monitor:
         self.report.upstream = len(upstream)
         rows = list(Instance.objects.filter(WATCHED).select_related("tenant", "current_job"))
         self.report.rows = len(rows)
+        self.stored_endpoints = {row.pk: row.endpoints for row in rows}
         for row in rows:
             if row.updated_at >= self.snapshot_at:
                 continue  # changed after the listing: judged next pass
@@ -501,6 +503,10 @@ class Monitor:
                     to_status=row.status,
                     reason="delete_overdue",
                     message="Novita has not removed it in time; the delete is asked again.",
+                    fields={
+                        "phase_deadline_at": self.now
+                        + timedelta(seconds=settings.DELETE_TIMEOUT_SECONDS)
+                    },
                 )
             return
         if not grace_over(row.create_sent_at, self.now):
@@ -556,7 +562,8 @@ class Monitor:
                 job_outcome=JobStatus.SUCCEEDED,
             )
             return
-        Instance.objects.filter(pk=row.pk, status=S.HEALTH_CHECKING).update(endpoints=endpoints)
+        if endpoints != self.stored_endpoints.get(row.pk):  # written only when they change
+            Instance.objects.filter(pk=row.pk, status=S.HEALTH_CHECKING).update(endpoints=endpoints)
 
     # --- deletes and orphans ------------------------------------------------------------------
 

@@ -132,7 +132,7 @@ class Provisioner:
         while True:
             offer = self.next_offer()
             if not self.write_intent(offer):
-                return  # deleted meanwhile: the delete's job owns the instance now
+                self.moved_on()
             try:
                 novita_id = self.client.create_instance(self.create_request(template, offer))
             except novita.CapacityUnavailable as exc:
@@ -379,6 +379,14 @@ class Provisioner:
             )
 
     # --- outcomes -----------------------------------------------------------------------------
+
+    def moved_on(self) -> NoReturn:
+        """The instance left `provisioning` under us: adopted by the monitoring pass (the job
+        waits for it), or deleted (the delete's job owns it now)."""
+        fresh = load_instance(self.instance.pk)
+        if fresh is not None and fresh.status in HANDED_OVER:
+            job_wait(job=self.job)
+        raise Stop
 
     def fail(self, reason: FailureReason, message: str) -> NoReturn:
         fresh = load_instance(self.instance.pk)

@@ -460,3 +460,68 @@ def test_a_proxy_error_page_with_200_is_not_ready(make: Any, catalog: SandboxCon
     answer = urllib3.request("GET", checking.endpoints[0]["url"], retries=False)
     assert answer.status == 200  # the sandbox's edge says 200 …
     assert b"Bad Gateway" in answer.data  # … with an nginx error page
+
+
+def test_a_pass_over_steady_instances_costs_the_same_queries_for_5_or_10(
+    api_client: APIClient, catalog: SandboxControl
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from instances.monitoring import monitor_pass
+
+    def make_ready(names: range) -> None:
+        for n in names:
+            assert create(api_client, create_body(name=f"s{n}")).status_code == 202
+            provision(Instance.objects.get(name=f"s{n}"))
+
+        def all_ready() -> bool:
+            monitor_pass()
+            return not Instance.objects.exclude(status=InstanceStatus.READY).exists()
+
+        wait_for(all_ready, what="all ready")
+
+    def queries_of_a_pass() -> int:
+        monitor_pass()  # settle anything left from the last transitions
+        with CaptureQueriesContext(connection) as captured:
+            monitor_pass()
+        return len(captured.captured_queries)
+
+    make_ready(range(5))
+    five = queries_of_a_pass()
+    make_ready(range(5, 10))
+    assert queries_of_a_pass() == five
+
+
+def test_invalid_state_change_rereads_and_waits(
+    make: Any, api_client: APIClient, catalog: SandboxControl
+) -> None:
+    from instances.actions import instance_action_run
+
+    instance = monitor_until(provision(make()), InstanceStatus.READY)
+    get_client().stop_instance(instance.novita_instance_id)  # stopped behind our back …
+    catalog.wait_for(instance.novita_instance_id, "exited")
+    response = api_client.post(f"/api/v1/instances/{instance.pk}/stop/")  # … before we ask
+    assert response.status_code == 202
+    instance_action_run(job_id=response.json()["job"]["id"])  # "invalid state change"
+    assert reload(instance).status == InstanceStatus.STOPPING
+    assert "stop_under_way" in reasons(instance)
+    stopped = monitor_until(instance, InstanceStatus.STOPPED)
+    assert stopped.current_job is not None
+    assert stopped.current_job.status == JobStatus.SUCCEEDED
+
+
+def test_stop_deadline_fails_and_deletes(
+    make: Any, api_client: APIClient, catalog: SandboxControl
+) -> None:
+    from instances.actions import instance_action_run
+
+    instance = monitor_until(provision(make()), InstanceStatus.READY)
+    catalog.set_timing(stopping=60)
+    response = api_client.post(f"/api/v1/instances/{instance.pk}/stop/")
+    instance_action_run(job_id=response.json()["job"]["id"])
+    Instance.objects.filter(pk=instance.pk).update(phase_deadline_at=timezone.now())
+    failed = monitor_until(instance, InstanceStatus.FAILED)
+    assert failed.failure_reason == FailureReason.STOP_TIMEOUT
+    wait_for(lambda: monitor_and_reload(failed).released_at, what="released")
+    assert upstream_live(catalog) == []
