@@ -1,7 +1,7 @@
 """End-to-end harness: a real `celery -A novitai worker -B` subprocess against the test database,
 the shared broker and cache, and the sandbox over HTTP.
 
-The worker is started once per session (with short intervals), waited for by its heartbeat, and
+The worker is started once for this package (with short intervals), waited for by its heartbeat, and
 stopped with SIGTERM (SIGKILL after a grace). It runs in its own process group, so that a test
 can kill it — pool children and embedded beat included — with SIGKILL and start a new one.
 Tests use `transactional_db`: rows are committed, the worker sees them.
@@ -135,11 +135,12 @@ class Worker:
         self.process = None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def e2e_worker(
     django_db_setup: None, django_db_blocker: Any, sandbox_server: SandboxServer
 ) -> Iterator[Worker]:
-    """One worker for the whole e2e session, against the test database."""
+    """One worker for the e2e tests, against the test database; stopped once they are done
+    (the session's sandbox serves other tests afterwards, which count its calls)."""
     with django_db_blocker.unblock():
         database_url = _database_url()
     env = {
