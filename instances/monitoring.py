@@ -190,6 +190,10 @@ class Monitor:
                 self.advance(row)
             except novita.NovitaError as exc:
                 logger.warning("monitor: instance %s not advanced: %s", row.pk, exc)
+            except Exception:
+                # One instance's trouble must not stop the pass for every other one; this row
+                # is looked at again next pass.
+                logger.exception("monitor: instance %s not advanced", row.pk)
         self.health_check()
         self.orphans(rows)
         self.carry_out_deletes()

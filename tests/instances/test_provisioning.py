@@ -525,3 +525,52 @@ def test_stop_deadline_fails_and_deletes(
     assert failed.failure_reason == FailureReason.STOP_TIMEOUT
     wait_for(lambda: monitor_and_reload(failed).released_at, what="released")
     assert upstream_live(catalog) == []
+
+
+def test_two_found_under_the_name_keeps_the_oldest_and_deletes_the_other(
+    make: Any, catalog: SandboxControl
+) -> None:
+    instance = make()
+    request = CreateInstanceRequest(
+        name=instance.novita_name,
+        product_id="4090.16c62g.sim",
+        gpu_num=1,
+        rootfs_size=60,
+        image_url="ghcr.io/example/comfyui:latest",
+        cluster_id="us-tx-2",
+    )
+    first = get_client().create_instance(request)
+    second = get_client().create_instance(request)
+    Instance.objects.filter(pk=instance.pk).update(
+        status=InstanceStatus.PROVISIONING, create_sent_at=timezone.now()
+    )
+    adopted = provision(instance)
+    assert adopted.status == InstanceStatus.STARTING
+    # The oldest is kept (both were created within the same second here: either may be).
+    kept = adopted.novita_instance_id
+    assert kept in (first, second)
+    other = second if kept == first else first
+    statuses = {i["id"]: i["status"] for i in catalog.instances()}
+    assert statuses[other] in ("toRemove", "removing", "removed")
+    assert statuses[kept] not in ("toRemove", "removing", "removed")
+    assert "duplicate_deleted" in reasons(adopted)
+
+
+def test_a_duplicate_beside_a_ready_instance_is_deleted(make: Any, catalog: SandboxControl) -> None:
+    from instances.monitoring import monitor_pass
+
+    instance = monitor_until(provision(make()), InstanceStatus.READY)
+    extra = get_client().create_instance(
+        CreateInstanceRequest(
+            name=instance.novita_name,
+            product_id="4090.16c62g.sim",
+            gpu_num=1,
+            rootfs_size=60,
+            image_url="ghcr.io/example/comfyui:latest",
+            cluster_id="us-tx-2",
+        )
+    )
+    assert monitor_pass().deletes == 1
+    statuses = {i["id"]: i["status"] for i in catalog.instances()}
+    assert statuses[extra] in ("toRemove", "removing", "removed")
+    assert reload(instance).status == InstanceStatus.READY
