@@ -13,10 +13,10 @@ from django.utils import timezone
 
 from instances.lifecycle import instance_event_record, instance_transition
 from instances.models import Instance, InstanceStatus
-from instances.provisioning import load_instance, retry_or_fail
+from instances.provisioning import instance_job_claim, retry_or_fail
 from instances.services import TRANSIT_OF, Action
 from jobs.models import Job, JobStatus
-from jobs.services import job_cancel, job_claim, job_fail, job_wait
+from jobs.services import job_cancel, job_fail, job_wait
 from novitai.logging import log_context
 from novitai.novita import errors as novita
 from novitai.novita.client import NovitaClient, get_client
@@ -40,15 +40,11 @@ REVERT_TO = {
 
 
 def instance_action_run(*, job_id: str) -> None:
-    job = job_claim(job_id=job_id)
-    if job is None:
+    claimed = instance_job_claim(job_id=job_id)
+    if claimed is None:
         return
-    with log_context(job_id=str(job.pk), instance_id=str(job.subject_id)):
-        instance = load_instance(job.subject_id)
-        if instance is None or instance.current_job_id != job.pk:
-            job_cancel(job=job, reason="superseded: the instance moved on")
-            return
-        instance.current_job = job
+    job, instance = claimed
+    with log_context(job_id=str(job.pk), instance_id=str(instance.pk)):
         if instance.status != TRANSIT_OF.get(job.kind):
             job_cancel(job=job, reason=f"the instance is {instance.status}")
             return

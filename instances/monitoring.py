@@ -272,6 +272,16 @@ class Monitor:
             )
             row.upstream_status = status
 
+    def alive(self, row: Instance) -> Upstream | None:
+        """The row's upstream instance while it exists (its status noted); None — with the row
+        failed as vanished — once Novita no longer has it or is removing it."""
+        item = self.upstream_of(row)
+        if item is None or item.status in GONE or item.status in (U.TO_REMOVE, U.REMOVING):
+            self.vanished(row)
+            return None
+        self.note_upstream(row, item)
+        return item
+
     def vanished(self, row: Instance) -> None:
         self.fail(
             row,
@@ -334,13 +344,8 @@ class Monitor:
         """starting / restarting: until Novita says running, then health checks."""
         if not row.novita_instance_id:
             return
-        item = self.upstream_of(row)
+        item = self.alive(row)
         if item is None:
-            self.vanished(row)
-            return
-        self.note_upstream(row, item)
-        if item.status in GONE or item.status in (U.TO_REMOVE, U.REMOVING):
-            self.vanished(row)
             return
         if not self.action_confirmed(row):
             return
@@ -379,11 +384,9 @@ class Monitor:
             )
 
     def health_checking(self, row: Instance) -> None:
-        item = self.upstream_of(row)
-        if item is None or item.status in GONE or item.status in (U.TO_REMOVE, U.REMOVING):
-            self.vanished(row)
+        item = self.alive(row)
+        if item is None:
             return
-        self.note_upstream(row, item)
         if self.halted(row, item):
             return
         if item.status in HALTED:
@@ -415,11 +418,9 @@ class Monitor:
         self.plans.append((row, check_plan(row)))
 
     def ready(self, row: Instance) -> None:
-        item = self.upstream_of(row)
-        if item is None or item.status in GONE or item.status in (U.TO_REMOVE, U.REMOVING):
-            self.vanished(row)
+        item = self.alive(row)
+        if item is None:
             return
-        self.note_upstream(row, item)
         if self.halted(row, item):
             return
         if item.status == U.EXITED:
@@ -432,11 +433,9 @@ class Monitor:
             )
 
     def stopping(self, row: Instance) -> None:
-        item = self.upstream_of(row)
-        if item is None or item.status in GONE or item.status in (U.TO_REMOVE, U.REMOVING):
-            self.vanished(row)
+        item = self.alive(row)
+        if item is None:
             return
-        self.note_upstream(row, item)
         if not self.action_confirmed(row):
             return
         if item.status == U.EXITED:
@@ -458,11 +457,9 @@ class Monitor:
             )
 
     def stopped(self, row: Instance) -> None:
-        item = self.upstream_of(row)
-        if item is None or item.status in GONE or item.status in (U.TO_REMOVE, U.REMOVING):
-            self.vanished(row)
+        item = self.alive(row)
+        if item is None:
             return
-        self.note_upstream(row, item)
         if item.status == U.RUNNING:
             # Started outside novitai: it bills, so it is watched (and reported) again.
             self.move(

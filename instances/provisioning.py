@@ -79,16 +79,26 @@ def retry_or_fail(
     job_retry_later(job=job, error=message, retry_after=getattr(error, "retry_after", None))
 
 
-def instance_provision_run(*, job_id: str) -> None:
+def instance_job_claim(*, job_id: str) -> tuple[Job, Instance] | None:
+    """Claims the job and reads its instance; a job that is no longer the instance's current
+    one (the instance was deleted, or moved on) is cancelled instead."""
     job = job_claim(job_id=job_id)
     if job is None:
+        return None
+    instance = load_instance(job.subject_id)
+    if instance is None or instance.current_job_id != job.pk:
+        job_cancel(job=job, reason="superseded: the instance moved on")
+        return None
+    instance.current_job = job
+    return job, instance
+
+
+def instance_provision_run(*, job_id: str) -> None:
+    claimed = instance_job_claim(job_id=job_id)
+    if claimed is None:
         return
-    with log_context(job_id=str(job.pk), instance_id=str(job.subject_id)):
-        instance = load_instance(job.subject_id)
-        if instance is None or instance.current_job_id != job.pk:
-            job_cancel(job=job, reason="superseded: the instance moved on")
-            return
-        instance.current_job = job
+    job, instance = claimed
+    with log_context(job_id=str(job.pk), instance_id=str(instance.pk)):
         if job.exhausted:
             instance_fail(
                 instance=instance,

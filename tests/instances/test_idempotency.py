@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from instances.idempotency import idempotency_keys_purge
+from instances.idempotency import idempotency_keys_purge, request_fingerprint
 from instances.models import IdempotencyKey, IdempotencyStatus, Instance
 from instances.tasks import idempotency_keys_purge_task
 from jobs.models import Job
@@ -19,6 +19,18 @@ from tests.instances.conftest import create, create_body, nothing_created
 from tests.jobs.conftest import SentTasks
 
 pytestmark = pytest.mark.django_db
+
+
+def claim_in_flight(tenant: Tenant, key: str, since: datetime | None = None) -> None:
+    """A first request with the default body that claimed `key` at `since` and is running."""
+    IdempotencyKey.objects.create(
+        tenant=tenant,
+        key=key,
+        fingerprint=request_fingerprint(
+            method="POST", path="/api/v1/instances/", body=create_body()
+        ),
+        locked_at=since or timezone.now(),
+    )
 
 
 def test_same_key_and_body_replays_the_first_answer_byte_for_byte(
@@ -62,15 +74,7 @@ def test_same_key_other_body_is_422(
 def test_key_in_flight_is_409(
     api_client: APIClient, tenant: Tenant, catalog: SandboxControl, sent_tasks: SentTasks
 ) -> None:
-    from instances.idempotency import request_fingerprint
-
-    IdempotencyKey.objects.create(
-        tenant=tenant,
-        key="busy",
-        fingerprint=request_fingerprint(
-            method="POST", path="/api/v1/instances/", body=create_body()
-        ),
-    )
+    claim_in_flight(tenant, "busy")
     response = create(api_client, key="busy")
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "idempotency_key_in_flight"
@@ -80,15 +84,10 @@ def test_key_in_flight_is_409(
 def test_a_claim_whose_request_died_is_taken_over(
     api_client: APIClient, tenant: Tenant, catalog: SandboxControl, settings: Any
 ) -> None:
-    from instances.idempotency import request_fingerprint
-
-    IdempotencyKey.objects.create(
-        tenant=tenant,
-        key="orphaned",
-        fingerprint=request_fingerprint(
-            method="POST", path="/api/v1/instances/", body=create_body()
-        ),
-        locked_at=timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_IN_FLIGHT_SECONDS + 1),
+    claim_in_flight(
+        tenant,
+        "orphaned",
+        since=timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_IN_FLIGHT_SECONDS + 1),
     )
     assert create(api_client, key="orphaned").status_code == 202
     assert IdempotencyKey.objects.get().status == IdempotencyStatus.DONE

@@ -36,6 +36,21 @@ def make(api_client: APIClient, catalog: SandboxControl) -> Any:
     return make
 
 
+def upstream_create(name: str) -> str:
+    """An instance created on Novita behind novitai's back (a create landing late, a
+    duplicate, an orphan): its id."""
+    return get_client().create_instance(
+        CreateInstanceRequest(
+            name=name,
+            product_id="4090.16c62g.sim",
+            gpu_num=1,
+            rootfs_size=60,
+            image_url="ghcr.io/example/comfyui:latest",
+            cluster_id="us-tx-2",
+        )
+    )
+
+
 def job_of(instance: Instance) -> Job:
     job = reload(instance).current_job
     assert job is not None
@@ -335,16 +350,7 @@ def test_delete_while_the_create_is_in_flight_leaves_nothing(
     instance_action_run(job_id=response.json()["job"]["id"])
     assert reload(instance).status == InstanceStatus.TERMINATING
     # The in-flight create lands now.
-    get_client().create_instance(
-        CreateInstanceRequest(
-            name=instance.novita_name,
-            product_id="4090.16c62g.sim",
-            gpu_num=1,
-            rootfs_size=60,
-            image_url="ghcr.io/example/comfyui:latest",
-            cluster_id="us-tx-2",
-        )
-    )
+    upstream_create(instance.novita_name)
     # Within the grace period nothing is concluded without a look by name...
     gone = monitor_until(instance, InstanceStatus.TERMINATED, timeout=15)
     assert upstream_live(catalog) == []
@@ -386,19 +392,8 @@ def test_orphans_are_deleted_after_the_grace_period(catalog: SandboxControl, set
     from instances.metrics import ORPHANS_DELETED
     from instances.monitoring import monitor_pass
 
-    client = get_client()
-    request = CreateInstanceRequest(
-        name="novitai-0123456789ab",
-        product_id="4090.16c62g.sim",
-        gpu_num=1,
-        rootfs_size=60,
-        image_url="ubuntu:22.04",
-        cluster_id="us-tx-2",
-    )
-    orphan_id = client.create_instance(request)
-    foreign_id = client.create_instance(
-        CreateInstanceRequest(**{**request.__dict__, "name": "someone-elses"})
-    )
+    orphan_id = upstream_create("novitai-0123456789ab")
+    foreign_id = upstream_create("someone-elses")
     settings.ORPHAN_GRACE_SECONDS = 3600
     assert monitor_pass().orphans_deleted == 0  # first seen now
     settings.ORPHAN_GRACE_SECONDS = 0
@@ -531,16 +526,8 @@ def test_two_found_under_the_name_keeps_the_oldest_and_deletes_the_other(
     make: Any, catalog: SandboxControl
 ) -> None:
     instance = make()
-    request = CreateInstanceRequest(
-        name=instance.novita_name,
-        product_id="4090.16c62g.sim",
-        gpu_num=1,
-        rootfs_size=60,
-        image_url="ghcr.io/example/comfyui:latest",
-        cluster_id="us-tx-2",
-    )
-    first = get_client().create_instance(request)
-    second = get_client().create_instance(request)
+    first = upstream_create(instance.novita_name)
+    second = upstream_create(instance.novita_name)
     Instance.objects.filter(pk=instance.pk).update(
         status=InstanceStatus.PROVISIONING, create_sent_at=timezone.now()
     )
@@ -560,16 +547,7 @@ def test_a_duplicate_beside_a_ready_instance_is_deleted(make: Any, catalog: Sand
     from instances.monitoring import monitor_pass
 
     instance = monitor_until(provision(make()), InstanceStatus.READY)
-    extra = get_client().create_instance(
-        CreateInstanceRequest(
-            name=instance.novita_name,
-            product_id="4090.16c62g.sim",
-            gpu_num=1,
-            rootfs_size=60,
-            image_url="ghcr.io/example/comfyui:latest",
-            cluster_id="us-tx-2",
-        )
-    )
+    extra = upstream_create(instance.novita_name)
     assert monitor_pass().deletes == 1
     statuses = {i["id"]: i["status"] for i in catalog.instances()}
     assert statuses[extra] in ("toRemove", "removing", "removed")
