@@ -162,19 +162,15 @@ def list_ids(url: str) -> list[str]:
     return ids
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--instances", type=int, default=500)
-    parser.add_argument("--scan-instances", type=int, default=2000)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--threads", type=int, default=8)
-    args = parser.parse_args(argv)
-
+def measure(
+    *, instances: int = 500, scan_instances: int = 2000, seconds: float = 10.0, threads: int = 8
+) -> dict[str, dict[str, Any]]:
+    """Every figure of this benchmark, from a sandbox process of its own."""
     process, url = start_sandbox()
     try:
-        create_rate = seed(url, args.instances, args.threads, "bench")
+        create_rate = seed(url, instances, threads, "bench")
         ids = list_ids(url)
-        assert len(ids) == args.instances, len(ids)
+        assert len(ids) == instances, len(ids)
         pages = max(1, (len(ids) + 99) // 100)
 
         def get_one(client: Client, rng: random.Random) -> None:
@@ -192,27 +188,41 @@ def main(argv: list[str] | None = None) -> int:
         results["POST /gpu/instance/create (seeding)"] = {
             "requests_per_second": round(create_rate, 1)
         }
-        results["GET /gpu/instance"] = drive(url, args.seconds, args.threads, get_one)
-        results["GET /gpu/instances pageSize=100"] = drive(
-            url, args.seconds, args.threads, list_page
-        )
+        results["GET /gpu/instance"] = drive(url, seconds, threads, get_one)
+        results["GET /gpu/instances pageSize=100"] = drive(url, seconds, threads, list_page)
 
-        seed(url, args.scan_instances - args.instances, args.threads, "scan")
-        scan_pages = (args.scan_instances + 99) // 100
+        seed(url, scan_instances - instances, threads, "scan")
+        scan_pages = (scan_instances + 99) // 100
 
         def next_page(client: Client, rng: random.Random) -> None:
             # each thread walks the pages in order, over and over (a monitoring pass)
             client.page = page = client.page % scan_pages + 1
             status, body = client.call("GET", f"/gpu/instances?pageSize=100&pageNum={page}")
             assert status == 200
-            assert body["total"] == args.scan_instances
+            assert body["total"] == scan_instances
 
-        scan = drive(url, args.seconds, 2, next_page)
+        scan = drive(url, seconds, 2, next_page)
         scan["full_passes_per_second"] = round(scan["requests_per_second"] / scan_pages, 1)
-        results[f"GET /gpu/instances, {args.scan_instances} walked, 2 thr"] = scan
+        results[f"GET /gpu/instances, {scan_instances} walked, 2 thr"] = scan
     finally:
         process.terminate()
         process.wait(timeout=15)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--instances", type=int, default=500)
+    parser.add_argument("--scan-instances", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--threads", type=int, default=8)
+    args = parser.parse_args(argv)
+    results = measure(
+        instances=args.instances,
+        scan_instances=args.scan_instances,
+        seconds=args.seconds,
+        threads=args.threads,
+    )
 
     header = f"{'scenario':<48} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}"
     print(

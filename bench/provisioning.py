@@ -1,0 +1,132 @@
+"""Scenarios 1 and 4: burst provisioning through the whole stack, run twice, and the memory of
+the web and Celery workers after each run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.burst import BurstResult, delete_all, run_burst
+from bench.client import Http
+from bench.receiver import Receiver
+from bench.report import Figure, Scenario, at_most, equal, info
+from bench.stack import Stack, memory_of, say
+
+
+def start_all(stack: Stack) -> None:
+    for name, start in (
+        ("web", stack.start_web),
+        ("worker", stack.start_worker),
+        ("beat", stack.start_beat),
+    ):
+        if name not in stack.procs:
+            say(f"  starting {name}")
+            start()
+
+
+def memory(stack: Stack) -> dict[str, Any]:
+    """Current and peak RSS of every process of web (gunicorn master and workers), worker (main
+    process and prefork pool) and beat."""
+    snapshot: dict[str, Any] = {}
+    for name in ("web", "worker", "beat"):
+        pids = stack.tree(name)
+        processes = [{"pid": pid, **m} for pid in pids if (m := memory_of(pid)) is not None]
+        children = processes[1:] or processes
+        snapshot[name] = {
+            "processes": processes,
+            "workers_peak_max_mib": max((p["peak_mib"] for p in children), default=None),
+            "workers_rss_sum_mib": round(sum(p["rss_mib"] for p in children), 1),
+            "all_rss_sum_mib": round(sum(p["rss_mib"] for p in processes), 1),
+        }
+    return snapshot
+
+
+def run(stack: Stack, *, count: int, profile: bool = False) -> list[Scenario]:
+    from django.conf import settings
+
+    say("== scenario 1: burst provisioning (and 4: memory)")
+    start_all(stack)
+    api_key, secret = stack.tenant()
+    say("  catalog sync (a deployed novitai has its catalog)")
+    stack.manage("catalog_sync")
+    receiver = Receiver(secret).start()
+    api = Http(stack.web_url, {"Authorization": f"Bearer {api_key}"})
+    sandbox = Http(stack.sandbox_url)
+    ceiling = float(settings.NOVITA_RATE_LIMIT_PER_SECOND)
+    interval = float(settings.MONITOR_INTERVAL_SECONDS)
+    runs: list[BurstResult] = []
+    memories: list[dict[str, Any]] = []
+    cleanup: dict[str, Any] = {}
+    try:
+        for number in (1, 2):
+            stack.check_alive()
+            say(f"  run {number}: {count} instances at once")
+            result = run_burst(
+                label=f"burst{number}", count=count, api=api, sandbox=sandbox, receiver=receiver
+            )
+            runs.append(result)
+            memories.append(memory(stack))
+            say(
+                f"  run {number}: {result.ready}/{count} ready in {result.wall_seconds or 0:.1f} s,"
+                f" lag p95 {result.lag(95)} s, {result.calls_per_ready} Novita calls per ready"
+            )
+            if number == 1:
+                say(f"  deleting run 1's {len(result.created)} instances before run 2")
+                cleanup = delete_all(ids=result.created, api=api, receiver=receiver)
+    finally:
+        receiver.stop()
+
+    burst = Scenario("1-burst", f"1. burst provisioning: {count} instances at once")
+    burst.add(
+        info("Novita request-rate ceiling (as shipped)", ceiling, "req/s"),
+        info("monitoring interval (as shipped)", interval, "s"),
+    )
+    for number, result in enumerate(runs, 1):
+        p = f"run {number}: "
+        burst.add(
+            equal(p + "ready", result.ready, count),
+            info(p + "wall time to the last instance.ready", _r(result.wall_seconds), "s"),
+            at_most(p + "notification lag p95", result.lag(95), interval + 1, "s"),
+            info(p + "notification lag p50", result.lag(50), "s"),
+            info(p + "notification lag max", _r(max(result.lags, default=None)), "s"),
+            at_most(p + "Novita calls per ready instance", result.calls_per_ready, 1.2),
+            *(
+                info(f"{p}  of which {endpoint}", per_ready)
+                for endpoint, per_ready in result.calls_per_ready_by_endpoint().items()
+            ),
+            equal(p + "duplicate webhooks", result.duplicate_webhooks, 0),
+            equal(p + "duplicate GPUs", result.duplicate_gpus, 0),
+            equal(p + "failures", result.failures, 0),
+            equal(p + "bad signatures", result.invalid_signatures, 0),
+        )
+    burst.details = {
+        "novita_rate_limit_per_second": ceiling,
+        "monitor_interval_seconds": interval,
+        "sandbox": "5 s from create to running (toCreate 1, creating 1, pulling 3), app boot 2 s",
+        "runs": [r.as_json() for r in runs],
+        "cleanup_between_runs": cleanup,
+    }
+    mem = Scenario("4-memory", "4. memory after scenario 1 (peak RSS, MiB)")
+    if len(memories) == 2:
+        mem.add(*_memory_figures(memories))
+    mem.details = {"after_run": memories}
+    return [burst, mem]
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def _memory_figures(memories: list[dict[str, Any]]) -> list[Figure]:
+    first, second = memories
+    figures: list[Figure] = []
+    for name, label in (("web", "web workers"), ("worker", "Celery worker processes")):
+        a, b = first[name], second[name]
+        figures.append(info(f"{label}: peak RSS of one, run 1", a["workers_peak_max_mib"], "MiB"))
+        figures.append(info(f"{label}: peak RSS of one, run 2", b["workers_peak_max_mib"], "MiB"))
+        figures.append(info(f"{label}: RSS in all, run 1", a["workers_rss_sum_mib"], "MiB"))
+        growth = round(b["workers_rss_sum_mib"] - a["workers_rss_sum_mib"], 1)
+        limit = round(0.1 * a["workers_rss_sum_mib"], 1)
+        figures.append(
+            at_most(f"{label}: RSS growth run 1 -> run 2", growth, limit, "MiB", "target: < 10 %")
+        )
+    return figures

@@ -1,0 +1,215 @@
+"""`make bench` (`python -m bench`): every scenario of issue 7 against Postgres, Redis, gunicorn,
+a Celery worker, beat and the Novita sandbox on loopback; a table of figures against targets,
+and JSON under bench/results/. Benchmarks report; they never fail on speed (exit 1 only when
+the harness itself could not run).
+
+Order (each scenario gets the processes it needs, and only those):
+
+    5 sandbox throughput       its own sandbox process (bench/sandbox.py), nothing else running
+    2 monitoring at scale      in-process monitor passes, the sandbox; no worker, no beat
+    1 burst provisioning, x2   gunicorn, worker, beat, sandbox, webhook receiver
+    4 memory                   after each burst of scenario 1
+    3 API latency              gunicorn alone (worker and beat stopped), locust from a subprocess
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import report
+from bench.report import Scenario
+from bench.stack import (
+    Stack,
+    StackError,
+    ensure_services,
+    flush_redis,
+    fresh_database,
+    register,
+    say,
+)
+
+SCENARIOS = ("sandbox", "monitoring", "burst", "api")
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--only",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated, of {', '.join(SCENARIOS)} (memory runs with burst)",
+    )
+    parser.add_argument("--burst", type=int, default=200, help="instances per burst (scenario 1)")
+    parser.add_argument(
+        "--monitor-sizes", default="100,500,2000", help="instances in transit (scenario 2)"
+    )
+    parser.add_argument("--api-rows", type=int, default=10_000, help="rows seeded (scenario 3)")
+    parser.add_argument("--api-seconds", type=float, default=20.0, help="per load run (scenario 3)")
+    parser.add_argument(
+        "--sandbox-seconds", type=float, default=5.0, help="per figure (scenario 5)"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also record py-spy profiles of the processes under load (bench/results/profiles/)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the run folder (logs)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    wanted = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(wanted) - set(SCENARIOS)
+    if unknown:
+        say(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+        return 2
+    started = time.monotonic()
+    load_before = report.load_average()
+    say(f"novitai benchmarks: {', '.join(wanted)}  (load average {load_before})")
+    run_dir = Path(tempfile.mkdtemp(prefix="novitai-bench-"))
+    scenarios: list[Scenario] = []
+    header: dict[str, Any] = {}
+    stack: Stack | None = None
+    try:
+        say("== services: PostgreSQL, Redis, a fresh novitai_bench database")
+        ensure_services()
+        fresh_database()
+        flush_redis()
+        stack = Stack.prepare(run_dir)
+        register(stack)
+        import django
+
+        django.setup()
+        stack.manage("migrate", "--noinput", "-v", "0")
+        header = {
+            "machine": report.machine(_versions()),
+            "load_average_before": load_before,
+            "command": "make bench",
+            "args": vars(args),
+        }
+        steps: list[tuple[str, Callable[[], list[Scenario]]]] = []
+        if "sandbox" in wanted:
+            steps.append(("sandbox", lambda: [_sandbox(args)]))
+        if {"monitoring", "burst", "api"} & set(wanted):
+            steps.append(("start", lambda: _start(stack)))
+        if "monitoring" in wanted:
+            steps.append(("monitoring", lambda: [_monitoring(stack, args)]))
+        if "burst" in wanted:
+            steps.append(("burst", lambda: _burst(stack, args)))
+        if "api" in wanted:
+            steps.append(("api", lambda: [_api(stack, args)]))
+        for name, step in steps:
+            try:
+                scenarios.extend(step())
+            except StackError:
+                raise
+            except Exception as exc:  # a scenario that broke: report it, go on with the next
+                traceback.print_exc()
+                failed = Scenario(
+                    name, f"{name} (did not complete)", error=f"{type(exc).__name__}: {exc}"
+                )
+                scenarios.append(failed)
+    except KeyboardInterrupt:
+        say("\ninterrupted: stopping every process")
+        return 130
+    except StackError as exc:
+        say(f"\nthe benchmark stack failed: {exc}")
+        return 1
+    finally:
+        if stack is not None:
+            say("== stopping every process")
+            stack.stop_all()
+        if not args.keep:
+            import shutil
+
+            shutil.rmtree(run_dir, ignore_errors=True)
+        else:
+            say(f"run folder (logs) kept: {run_dir}")
+    header["load_average_after"] = report.load_average()
+    header["seconds"] = round(time.monotonic() - started, 1)
+    say("\n" + report.table(scenarios))
+    latest = report.write(scenarios, header)
+    machine = header.get("machine", {})
+    say(
+        f"\n{machine.get('nproc')} CPUs ({machine.get('cpu_model')}), "
+        f"{machine.get('ram_gib')} GiB RAM, "
+        f"Python {machine.get('python')}, PostgreSQL {machine.get('postgres')}, "
+        f"Redis {machine.get('redis')}; load average before {header['load_average_before']}, "
+        f"after {header['load_average_after']}; {header['seconds']:.0f} s in all"
+    )
+    say(f"figures written to {latest.parent}/ (latest.json and one file per scenario)")
+    return 0
+
+
+def _versions() -> dict[str, str]:
+    from bench.stack import service_versions
+
+    return service_versions()
+
+
+# --- steps ------------------------------------------------------------------------------------
+
+
+def _start(stack: Stack | None) -> list[Scenario]:
+    assert stack is not None
+    say("== starting the Novita sandbox")
+    stack.start_sandbox()
+    return []
+
+
+def _sandbox(args: argparse.Namespace) -> Scenario:
+    """bench/sandbox.py's figures, against 10x the client's request-rate ceiling: the sandbox
+    must never be what limits the other scenarios."""
+    from django.conf import settings
+
+    from bench.sandbox import measure
+
+    say(f"== scenario 5: sandbox throughput (bench/sandbox.py, {args.sandbox_seconds:g} s each)")
+    results = measure(seconds=args.sandbox_seconds)
+    need = 10 * float(settings.NOVITA_RATE_LIMIT_PER_SECOND)
+    scenario = Scenario("5-sandbox", "5. sandbox throughput (8 threads, keep-alive)")
+    for name, row in results.items():
+        scenario.add(report.at_least(f"{name}: req/s", row["requests_per_second"], need, "req/s"))
+        if "p99_ms" in row:
+            scenario.add(report.info(f"{name}: p50 / p99", f"{row['p50_ms']} / {row['p99_ms']} ms"))
+        if "full_passes_per_second" in row:
+            scenario.add(
+                report.info(
+                    "  = full 2,000-instance listings per second", row["full_passes_per_second"]
+                )
+            )
+    scenario.details = {"target": "10x the client's request-rate ceiling", "results": results}
+    return scenario
+
+
+def _monitoring(stack: Stack | None, args: argparse.Namespace) -> Scenario:
+    from bench.monitoring import run
+
+    assert stack is not None
+    sizes = [int(n) for n in args.monitor_sizes.split(",") if n.strip()]
+    return run(stack, sizes=sizes, profile=args.profile)
+
+
+def _burst(stack: Stack | None, args: argparse.Namespace) -> list[Scenario]:
+    from bench.provisioning import run
+
+    assert stack is not None
+    return run(stack, count=args.burst, profile=args.profile)
+
+
+def _api(stack: Stack | None, args: argparse.Namespace) -> Scenario:
+    from bench.api import run
+
+    assert stack is not None
+    return run(stack, rows=args.api_rows, seconds=args.api_seconds, profile=args.profile)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
