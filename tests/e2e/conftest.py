@@ -67,12 +67,14 @@ class Worker:
         self.starts = 0
         self.hostname = ""
         self.log_path = log_dir / "e2e-worker.log"
+        self.schedules: list[Path] = []
 
     def start(self, timeout: float = 60.0) -> None:
         assert self.process is None, "already running"
         self.starts += 1
         self.hostname = f"e2e{self.starts}-{os.getpid()}@localhost"
         schedule = self.log_dir / f"e2e-beat-{os.getpid()}-{self.starts}"
+        self.schedules.append(schedule)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [
@@ -133,6 +135,9 @@ class Worker:
         # Children that outlived the main process (none expected) go too.
         self._signal_group(signal.SIGKILL)
         self.process = None
+        for schedule in self.schedules:  # beat's schedule files (one or several, by dbm)
+            for path in schedule.parent.glob(schedule.name + "*"):
+                path.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="package")
