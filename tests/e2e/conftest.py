@@ -45,6 +45,8 @@ WORKER_SETTINGS = {
     "NOVITA_LIST_PAGE_SIZE": "10",
     "NOVITA_RATE_LIMIT_PER_SECOND": "1000",
     "WORKER_HEARTBEAT_SECONDS": "1",
+    # Webhook receivers in these tests listen on loopback.
+    "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
     "LOG_LEVEL": "INFO",
 }
 
