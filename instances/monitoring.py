@@ -107,17 +107,20 @@ def _count_pass() -> None:
 
 
 def endpoints_of(upstream: Upstream, previous: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Endpoints from Novita's port mappings, keeping the health flags of unchanged ones."""
+    """Endpoints from Novita's port mappings, keeping the health flags of unchanged ones.
+
+    Novita's listings may carry ports without their endpoint URL: a port's URL already known
+    from an earlier read of the instance is kept, so that it is fetched once, not every pass.
+    """
     before = {(e.get("port"), e.get("url")): e.get("healthy") for e in previous}
-    return [
-        {
-            "port": p.port,
-            "type": p.type,
-            "url": p.endpoint,
-            "healthy": before.get((p.port, p.endpoint)),
-        }
-        for p in upstream.port_mappings
-    ]
+    known = {(e.get("port"), e.get("type")): e.get("url") for e in previous if e.get("url")}
+    endpoints = []
+    for p in upstream.port_mappings:
+        url = p.endpoint or known.get((p.port, p.type)) or ""
+        endpoints.append(
+            {"port": p.port, "type": p.type, "url": url, "healthy": before.get((p.port, url))}
+        )
+    return endpoints
 
 
 def check_plan(instance: Instance) -> CheckPlan:

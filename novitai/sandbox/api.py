@@ -501,6 +501,10 @@ def instance_summary(sb: Sandbox, instance: Instance, now: float) -> dict[str, A
     """An item of GET /gpu/instances: a subset of the detail, volumeMounts sizes as strings."""
     wire, _ = _common(sb, instance, now)
     wire["volumeMounts"] = _volume_mounts(instance, str)
+    if sb.faults.list_omits_endpoints:
+        wire["portMappings"] = [
+            {"port": m["port"], "type": m["type"]} for m in wire["portMappings"]
+        ]
     return wire
 
 

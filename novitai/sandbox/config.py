@@ -175,6 +175,9 @@ class Faults:
     not_found_status: int = 404  # 404 or 400 for an unknown instance
     not_found_spelling: str = "not found"  # or "not fount", as the live API sometimes says
     list_lag_s: float = 0.0  # a new instance shows up in GET /gpu/instances this much later
+    # GET /gpu/instances items carry portMappings without "endpoint", as Novita's docs show
+    # them; GET /gpu/instance always has the endpoints.
+    list_omits_endpoints: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -258,6 +261,10 @@ def faults_update(current: Faults, changes: dict[str, Any], *, now: float | None
         elif key in _CHOICES:
             if value not in _CHOICES[key] or isinstance(value, bool):
                 raise ConfigError(f"{key} must be one of {list(_CHOICES[key])}")
+            values[key] = value
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{key} must be true or false")
             values[key] = value
         elif isinstance(default, float):
             values[key] = _number(key, value)

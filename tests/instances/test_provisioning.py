@@ -552,3 +552,28 @@ def test_a_duplicate_beside_a_ready_instance_is_deleted(make: Any, catalog: Sand
     statuses = {i["id"]: i["status"] for i in catalog.instances()}
     assert statuses[extra] in ("toRemove", "removing", "removed")
     assert reload(instance).status == InstanceStatus.READY
+
+
+def test_listings_without_endpoint_urls_cost_one_get_per_instance_not_per_pass(
+    make: Any, catalog: SandboxControl
+) -> None:
+    """Novita's list items may carry ports without their URLs (novita-api.md §2.5): the URL is
+    read once from the instance itself and kept, not fetched again every pass."""
+    catalog.set_faults(list_omits_endpoints=True, unhealthy_name="*")
+    instances = [provision(make(name=f"quiet-{n}")) for n in range(3)]
+    checking = [monitor_until(i, InstanceStatus.HEALTH_CHECKING) for i in instances]
+    for instance in checking:
+        assert instance.endpoints[0]["url"].endswith(f"/_app/{instance.novita_instance_id}/8188/")
+
+    def gets_of_a_pass() -> int:
+        before = catalog.stats()["calls"].get("GET /gpu/instance", {})
+        monitor_and_reload(checking[0])
+        after = catalog.stats()["calls"].get("GET /gpu/instance", {})
+        return sum(after.values()) - sum(before.values())
+
+    assert [gets_of_a_pass() for _ in range(3)] == [0, 0, 0]
+    catalog.set_faults(unhealthy_name="")
+    for instance in checking:
+        ready = monitor_until(instance, InstanceStatus.READY)
+        assert ready.endpoints[0]["healthy"] is True
+        assert ready.endpoints[0]["url"] == instance.endpoints[0]["url"]

@@ -291,6 +291,27 @@ def test_list_lag_hides_new_instances_from_the_list_only(api: Api) -> None:
     assert api.get("/gpu/instances").body["total"] == 1
 
 
+def test_list_can_omit_endpoint_urls_as_the_docs_show(api: Api) -> None:
+    instant_timing(api.control)
+    iid = api.create()
+    api.control.set_faults(list_omits_endpoints=True)
+    [item] = api.get("/gpu/instances").body["instances"]
+    assert item["portMappings"] == [
+        {"port": m["port"], "type": m["type"]} for m in api.instance(iid)["portMappings"]
+    ]
+    assert all(m["endpoint"] for m in api.instance(iid)["portMappings"])
+    api.control.set_faults(list_omits_endpoints=False)
+    [item] = api.get("/gpu/instances").body["instances"]
+    assert all(m["endpoint"] for m in item["portMappings"])
+
+
+def test_boolean_faults_take_booleans_only(api: Api) -> None:
+    with pytest.raises(SandboxControlError) as error:
+        api.control.set_faults(list_omits_endpoints=1)
+    assert error.value.status == 400
+    assert api.control.faults()["list_omits_endpoints"] is False
+
+
 def test_vanish_removes_an_instance_at_once(api: Api) -> None:
     instant_timing(api.control, removed_linger=60)
     iid = api.create()
