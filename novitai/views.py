@@ -9,6 +9,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
+COLLECTIONS = {
+    "instances": "instance-list",
+    "jobs": "job-list",
+    "products": "product-list",
+    "optimal_product": "product-optimal",
+    "regions": "region-list",
+    "webhook_deliveries": "webhook-delivery-list",
+    "cache": "cache-list",
+}
+
 
 @extend_schema(
     responses=inline_serializer(
@@ -21,13 +31,13 @@ def api_root(request: Request) -> Response:
     def link(path: str) -> str:
         return request.build_absolute_uri(path)
 
-    return Response(
+    links = {name: link(reverse(route)) for name, route in COLLECTIONS.items()}
+    links.update(
         {
-            "links": {
-                "docs": link(reverse("swagger-ui")),
-                "schema": link(reverse("schema")),
-                "health": link("/health/ready"),
-                "metrics": link("/metrics"),
-            }
+            "docs": link(reverse("swagger-ui")),
+            "schema": link(reverse("schema")),
+            "health": link("/health/ready"),
+            "metrics": link("/metrics"),
         }
     )
+    return Response({"links": links})

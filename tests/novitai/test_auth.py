@@ -32,7 +32,10 @@ def assert_envelope(response, status: int, code: str) -> dict:
 def test_valid_key_is_accepted(api_client: APIClient) -> None:
     response = api_client.get(API_ROOT)
     assert response.status_code == 200
-    assert "docs" in response.json()["links"]
+    links = response.json()["links"]
+    assert links["instances"] == "http://testserver/api/v1/instances/"
+    assert links["docs"] == "http://testserver/api/docs/"
+    assert set(links) >= {"instances", "jobs", "products", "regions", "webhook_deliveries"}
 
 
 def test_no_key_is_401_in_the_envelope() -> None:

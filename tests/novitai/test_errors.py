@@ -33,6 +33,19 @@ def test_malformed_json_is_400(api_client: APIClient) -> None:
     assert_envelope(response, 400, "malformed_request")
 
 
+def test_malformed_json_on_a_real_endpoint_is_400_and_creates_nothing(
+    api_client: APIClient,
+) -> None:
+    from instances.models import Instance
+
+    response = api_client.post(
+        "/api/v1/instances/", data='{"name": "x", "gpu_num": ', content_type="application/json"
+    )
+    error = assert_envelope(response, 400, "malformed_request")
+    assert "JSON" in error["message"]
+    assert Instance.objects.count() == 0
+
+
 def test_well_formed_json_passes(api_client: APIClient) -> None:
     response = api_client.post("/api/v1/_test/echo/", {"name": "x"}, format="json")
     assert response.status_code == 200
