@@ -75,8 +75,15 @@ flower: venv
 sandbox: venv
 	$(BIN)/python -m novitai.sandbox --port $(SANDBOX_PORT)
 
-bench: venv
-	$(BIN)/python -m bench
+# Benchmarks need Postgres and Redis on 127.0.0.1 (started if they do not answer) and the bench
+# extra (locust, py-spy, pyinstrument, psutil). BENCH_ARGS: e.g. --only burst --profile.
+BENCH_STAMP := $(VENV)/.bench-installed-stamp
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf var/ .mypy_cache .ruff_cache

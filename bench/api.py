@@ -28,6 +28,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.db import analyze, clear_instances
+from bench.profiling import cpu_between, cpu_sample
 from bench.report import RESULTS, Figure, Scenario, at_most, equal, info
 from bench.stack import BIN, ROOT, THROTTLE_RATE, Stack, flush_broker, say
 
@@ -186,6 +188,7 @@ class Load:
     p99: float | None = None
     max: float | None = None
     profile: dict[str, Any] | None = None
+    cpu: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
@@ -216,6 +219,7 @@ def run_fixed(
         str(out),
     ]
     load = Load(endpoint, "fixed", 0, rate)
+    before = cpu_sample(stack.children("web"))
     load.profile = _run(
         stack,
         argv,
@@ -223,9 +227,11 @@ def run_fixed(
         seconds=seconds,
         profile_as=f"web-{endpoint}" if profile else "",
     )
+    after = cpu_sample(stack.children("web"))
     result = json.loads(out.read_text())
     load.requests, load.failures, load.rps = result["requests"], result["errors"], result["rps"]
     load.p50, load.p99, load.max = result["p50_ms"], result["p99_ms"], result["max_ms"]
+    load.cpu = cpu_between(before, after, load.requests)
     return load
 
 
@@ -317,8 +323,6 @@ def _ms(value: str) -> float | None:
 
 
 def run(stack: Stack, *, rows: int, seconds: float, profile: bool = False) -> Scenario:
-    from bench.monitoring import clear_instances
-
     say("== scenario 3: API latency (gunicorn, 3 sync workers; the load from other processes)")
     stack.stop("worker", "beat")
     if "web" not in stack.procs:
@@ -360,13 +364,6 @@ def run(stack: Stack, *, rows: int, seconds: float, profile: bool = False) -> Sc
     return _scenario(loads, queries, rows, dropped)
 
 
-def analyze() -> None:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
-
-
 def _said(load: Load) -> None:
     say(
         f"    {load.rps} req/s, p50 {load.p50} ms, p99 {load.p99} ms, "
@@ -388,6 +385,21 @@ def _scenario(loads: list[Load], queries: dict[str, int], rows: int, dropped: in
                 info(p + "throughput / p50", f"{load.rps} req/s / {load.p50} ms"),
                 at_most(p + "p99", load.p99, target, "ms"),
             )
+            if load.cpu is not None:
+                ms, cores = load.cpu["cpu_ms_per_request"], load.cpu["cores"]
+                scenario.add(
+                    info(
+                        p + "CPU per request: web / Postgres", f"{ms['web']} / {ms['postgres']} ms"
+                    ),
+                    info(
+                        p + "cores busy: all / web / pg / load / other",
+                        " / ".join(
+                            str(cores[k])
+                            for k in ("machine_busy", "web", "postgres", "load_tool", "other")
+                        ),
+                        note="of 2; other: processes outside the benchmark",
+                    ),
+                )
         else:
             p = f"{load.endpoint} saturated: "
             scenario.add(

@@ -36,7 +36,16 @@ class BurstResult:
     duplicate_gpus: int = 0
     invalid_signatures: int = 0
     lags: list[float] = field(default_factory=list)
+    # lag = detection (app answering -> novitai marks it ready) + delivery (-> webhook received)
+    detections: list[float] = field(default_factory=list)
+    deliveries: list[float] = field(default_factory=list)
     to_ready: list[float] = field(default_factory=list)
+    # Deliveries of instances marked ready while creates were still being sent, and after.
+    deliveries_while_creating: list[float] = field(default_factory=list)
+    deliveries_after_creating: list[float] = field(default_factory=list)
+    creates_seconds: float | None = None  # first POST -> the last create call reached Novita
+    # When monitoring passes began (their first list call, from the sandbox's call log).
+    pass_starts: list[float] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -53,6 +62,9 @@ class BurstResult:
     def lag(self, q: float) -> float | None:
         return rounded(percentile(self.lags, q))
 
+    def pass_intervals(self) -> list[float]:
+        return [b - a for a, b in zip(self.pass_starts, self.pass_starts[1:], strict=False)]
+
     def as_json(self) -> dict[str, Any]:
         return {
             "requested": self.requested,
@@ -66,17 +78,15 @@ class BurstResult:
             "duplicate_webhooks": self.duplicate_webhooks,
             "duplicate_gpus": self.duplicate_gpus,
             "invalid_signatures": self.invalid_signatures,
-            "lag_seconds": {
-                "p50": self.lag(50),
-                "p95": self.lag(95),
-                "max": rounded(max(self.lags, default=None)),
-                "min": rounded(min(self.lags, default=None)),
-            },
-            "request_to_ready_webhook_seconds": {
-                "p50": rounded(percentile(self.to_ready, 50)),
-                "p95": rounded(percentile(self.to_ready, 95)),
-                "max": rounded(max(self.to_ready, default=None)),
-            },
+            "lag_seconds": {**summary(self.lags), "min": rounded(min(self.lags, default=None))},
+            "detection_seconds": summary(self.detections),
+            "delivery_seconds": summary(self.deliveries),
+            "creates_seconds": rounded(self.creates_seconds),
+            "delivery_seconds_while_creating": summary(self.deliveries_while_creating),
+            "delivery_seconds_after_creating": summary(self.deliveries_after_creating),
+            "request_to_ready_webhook_seconds": summary(self.to_ready),
+            "monitor_passes": len(self.pass_starts),
+            "monitor_pass_interval_seconds": summary(self.pass_intervals()),
             "novita_calls": self.calls,
             "novita_calls_per_ready": self.calls_per_ready,
             "novita_calls_per_ready_by_endpoint": self.calls_per_ready_by_endpoint(),
@@ -151,16 +161,52 @@ def run_burst(
     if first:
         result.wall_seconds = max(a.at for a in first.values()) - t0
     upstream = {i["id"]: i for i in sandbox.get("/_sandbox/instances")["instances"]}
+    calls = sandbox.get(f"/_sandbox/calls?since={t0}")["calls"]
+    creates = [c["at"] for c in calls if c["path"].endswith("/gpu/instance/create")]
+    creates_until = max(creates, default=t0)
+    result.creates_seconds = creates_until - t0
+    result.pass_starts = pass_starts(
+        [c["at"] for c in calls if c["path"].endswith("/gpu/instances") and c["method"] == "GET"]
+    )
     for instance_id, arrival in first.items():
         app_ready = (upstream.get(arrival.novita_instance_id) or {}).get("app_ready_at")
         if app_ready is not None:
             result.lags.append(arrival.at - float(app_ready))
+            if arrival.ready_at is not None:
+                result.detections.append(arrival.ready_at - float(app_ready))
+        if arrival.ready_at is not None:
+            delivery = arrival.at - arrival.ready_at
+            result.deliveries.append(delivery)
+            if arrival.ready_at <= creates_until:
+                result.deliveries_while_creating.append(delivery)
+            else:
+                result.deliveries_after_creating.append(delivery)
         result.to_ready.append(arrival.at - sent_at[instance_id])
     # Two GPUs for one request: more than one create accepted under one instance's name.
     creates = stats_after["creates_by_name"]
     result.duplicate_gpus = sum(max(0, creates.get(upstream_name(i), 0) - 1) for i in ids)
     result.calls = calls_between(stats_before, stats_after)
     return result
+
+
+def summary(values: list[float]) -> dict[str, float | None]:
+    return {
+        "p50": rounded(percentile(values, 50)),
+        "p95": rounded(percentile(values, 95)),
+        "max": rounded(max(values, default=None)),
+    }
+
+
+def pass_starts(list_calls: list[float], quiet: float = 1.0) -> list[float]:
+    """A monitoring pass lists page after page: a list call after `quiet` seconds without one
+    begins a pass."""
+    starts: list[float] = []
+    last = None
+    for at in sorted(list_calls):
+        if last is None or at - last >= quiet:
+            starts.append(at)
+        last = at
+    return starts
 
 
 def upstream_name(instance_id: str) -> str:

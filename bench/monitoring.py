@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 from bench.client import Http, calls_between, in_parallel
+from bench.db import analyze, clear_instances
 from bench.report import RESULTS, Figure, Scenario, info
 from bench.stack import SANDBOX_KEY, Stack, say
 
@@ -64,20 +65,22 @@ def rate_limit_waits() -> Iterator[list[float]]:
         RateLimiter.acquire = original  # type: ignore[method-assign]
 
 
-def clear_instances() -> None:
-    """Empties the tables provisioning writes (between sizes, and before scenario 1)."""
+@contextmanager
+def every_query() -> Iterator[list[dict[str, str]]]:
+    """The queries run inside, as CaptureQueriesContext captures them, without Django's
+    9,000-query log limit (a pass can run more)."""
     from django.db import connection
+    from django.test.utils import CaptureQueriesContext
 
-    from instances.models import IdempotencyKey, Instance, InstanceEvent
-    from jobs.models import Job
-    from webhooks.models import DeliveryAttempt, WebhookDelivery
-
-    tables = [
-        m._meta.db_table
-        for m in (DeliveryAttempt, WebhookDelivery, IdempotencyKey, InstanceEvent, Instance, Job)
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
+    kept = connection.queries_log
+    connection.queries_log = deque()
+    captured: list[dict[str, str]] = []
+    try:
+        with CaptureQueriesContext(connection) as queries:
+            yield captured
+        captured.extend(queries.captured_queries)
+    finally:
+        connection.queries_log = kept
 
 
 def seed(n: int, sandbox: Http, api: Http) -> list[str]:
@@ -124,9 +127,6 @@ def seed(n: int, sandbox: Http, api: Http) -> list[str]:
 
 
 def measure_pass(sandbox: Http, *, profile_to: str = "") -> dict[str, Any]:
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
     from instances.monitoring import monitor_pass
 
     before = sandbox.get("/_sandbox/stats")
@@ -136,7 +136,7 @@ def measure_pass(sandbox: Http, *, profile_to: str = "") -> dict[str, Any]:
 
         profiler = Profiler()
         profiler.start()
-    with rate_limit_waits() as waits, CaptureQueriesContext(connection) as queries:
+    with rate_limit_waits() as waits, every_query() as queries:
         started = time.perf_counter()
         result = monitor_pass()
         seconds = time.perf_counter() - started
@@ -148,14 +148,14 @@ def measure_pass(sandbox: Http, *, profile_to: str = "") -> dict[str, Any]:
     after = sandbox.get("/_sandbox/stats")
     calls = calls_between(before, after)
     app_calls = sum(after["app_calls"].values()) - sum(before["app_calls"].values())
-    kinds = Counter(q["sql"].split(None, 1)[0].upper() for q in queries.captured_queries)
+    kinds = Counter(q["sql"].split(None, 1)[0].upper() for q in queries)
     return {
         "seconds": round(seconds, 3),
         "rate_limit_wait_seconds": round(sum(waits), 3),
         "novita_calls": sum(calls.values()),
         "novita_calls_by_endpoint": calls,
         "health_check_requests": app_calls,
-        "queries": len(queries.captured_queries),
+        "queries": len(queries),
         "queries_by_kind": dict(kinds.most_common()),
         "skipped": result.skipped,
         "upstream": result.upstream,
@@ -183,14 +183,20 @@ def run(stack: Stack, *, sizes: list[int], profile: bool = False) -> Scenario:
         sandbox.post("/_sandbox/reset")
         # Long enough for the first two passes to see every instance still pulling.
         dwell = 4.0 + n * 0.006
-        sandbox.post("/_sandbox/timing", {"pulling": dwell, "app_boot": 0.2})
+        sandbox.post(
+            "/_sandbox/timing",
+            {"to_create": 0.1, "creating": 0.1, "pulling": dwell, "app_boot": 0.2},
+        )
         started = time.time()
         seed(n, sandbox, novita_api)
+        analyze()
+        _wait_for(sandbox, "pulling", n)
         say(f"  N={n}: {n} instances pulling (seeded in {time.time() - started:.1f} s)")
         passes: dict[str, dict[str, Any]] = {}
         for name in PASSES:
             if name == "running":
-                _wait_running(sandbox, n)
+                _wait_for(sandbox, "running", n)
+                time.sleep(0.3)  # the app boots 0.2 s after running
             profile_to = (
                 f"monitor-pass-{n}-{name.replace(' ', '-')}.txt"
                 if profile and n == max(sizes)
@@ -212,15 +218,13 @@ def run(stack: Stack, *, sizes: list[int], profile: bool = False) -> Scenario:
     return _scenario(by_size, page_size)
 
 
-def _wait_running(sandbox: Http, n: int, timeout: float = 120.0) -> None:
+def _wait_for(sandbox: Http, status: str, n: int, timeout: float = 120.0) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
-        stats = sandbox.get("/_sandbox/stats")
-        if stats["instances_by_status"].get("running", 0) >= n:
-            time.sleep(0.3)  # the app boots 0.2 s after running
+        if sandbox.get("/_sandbox/stats")["instances_by_status"].get(status, 0) >= n:
             return
-        time.sleep(0.2)
-    raise RuntimeError(f"the sandbox's {n} instances were not running within {timeout:.0f}s")
+        time.sleep(0.1)
+    raise RuntimeError(f"the sandbox's {n} instances were not {status} within {timeout:.0f}s")
 
 
 def _scenario(by_size: dict[int, dict[str, Any]], page_size: int) -> Scenario:

@@ -3,12 +3,13 @@ the web and Celery workers after each run."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from bench.burst import BurstResult, delete_all, run_burst
 from bench.client import Http
 from bench.receiver import Receiver
-from bench.report import Figure, Scenario, at_most, equal, info
+from bench.report import Figure, Scenario, at_most, equal, info, percentile
 from bench.stack import Stack, memory_of, say
 
 
@@ -54,15 +55,19 @@ def run(stack: Stack, *, count: int, profile: bool = False) -> list[Scenario]:
     ceiling = float(settings.NOVITA_RATE_LIMIT_PER_SECOND)
     interval = float(settings.MONITOR_INTERVAL_SECONDS)
     runs: list[BurstResult] = []
+    profiles: dict[str, Any] = {}
     memories: list[dict[str, Any]] = []
     cleanup: dict[str, Any] = {}
     try:
         for number in (1, 2):
             stack.check_alive()
             say(f"  run {number}: {count} instances at once")
+            profiler = _profile_worker(stack, profiles) if profile and number == 2 else None
             result = run_burst(
                 label=f"burst{number}", count=count, api=api, sandbox=sandbox, receiver=receiver
             )
+            if profiler is not None:
+                profiler.join()
             runs.append(result)
             memories.append(memory(stack))
             say(
@@ -88,6 +93,14 @@ def run(stack: Stack, *, count: int, profile: bool = False) -> list[Scenario]:
             at_most(p + "notification lag p95", result.lag(95), interval + 1, "s"),
             info(p + "notification lag p50", result.lag(50), "s"),
             info(p + "notification lag max", _r(max(result.lags, default=None)), "s"),
+            info(p + "  of which detection p50 / p95", _pair(result.detections), note=DETECTION),
+            info(p + "  of which delivery p50 / p95", _pair(result.deliveries), note=DELIVERY),
+            info(
+                p + "    delivery p95 while creating / after",
+                _p95(result.deliveries_while_creating, result.deliveries_after_creating),
+                note=f"creates sent for {result.creates_seconds or 0:.1f} s",
+            ),
+            info(p + "monitoring pass interval p50 / max", _pair(result.pass_intervals(), 100)),
             at_most(p + "Novita calls per ready instance", result.calls_per_ready, 1.2),
             *(
                 info(f"{p}  of which {endpoint}", per_ready)
@@ -104,12 +117,39 @@ def run(stack: Stack, *, count: int, profile: bool = False) -> list[Scenario]:
         "sandbox": "5 s from create to running (toCreate 1, creating 1, pulling 3), app boot 2 s",
         "runs": [r.as_json() for r in runs],
         "cleanup_between_runs": cleanup,
+        "worker_profile_run_2": profiles or None,
     }
     mem = Scenario("4-memory", "4. memory after scenario 1 (peak RSS, MiB)")
     if len(memories) == 2:
         mem.add(*_memory_figures(memories))
     mem.details = {"after_run": memories}
     return [burst, mem]
+
+
+def _profile_worker(stack: Stack, into: dict[str, Any]) -> threading.Thread:
+    """What the Celery worker's pool processes do during a burst (py-spy dump census)."""
+    from bench.profiling import py_spy_census
+
+    def record() -> None:
+        into.update(py_spy_census(stack.children("worker"), seconds=25, name="worker-burst"))
+
+    thread = threading.Thread(target=record, daemon=True)
+    thread.start()
+    return thread
+
+
+DETECTION = "the app answering -> novitai marks the instance ready (the body's ready_at)"
+DELIVERY = "ready_at -> the webhook received"
+
+
+def _pair(values: list[float], q: float = 95) -> str:
+    a, b = percentile(values, 50), percentile(values, q)
+    return "-" if a is None or b is None else f"{a:.2f} / {b:.2f} s"
+
+
+def _p95(*series: list[float]) -> str:
+    values = [percentile(values, 95) for values in series]
+    return " / ".join("-" if v is None else f"{v:.2f}" for v in values) + " s"
 
 
 def _r(value: float | None) -> float | None:

@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -21,7 +22,12 @@ class Arrival:
     type: str
     instance_id: str
     novita_instance_id: str
+    ready_at: float | None  # the instance's ready_at in the body (when novitai marked it ready)
     signature_valid: bool
+
+
+def _unix(value: Any) -> float | None:
+    return datetime.fromisoformat(value).timestamp() if isinstance(value, str) else None
 
 
 class Receiver:
@@ -74,6 +80,7 @@ class Receiver:
             type=str((payload or {}).get("type", "")),
             instance_id=str(data.get("id", "")),
             novita_instance_id=str(data.get("novita_instance_id") or ""),
+            ready_at=_unix(data.get("ready_at")),
             signature_valid=valid,
         )
         with self.lock:
