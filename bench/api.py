@@ -28,10 +28,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.client import NO_RECEIVER, PRODUCT, REGION, TEMPLATE, create_body
 from bench.db import analyze, clear_instances
 from bench.profiling import cpu_between, cpu_sample
 from bench.report import RESULTS, Figure, Scenario, at_most, equal, info
-from bench.stack import BIN, ROOT, THROTTLE_RATE, Stack, flush_broker, say
+from bench.stack import BIN, ROOT, THROTTLE_RATE, Stack, flush_broker, memory, say
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 # endpoint: (offered req/s, p99 target ms)
@@ -94,15 +95,15 @@ def seed_rows(n: int) -> list[str]:
                     failure_message="No capacity in the 1 offer(s) tried."
                     if status == "failed"
                     else "",
-                    template_id="40117",
-                    product_names=["RTX 4090 24GB"],
+                    template_id=TEMPLATE,
+                    product_names=[PRODUCT],
                     rootfs_size=60,
-                    webhook_url="http://127.0.0.1:9/hooks",
+                    webhook_url=NO_RECEIVER,
                     novita_name=novita_name_for(instance_id),
                     novita_instance_id=novita_id,
                     novita_product_id="4090.16c62g.sim",
-                    product_name="RTX 4090 24GB",
-                    region="US-TX-02",
+                    product_name=PRODUCT,
+                    region=REGION,
                     cluster_id="us-tx-2",
                     price_per_hour="0.34",
                     upstream_status="running",
@@ -149,17 +150,7 @@ def query_counts(api_key: str, ids: list[str]) -> dict[str, int]:
             f"list page_size={s}": ("get", f"/api/v1/instances/?page_size={s}", None)
             for s in LIST_PAGE_SIZES
         },
-        "create": (
-            "post",
-            "/api/v1/instances/",
-            {
-                "name": "qc-1",
-                "product_name": "RTX 4090 24GB",
-                "template_id": "40117",
-                "region": "US-TX-02",
-                "webhook_url": "http://127.0.0.1:9/hooks",
-            },
-        ),
+        "create": ("post", "/api/v1/instances/", create_body("qc-1")),
     }
     counts: dict[str, int] = {}
     for name, (method, path, body) in requests.items():
@@ -264,7 +255,11 @@ def run_saturation(stack: Stack, *, endpoint: str, seconds: float, env: dict[str
         "--exit-code-on-error",
         "0",
     ]
-    env = {**env, "BENCH_ENDPOINT": endpoint, "BENCH_USER_RATE": "0"}
+    env = {
+        **env,
+        "BENCH_ENDPOINT": endpoint,
+        "PYTHONPATH": str(ROOT),
+    }  # the locustfile imports bench
     _run(stack, argv, log=prefix.with_suffix(".log"), seconds=seconds, env=env)
     stats = prefix.with_name(prefix.name + "_stats.csv")
     if not stats.exists():
@@ -361,7 +356,13 @@ def run(stack: Stack, *, rows: int, seconds: float, profile: bool = False) -> Sc
         loads.append(run_saturation(stack, endpoint=endpoint, seconds=seconds, env=env))
         _said(loads[-1])
     dropped = flush_broker()
-    return _scenario(loads, queries, rows, dropped)
+    scenario = _scenario(loads, queries, rows, dropped)
+    web = memory(stack)["web"]
+    scenario.add(
+        info("web workers: peak RSS of one, after these runs", web["workers_peak_max_mib"], "MiB")
+    )
+    scenario.details["memory_after"] = web
+    return scenario
 
 
 def _said(load: Load) -> None:

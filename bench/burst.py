@@ -9,16 +9,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.client import Http, calls_between, in_parallel
+from bench.client import Http, calls_between, create_body, in_parallel
 from bench.receiver import Receiver
 from bench.report import percentile, rounded
 from bench.stack import say
-
-PRODUCT = "RTX 4090 24GB"
-TEMPLATE = (
-    "40117"  # pytorch-jupyter: http 8888 and 7860 (both health-checked), tcp 22, registry auth
-)
-REGION = "US-TX-02"
 
 
 @dataclass
@@ -107,13 +101,7 @@ def run_burst(
     sent_at: dict[str, float] = {}
 
     def create(i: int) -> None:
-        body = {
-            "name": f"{label}-{i:04d}",
-            "product_name": PRODUCT,
-            "template_id": TEMPLATE,
-            "region": REGION,
-            "webhook_url": receiver.url,
-        }
+        body = create_body(f"{label}-{i:04d}", receiver.url)
         started = time.time()
         try:
             status, answer = api.call("POST", "/api/v1/instances/", body)

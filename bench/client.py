@@ -11,6 +11,25 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+# What every benchmark asks novitai for: an RTX 4090 in US-TX-02 running template 40117
+# (pytorch-jupyter: http 8888 and 7860, both health-checked; tcp 22; a registry auth).
+PRODUCT = "RTX 4090 24GB"
+TEMPLATE = "40117"
+REGION = "US-TX-02"
+NO_RECEIVER = "http://127.0.0.1:9/hooks"  # a webhook URL nobody answers (nothing is delivered)
+
+
+def create_body(name: str, webhook_url: str = NO_RECEIVER) -> dict[str, Any]:
+    """The body of POST /api/v1/instances/."""
+    return {
+        "name": name,
+        "product_name": PRODUCT,
+        "template_id": TEMPLATE,
+        "region": REGION,
+        "webhook_url": webhook_url,
+    }
+
+
 T = TypeVar("T")
 R = TypeVar("R")
 

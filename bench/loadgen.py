@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from bench.client import NO_RECEIVER, create_body
+
 PATHS = {
     "retrieve": "/api/v1/instances/{id}/",
     "list": "/api/v1/instances/",
@@ -96,15 +98,7 @@ class Requests:
 
     def next(self) -> bytes:
         if self.endpoint == "create":
-            body = json.dumps(
-                {
-                    "name": f"ol-{uuid.uuid4().hex[:16]}",
-                    "product_name": "RTX 4090 24GB",
-                    "template_id": "40117",
-                    "region": "US-TX-02",
-                    "webhook_url": self.webhook_url,
-                }
-            ).encode()
+            body = json.dumps(create_body(f"ol-{uuid.uuid4().hex[:16]}", self.webhook_url)).encode()
             head = (
                 f"POST {PATHS['create']} HTTP/1.1\r\n{self.common}"
                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
@@ -182,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, required=True, help="requests per second offered")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--ids", help="file of instance ids (retrieve)")
-    parser.add_argument("--webhook-url", default="http://127.0.0.1:9/hooks")
+    parser.add_argument("--webhook-url", default=NO_RECEIVER)
     parser.add_argument("--timeout", type=float, default=30.0)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)

@@ -1,11 +1,10 @@
-"""Locust users of scenario 3 (run by bench/api.py as `locust -f bench/locustfile.py --headless`).
+"""Locust users of scenario 3's saturation runs (bench/api.py runs `locust -f bench/locustfile.py
+--headless`): each user sends its next request as soon as the previous one is answered.
 
 Configured by environment variables (no Django here: this runs in the load tool's process):
 
     BENCH_API_KEY     a tenant key
     BENCH_ENDPOINT    retrieve | list | create
-    BENCH_USER_RATE   requests per second of each user (constant_throughput); 0: no wait at all
-                      (closed loop, for saturation)
     BENCH_IDS         a file of instance ids, one a line (retrieve)
     BENCH_WEBHOOK_URL the webhook_url of created instances (create)
 """
@@ -17,13 +16,14 @@ import random
 import uuid
 from pathlib import Path
 
-from locust import FastHttpUser, constant, constant_throughput, task
+from locust import FastHttpUser, constant, task
+
+from bench.client import NO_RECEIVER, create_body
 
 ENDPOINT = os.environ.get("BENCH_ENDPOINT", "retrieve")
-RATE = float(os.environ.get("BENCH_USER_RATE", "0"))
 KEY = os.environ.get("BENCH_API_KEY", "")
 IDS = Path(os.environ["BENCH_IDS"]).read_text().split() if os.environ.get("BENCH_IDS") else []
-WEBHOOK_URL = os.environ.get("BENCH_WEBHOOK_URL", "http://127.0.0.1:9/hooks")
+WEBHOOK_URL = os.environ.get("BENCH_WEBHOOK_URL", NO_RECEIVER)
 NAMES = {
     "retrieve": "GET /api/v1/instances/{id}/",
     "list": "GET /api/v1/instances/",
@@ -32,7 +32,7 @@ NAMES = {
 
 
 class ApiUser(FastHttpUser):
-    wait_time = constant_throughput(RATE) if RATE > 0 else constant(0)
+    wait_time = constant(0)
     network_timeout = 30.0
     connection_timeout = 10.0
 
@@ -45,11 +45,5 @@ class ApiUser(FastHttpUser):
         elif ENDPOINT == "list":
             self.client.get("/api/v1/instances/", headers=headers, name=name)
         else:
-            body = {
-                "name": f"lc-{uuid.uuid4().hex[:16]}",
-                "product_name": "RTX 4090 24GB",
-                "template_id": "40117",
-                "region": "US-TX-02",
-                "webhook_url": WEBHOOK_URL,
-            }
+            body = create_body(f"lc-{uuid.uuid4().hex[:16]}", WEBHOOK_URL)
             self.client.post("/api/v1/instances/", json=body, headers=headers, name=name)

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from bench.client import Http, calls_between, in_parallel
+from bench.client import PRODUCT, REGION, TEMPLATE, Http, calls_between, in_parallel
 from bench.db import analyze, clear_instances
 from bench.report import RESULTS, Figure, Scenario, info
 from bench.stack import SANDBOX_KEY, Stack, say
@@ -107,14 +107,14 @@ def seed(n: int, sandbox: Http, api: Http) -> list[str]:
                 tenant=tenant,
                 name=f"mon-{i:05d}",
                 status=InstanceStatus.STARTING,
-                template_id="40117",
-                product_names=["RTX 4090 24GB"],
+                template_id=TEMPLATE,
+                product_names=[PRODUCT],
                 rootfs_size=60,
                 novita_name=novita_name_for(instance_id),
                 novita_instance_id=novita_id,
                 novita_product_id=PRODUCT_ID,
-                product_name="RTX 4090 24GB",
-                region="US-TX-02",
+                product_name=PRODUCT,
+                region=REGION,
                 cluster_id="us-tx-2",
                 provisioned_at=now,
                 phase_deadline_at=now + timedelta(hours=1),

@@ -10,7 +10,7 @@ from bench.burst import BurstResult, delete_all, run_burst
 from bench.client import Http
 from bench.receiver import Receiver
 from bench.report import Figure, Scenario, at_most, equal, info, percentile
-from bench.stack import Stack, memory_of, say
+from bench.stack import Stack, memory, say
 
 
 def start_all(stack: Stack) -> None:
@@ -22,23 +22,6 @@ def start_all(stack: Stack) -> None:
         if name not in stack.procs:
             say(f"  starting {name}")
             start()
-
-
-def memory(stack: Stack) -> dict[str, Any]:
-    """Current and peak RSS of every process of web (gunicorn master and workers), worker (main
-    process and prefork pool) and beat."""
-    snapshot: dict[str, Any] = {}
-    for name in ("web", "worker", "beat"):
-        pids = stack.tree(name)
-        processes = [{"pid": pid, **m} for pid in pids if (m := memory_of(pid)) is not None]
-        children = processes[1:] or processes
-        snapshot[name] = {
-            "processes": processes,
-            "workers_peak_max_mib": max((p["peak_mib"] for p in children), default=None),
-            "workers_rss_sum_mib": round(sum(p["rss_mib"] for p in children), 1),
-            "all_rss_sum_mib": round(sum(p["rss_mib"] for p in processes), 1),
-        }
-    return snapshot
 
 
 def run(stack: Stack, *, count: int, profile: bool = False) -> list[Scenario]:

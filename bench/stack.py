@@ -449,6 +449,23 @@ def memory_of(pid: int) -> dict[str, float] | None:
     }
 
 
+def memory(stack: Stack) -> dict[str, Any]:
+    """Current and peak RSS of every process of web (gunicorn master and workers), worker (main
+    process and prefork pool) and beat."""
+    snapshot: dict[str, Any] = {}
+    for name in ("web", "worker", "beat"):
+        pids = stack.tree(name)
+        processes = [{"pid": pid, **m} for pid in pids if (m := memory_of(pid)) is not None]
+        children = processes[1:] or processes
+        snapshot[name] = {
+            "processes": processes,
+            "workers_peak_max_mib": max((p["peak_mib"] for p in children), default=None),
+            "workers_rss_sum_mib": round(sum(p["rss_mib"] for p in children), 1),
+            "all_rss_sum_mib": round(sum(p["rss_mib"] for p in processes), 1),
+        }
+    return snapshot
+
+
 # --- stopping on Ctrl-C, a failure or exit -----------------------------------------------------
 
 _stacks: list[Stack] = []
