@@ -4,6 +4,7 @@ the web and Celery workers after each run."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from bench.burst import BurstResult, delete_all, run_burst
@@ -13,22 +14,28 @@ from bench.report import Figure, Scenario, at_most, equal, info, percentile
 from bench.stack import Stack, memory, say
 
 
-def start_all(stack: Stack) -> None:
-    for name, start in (
-        ("web", stack.start_web),
-        ("worker", stack.start_worker),
-        ("beat", stack.start_beat),
-    ):
+def start_all(stack: Stack, *, split_worker: bool = False) -> None:
+    """web, the worker as compose runs it (or, split: one worker for provision and default, one
+    for monitor and webhooks, 2 processes each) and beat."""
+    workers: list[tuple[str, Callable[[], None]]] = [("worker", stack.start_worker)]
+    if split_worker:
+        workers = [
+            ("worker", lambda: stack.start_worker("worker", "default,provision", 2)),
+            ("worker-fast", lambda: stack.start_worker("worker-fast", "monitor,webhooks", 2)),
+        ]
+    for name, start in [("web", stack.start_web), *workers, ("beat", stack.start_beat)]:
         if name not in stack.procs:
             say(f"  starting {name}")
             start()
 
 
-def run(stack: Stack, *, count: int, profile: bool = False) -> list[Scenario]:
+def run(
+    stack: Stack, *, count: int, profile: bool = False, split_worker: bool = False
+) -> list[Scenario]:
     from django.conf import settings
 
     say("== scenario 1: burst provisioning (and 4: memory)")
-    start_all(stack)
+    start_all(stack, split_worker=split_worker)
     api_key, secret = stack.tenant()
     say("  catalog sync (a deployed novitai has its catalog)")
     stack.manage("catalog_sync")
@@ -63,7 +70,13 @@ def run(stack: Stack, *, count: int, profile: bool = False) -> list[Scenario]:
     finally:
         receiver.stop()
 
+    layout = (
+        "2 workers: provision+default x2, monitor+webhooks x2 (experiment)"
+        if split_worker
+        else "1 worker, every queue, concurrency 4 (as compose)"
+    )
     burst = Scenario("1-burst", f"1. burst provisioning: {count} instances at once")
+    burst.add(info("Celery workers", layout))
     burst.add(
         info("Novita request-rate ceiling (as shipped)", ceiling, "req/s"),
         info("monitoring interval (as shipped)", interval, "s"),
@@ -95,6 +108,7 @@ def run(stack: Stack, *, count: int, profile: bool = False) -> list[Scenario]:
             equal(p + "bad signatures", result.invalid_signatures, 0),
         )
     burst.details = {
+        "workers": layout,
         "novita_rate_limit_per_second": ceiling,
         "monitor_interval_seconds": interval,
         "sandbox": "5 s from create to running (toCreate 1, creating 1, pulling 3), app boot 2 s",

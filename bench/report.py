@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+PARTIAL = RESULTS / "partial"  # runs of some scenarios, other sizes, profiled or experiments
 
 
 @dataclass
@@ -177,13 +178,13 @@ def table(scenarios: list[Scenario]) -> str:
     return "\n".join(lines)
 
 
-def write(scenarios: list[Scenario], header: dict[str, Any]) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def write(scenarios: list[Scenario], header: dict[str, Any], folder: Path = RESULTS) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
     for scenario in scenarios:
-        (RESULTS / f"{scenario.key}.json").write_text(
+        (folder / f"{scenario.key}.json").write_text(
             json.dumps({**header, **scenario.as_json()}, indent=2) + "\n"
         )
-    latest = RESULTS / "latest.json"
+    latest = folder / "latest.json"
     summary = {
         **header,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

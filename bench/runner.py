@@ -59,6 +59,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="also record py-spy profiles of the processes under load (bench/results/profiles/)",
     )
+    parser.add_argument(
+        "--split-worker",
+        action="store_true",
+        help="scenario 1 with two workers (provision+default, monitor+webhooks; 2 processes "
+        "each) instead of compose's one: an experiment",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the run folder (logs)")
     return parser.parse_args(argv)
 
@@ -135,7 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     header["load_average_after"] = report.load_average()
     header["seconds"] = round(time.monotonic() - started, 1)
     say("\n" + report.table(scenarios))
-    latest = report.write(scenarios, header)
+    # Only a reference run (every scenario, default sizes, no profiler, no experiment) replaces
+    # bench/results/; any other goes to bench/results/partial/.
+    reference = all(
+        getattr(args, name) == parse([]).__dict__[name] for name in vars(args) if name != "keep"
+    )
+    latest = report.write(scenarios, header, report.RESULTS if reference else report.PARTIAL)
     machine = header.get("machine", {})
     say(
         f"\n{machine.get('nproc')} CPUs ({machine.get('cpu_model')}), "
@@ -201,7 +212,7 @@ def _burst(stack: Stack | None, args: argparse.Namespace) -> list[Scenario]:
     from bench.provisioning import run
 
     assert stack is not None
-    return run(stack, count=args.burst, profile=args.profile)
+    return run(stack, count=args.burst, profile=args.profile, split_worker=args.split_worker)
 
 
 def _api(stack: Stack | None, args: argparse.Namespace) -> Scenario:

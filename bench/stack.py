@@ -35,6 +35,7 @@ REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 BROKER_DB, CACHE_DB = 14, 15
 DATABASE = "novitai_bench"
 SANDBOX_KEY = "bench-sandbox-key"
+ALL_QUEUES = "default,provision,monitor,webhooks"
 # High enough never to throttle a benchmark (the throttle itself still runs on every request).
 THROTTLE_RATE = "100000000/min"
 
@@ -357,36 +358,42 @@ class Stack:
 
         wait_until(up, timeout=60, what="gunicorn")
 
-    def start_worker(self) -> None:
-        """As docker-compose runs it: every queue, concurrency 4 (prefork)."""
-        prometheus = self.run_dir / "prometheus-worker"
+    def start_worker(
+        self, name: str = "worker", queues: str = ALL_QUEUES, concurrency: int = 4
+    ) -> None:
+        """As docker-compose runs it by default: every queue, concurrency 4 (prefork)."""
+        prometheus = self.run_dir / f"prometheus-{name}"
         prometheus.mkdir(exist_ok=True)
         started = time.time()
         self.spawn(
-            "worker",
+            name,
             [
                 str(BIN / "celery"),
                 "-A",
                 "novitai",
                 "worker",
                 "--loglevel=WARNING",
-                "--queues=default,provision,monitor,webhooks",
-                "--concurrency=4",
-                "--hostname=bench-worker@%h",
+                f"--queues={queues}",
+                f"--concurrency={concurrency}",
+                f"--hostname=bench-{name}@%h",
             ],
             extra_env={"PROMETHEUS_MULTIPROC_DIR": str(prometheus)},
         )
 
         def up() -> bool:
-            self.check_alive("worker")
+            self.check_alive(name)
             from django.core.cache import cache
 
             from novitai.celery import WORKER_HEARTBEAT_KEY
 
             beat = cache.get(WORKER_HEARTBEAT_KEY)
-            return bool(beat) and float(beat["at"]) >= started
+            return (
+                bool(beat)
+                and str(beat["hostname"]).startswith(f"bench-{name}@")
+                and float(beat["at"]) >= started
+            )
 
-        wait_until(up, timeout=90, what="the Celery worker (its heartbeat)")
+        wait_until(up, timeout=90, what=f"the Celery worker {name} (its heartbeat)")
 
     def start_beat(self) -> None:
         self.spawn(
@@ -450,10 +457,10 @@ def memory_of(pid: int) -> dict[str, float] | None:
 
 
 def memory(stack: Stack) -> dict[str, Any]:
-    """Current and peak RSS of every process of web (gunicorn master and workers), worker (main
-    process and prefork pool) and beat."""
+    """Current and peak RSS of every process of web (gunicorn master and workers), the worker(s)
+    (main process and prefork pool) and beat."""
     snapshot: dict[str, Any] = {}
-    for name in ("web", "worker", "beat"):
+    for name in [n for n in stack.procs if n.startswith(("web", "worker", "beat"))]:
         pids = stack.tree(name)
         processes = [{"pid": pid, **m} for pid in pids if (m := memory_of(pid)) is not None]
         children = processes[1:] or processes
