@@ -36,6 +36,14 @@ from bench.stack import (
 )
 
 SCENARIOS = ("sandbox", "monitoring", "burst", "api")
+# The results file of a scenario that broke before reporting.
+KEYS = {
+    "sandbox": "5-sandbox",
+    "start": "0-start",
+    "monitoring": "2-monitoring",
+    "burst": "1-burst",
+    "api": "3-api",
+}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -97,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         header = {
             "machine": report.machine(_versions()),
             "load_average_before": load_before,
-            "command": "make bench",
+            "command": " ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)]),
             "args": vars(args),
         }
         steps: list[tuple[str, Callable[[], list[Scenario]]]] = []
@@ -119,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:  # a scenario that broke: report it, go on with the next
                 traceback.print_exc()
                 failed = Scenario(
-                    name, f"{name} (did not complete)", error=f"{type(exc).__name__}: {exc}"
+                    KEYS[name], f"{name} (did not complete)", error=f"{type(exc).__name__}: {exc}"
                 )
                 scenarios.append(failed)
     except KeyboardInterrupt:
