@@ -14,15 +14,15 @@ from bench.report import Figure, Scenario, at_most, equal, info, percentile
 from bench.stack import Stack, memory, say
 
 
-def start_all(stack: Stack, *, split_worker: bool = False) -> None:
-    """web, the worker as compose runs it (or, split: one worker for provision and default, one
-    for monitor and webhooks, 2 processes each) and beat."""
-    workers: list[tuple[str, Callable[[], None]]] = [("worker", stack.start_worker)]
-    if split_worker:
-        workers = [
-            ("worker", lambda: stack.start_worker("worker", "default,provision", 2)),
-            ("worker-fast", lambda: stack.start_worker("worker-fast", "monitor,webhooks", 2)),
-        ]
+def start_all(stack: Stack, *, single_worker: bool = False) -> None:
+    """web, the workers as compose runs them (provision+default x4, monitor+webhooks x2) — or,
+    as an experiment, one worker for every queue — and beat."""
+    workers: list[tuple[str, Callable[[], None]]] = [
+        ("worker", lambda: stack.start_worker("worker", "default,provision", 4)),
+        ("worker-events", lambda: stack.start_worker("worker-events", "monitor,webhooks", 2)),
+    ]
+    if single_worker:
+        workers = [("worker", stack.start_worker)]
     for name, start in [("web", stack.start_web), *workers, ("beat", stack.start_beat)]:
         if name not in stack.procs:
             say(f"  starting {name}")
@@ -30,12 +30,12 @@ def start_all(stack: Stack, *, split_worker: bool = False) -> None:
 
 
 def run(
-    stack: Stack, *, count: int, profile: bool = False, split_worker: bool = False
+    stack: Stack, *, count: int, profile: bool = False, single_worker: bool = False
 ) -> list[Scenario]:
     from django.conf import settings
 
     say("== scenario 1: burst provisioning (and 4: memory)")
-    start_all(stack, split_worker=split_worker)
+    start_all(stack, single_worker=single_worker)
     api_key, secret = stack.tenant()
     say("  catalog sync (a deployed novitai has its catalog)")
     stack.manage("catalog_sync")
@@ -71,9 +71,9 @@ def run(
         receiver.stop()
 
     layout = (
-        "2 workers: provision+default x2, monitor+webhooks x2 (experiment)"
-        if split_worker
-        else "1 worker, every queue, concurrency 4 (as compose)"
+        "1 worker, every queue, concurrency 4 (experiment)"
+        if single_worker
+        else "2 workers: provision+default x4, monitor+webhooks x2 (as compose)"
     )
     burst = Scenario("1-burst", f"1. burst provisioning: {count} instances at once")
     burst.add(info("Celery workers", layout))
@@ -156,7 +156,14 @@ def _r(value: float | None) -> float | None:
 def _memory_figures(memories: list[dict[str, Any]]) -> list[Figure]:
     first, second = memories
     figures: list[Figure] = []
-    for name, label in (("web", "web workers"), ("worker", "Celery worker processes")):
+    labels = (
+        ("web", "web workers"),
+        ("worker", "Celery worker processes (provision)"),
+        ("worker-events", "Celery worker processes (monitor, webhooks)"),
+    )
+    for name, label in labels:
+        if name not in first or name not in second:
+            continue
         a, b = first[name], second[name]
         figures.append(info(f"{label}: peak RSS of one, run 1", a["workers_peak_max_mib"], "MiB"))
         figures.append(info(f"{label}: peak RSS of one, run 2", b["workers_peak_max_mib"], "MiB"))

@@ -68,10 +68,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="also record py-spy profiles of the processes under load (bench/results/profiles/)",
     )
     parser.add_argument(
-        "--split-worker",
+        "--single-worker",
         action="store_true",
-        help="scenario 1 with two workers (provision+default, monitor+webhooks; 2 processes "
-        "each) instead of compose's one: an experiment",
+        help="scenario 1 with one worker for every queue (concurrency 4) instead of compose's "
+        "two (provision+default, monitor+webhooks): an experiment",
     )
     parser.add_argument("--keep", action="store_true", help="keep the run folder (logs)")
     return parser.parse_args(argv)
@@ -220,7 +220,7 @@ def _burst(stack: Stack | None, args: argparse.Namespace) -> list[Scenario]:
     from bench.provisioning import run
 
     assert stack is not None
-    return run(stack, count=args.burst, profile=args.profile, split_worker=args.split_worker)
+    return run(stack, count=args.burst, profile=args.profile, single_worker=args.single_worker)
 
 
 def _api(stack: Stack | None, args: argparse.Namespace) -> Scenario:

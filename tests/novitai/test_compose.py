@@ -60,7 +60,7 @@ def test_every_service_has_a_healthcheck_or_is_one_shot() -> None:
 
 
 def test_every_app_service_depends_on_what_it_needs() -> None:
-    for name in ("web", "worker", "beat"):
+    for name in ("web", "worker", "worker-events", "beat"):
         depends = SERVICES[name]["depends_on"]
         assert depends["redis"]["condition"] == "service_healthy"
         assert depends["migrate"]["condition"] == "service_completed_successfully"
