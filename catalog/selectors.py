@@ -12,19 +12,21 @@ import hashlib
 import json
 import operator
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
+from typing import TypeVar
 
 from django.conf import settings
+from django.core.cache import caches
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from catalog.caches import NamedCache
 from catalog.errors import NoOfferAvailable, UnknownProduct, UnknownRegion
 from catalog.models import BillingMode, Product, Region
-from catalog.services import catalog_ensure_fresh, catalog_state
+from catalog.services import catalog_ensure_fresh, catalog_snapshot
 from novitai.errors import ValidationFailed
 from novitai.novita.types import PRICE_UNITS_PER_USD, price_to_usd
 
@@ -42,28 +44,65 @@ def region_list() -> QuerySet[Region]:
     return Region.objects.order_by("code")
 
 
-def _region_lookup(value: str) -> Region | None:
-    value = value.strip()
-    if not value:
-        return None
-    return Region.objects.filter(Q(code__iexact=value) | Q(cluster_id__iexact=value)).first()
+T = TypeVar("T")
+
+
+def _per_version(name: str, build: Callable[[], T]) -> T:
+    """A read of catalog rows, kept in the "catalog" cache under the catalog version: a sync
+    that changed something (or a capacity failure) moves the version on, so these never outlive
+    the rows they were read from. Every create request checks regions and products, and this
+    spares it the queries."""
+    key = f"rows:{name}:v{catalog_snapshot().version}"
+    cache = caches["catalog"]
+    stored = cache.get(key)
+    if isinstance(stored, tuple) and len(stored) == 1:  # wrapped: a falsy value still hits
+        return stored[0]  # type: ignore[no-any-return]
+    value = build()
+    cache.set(key, (value,), settings.CATALOG_SYNC_INTERVAL_SECONDS)
+    return value
+
+
+def _region_index() -> dict[str, Region]:
+    """Every region under its cluster id and its code, case-folded (a code wins a clash)."""
+    regions = list(Region.objects.order_by("code"))
+    index = {r.cluster_id.casefold(): r for r in regions}
+    index.update({r.code.casefold(): r for r in regions})
+    return index
 
 
 def region_resolve(value: str, *, field: str = "region") -> Region:
     """A region by its code ("EU-NL-01") or its Novita cluster id, case-insensitive."""
     catalog_ensure_fresh()
-    region = _region_lookup(value)
+    index = _per_version("regions", _region_index)
+    region = index.get(value.strip().casefold()) if value.strip() else None
     if region is None:
-        known = list(Region.objects.filter(listed=True).values_list("code", flat=True))
+        known = sorted({r.code for r in index.values() if r.listed})
         raise UnknownRegion(value, field=field, known=known)
     return region
+
+
+def _rootfs_table() -> dict[str, list[tuple[str, int, int]]]:
+    table: dict[str, list[tuple[str, int, int]]] = {}
+    rows = Product.objects.values_list("name", "min_rootfs", "max_rootfs").distinct()
+    for name, low, high in rows.order_by("name", "min_rootfs", "max_rootfs"):
+        table.setdefault(name.casefold(), []).append((name, low, high))
+    return table
+
+
+def product_rootfs_limits(names: Sequence[str]) -> list[tuple[str, int, int]]:
+    """(name, min GB, max GB) of every product named exactly (case-insensitive) one of
+    `names`, in any region, available or not; max 0 means no upper limit."""
+    catalog_ensure_fresh()
+    table = _per_version("rootfs", _rootfs_table)
+    return [limits for name in names for limits in table.get(name.strip().casefold(), [])]
 
 
 def region_fallback_order() -> list[int]:
     """Region pks in CATALOG_REGION_FALLBACK_ORDER order; entries naming no region are skipped."""
     order: list[int] = []
+    index = _per_version("regions", _region_index)
     for value in settings.CATALOG_REGION_FALLBACK_ORDER:
-        region = _region_lookup(str(value))
+        region = index.get(str(value).strip().casefold())
         if region is not None and region.pk not in order:
             order.append(region.pk)
     return order
@@ -428,7 +467,7 @@ def offers_select(
     catalog_ensure_fresh(now=now)
     preferred = region_resolve(region) if region is not None and region.strip() else None
 
-    version = catalog_state().version
+    version = catalog_snapshot().version
     fingerprint = json.dumps(
         [
             version,

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import caches
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -66,9 +67,44 @@ def catalog_state() -> CatalogState:
     return state
 
 
+@dataclass(frozen=True)
+class CatalogSnapshot:
+    """What readers need of the state row: the version (offer caches are keyed by it) and the
+    last successful sync (freshness)."""
+
+    version: int
+    last_success_at: datetime | None
+
+
+SNAPSHOT_KEY = "catalog:state-snapshot"
+SNAPSHOT_TTL_SECONDS = 5.0
+
+
+def catalog_snapshot() -> CatalogSnapshot:
+    """The state row as every reader sees it, through the shared "catalog" cache: one cache read
+    instead of a query on every catalog read (a create checks the catalog several times). Every
+    write of the version or of the last success drops it (now and again at commit); the short
+    TTL bounds what a lost invalidation could cost."""
+    cache = caches["catalog"]
+    snapshot = cache.get(SNAPSHOT_KEY)
+    if isinstance(snapshot, CatalogSnapshot):
+        return snapshot
+    state = catalog_state()
+    snapshot = CatalogSnapshot(version=state.version, last_success_at=state.last_success_at)
+    cache.set(SNAPSHOT_KEY, snapshot, SNAPSHOT_TTL_SECONDS)
+    return snapshot
+
+
+def _snapshot_invalidate() -> None:
+    caches["catalog"].delete(SNAPSHOT_KEY)
+    # A reader between this delete and the commit would cache the old row again.
+    transaction.on_commit(lambda: caches["catalog"].delete(SNAPSHOT_KEY), robust=True)
+
+
 def _version_bump() -> None:
     catalog_state()
     CatalogState.objects.filter(pk=CatalogState.SINGLETON_ID).update(version=F("version") + 1)
+    _snapshot_invalidate()
 
 
 def _lease_acquire(token: str, now: datetime) -> bool:
@@ -89,6 +125,8 @@ def _lease_release(token: str, **fields: Any) -> None:
     CatalogState.objects.filter(pk=CatalogState.SINGLETON_ID, lease_token=token).update(
         lease_token="", lease_expires_at=None, **fields
     )
+    if "last_success_at" in fields:
+        _snapshot_invalidate()
 
 
 # --- sync --------------------------------------------------------------------------------------
@@ -377,9 +415,12 @@ def catalog_ensure_fresh(*, now: datetime | None = None) -> None:
     """
     now = now or timezone.now()
     interval = timedelta(seconds=settings.CATALOG_SYNC_INTERVAL_SECONDS)
+    snapshot = catalog_snapshot()
+    if snapshot.last_success_at is not None and now - snapshot.last_success_at < interval:
+        return
     state = catalog_state()
     if state.last_success_at is not None and now - state.last_success_at < interval:
-        return
+        return  # synced meanwhile by another process
     result = catalog_sync(now=now)
     if result.outcome == "success" or state.last_success_at is not None:
         return  # fresh now, or stale but usable

@@ -21,7 +21,12 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from catalog.errors import UnknownProduct
-from catalog.selectors import RejectReason, offers_require, product_list, region_resolve
+from catalog.selectors import (
+    RejectReason,
+    offers_require,
+    product_rootfs_limits,
+    region_resolve,
+)
 from catalog.services import TemplateConfig, template_get
 from instances.lifecycle import instance_transition
 from instances.models import Instance, InstanceEvent, InstanceStatus
@@ -115,12 +120,7 @@ class InstanceSpec:
 
 def _rootfs_check(request: InstanceRequest, rootfs_size: int) -> None:
     """400 when no product of the requested names takes a root disk of that size."""
-    wanted = {n.casefold() for n in request.product_names}
-    limits: list[tuple[str, int, int]] = []
-    for name in request.product_names:
-        for product in product_list(name=name):
-            if product.name.casefold() in wanted:
-                limits.append((product.name, product.min_rootfs, product.max_rootfs))
+    limits = product_rootfs_limits(request.product_names)
     if not limits:
         return  # unknown products: offers_require says so
     if any(low <= rootfs_size and (not high or rootfs_size <= high) for _, low, high in limits):
@@ -209,7 +209,7 @@ def _name_taken(name: str) -> Conflict:
     )
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def instance_create(*, tenant: Tenant, spec: InstanceSpec, actor: str) -> Instance:
     """Writes the instance (pending), its first event and its provision job; the job's task is
     sent after commit. Quotas are checked with the tenant row locked."""
@@ -229,27 +229,28 @@ def instance_create(*, tenant: Tenant, spec: InstanceSpec, actor: str) -> Instan
         tenant=locked,
     )
     now = timezone.now()
+    # No savepoint: an IntegrityError (a race past the name check, which the tenant lock makes
+    # unlikely) aborts the whole transaction, which the 409 below rolls back anyway.
     try:
-        with transaction.atomic():
-            instance = Instance.objects.create(
-                id=instance_id,
-                tenant=locked,
-                name=request.name,
-                status=InstanceStatus.PENDING,
-                template_id=request.template_id,
-                product_names=list(request.product_names),
-                gpu_num=request.gpu_num,
-                rootfs_size=spec.rootfs_size,
-                preferred_region=spec.region_code,
-                billing_mode=request.billing_mode,
-                max_price_per_hour=request.max_price_per_hour,
-                envs=[{"key": k, "value": v} for k, v in request.envs],
-                health_check=request.health_check.as_json(),
-                webhook_url=request.webhook_url,
-                novita_name=novita_name_for(instance_id),
-                current_job=job,
-                created_at=now,
-            )
+        instance = Instance.objects.create(
+            id=instance_id,
+            tenant=locked,
+            name=request.name,
+            status=InstanceStatus.PENDING,
+            template_id=request.template_id,
+            product_names=list(request.product_names),
+            gpu_num=request.gpu_num,
+            rootfs_size=spec.rootfs_size,
+            preferred_region=spec.region_code,
+            billing_mode=request.billing_mode,
+            max_price_per_hour=request.max_price_per_hour,
+            envs=[{"key": k, "value": v} for k, v in request.envs],
+            health_check=request.health_check.as_json(),
+            webhook_url=request.webhook_url,
+            novita_name=novita_name_for(instance_id),
+            current_job=job,
+            created_at=now,
+        )
     except IntegrityError:
         raise _name_taken(request.name) from None
     InstanceEvent.objects.create(
