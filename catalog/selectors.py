@@ -56,7 +56,7 @@ def _per_version(name: str, build: Callable[[], T]) -> T:
     cache = caches["catalog"]
     stored = cache.get(key)
     if isinstance(stored, tuple) and len(stored) == 1:  # wrapped: a falsy value still hits
-        return stored[0]  # type: ignore[no-any-return]
+        return stored[0]
     value = build()
     cache.set(key, (value,), settings.CATALOG_SYNC_INTERVAL_SECONDS)
     return value
