@@ -115,7 +115,11 @@ class Instance(models.Model):
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["status"], name="instance_status_idx"),
-            models.Index(fields=["tenant", "-created_at"], name="instance_tenant_created_idx"),
+            # The list's order exactly (newest first, id breaking ties): a page is an index scan.
+            models.Index(
+                fields=["tenant", "-created_at", "-id"], name="instance_tenant_newest_idx"
+            ),
+            models.Index(fields=["-created_at", "-id"], name="instance_newest_idx"),
         ]
         constraints = [
             models.UniqueConstraint(

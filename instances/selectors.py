@@ -20,6 +20,10 @@ from tenants.models import Tenant
 LIVE_STATUSES = tuple(s for s in InstanceStatus.values if s != InstanceStatus.TERMINATED)
 
 
+# Columns instance_representation never reads (and that cost JSON parsing on every row).
+LISTING_DEFERRED = ("tenant", "envs", "health_check", "offers_tried", "product_names")
+
+
 def _timestamp(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
@@ -106,9 +110,16 @@ def instance_list(
     statuses: list[str] | None = None,
     name: str | None = None,
     region: str | None = None,
+    for_listing: bool = False,
 ) -> QuerySet[Instance]:
-    """A tenant's instances (every tenant's for staff: tenant None), newest first."""
-    qs = Instance.objects.select_related("current_job", "tenant")
+    """A tenant's instances (every tenant's for staff: tenant None), newest first.
+
+    `for_listing`: only what instance_representation reads (no tenant join, none of the JSON
+    columns it does not show), for pages of many rows."""
+    if for_listing:
+        qs = Instance.objects.select_related("current_job").defer(*LISTING_DEFERRED)
+    else:
+        qs = Instance.objects.select_related("current_job", "tenant")
     if tenant is not None:
         qs = qs.filter(tenant=tenant)
     if statuses:

@@ -114,6 +114,7 @@ class InstanceViewSet(
             statuses=statuses or None,
             name=params.get("name") or None,
             region=params.get("region") or None,
+            for_listing=True,
         )
 
     def get_object(self) -> Instance:

@@ -51,6 +51,27 @@ def test_list_is_newest_first_and_filtered(
     assert "status" in bad.json()["error"]["details"]
 
 
+def test_a_page_costs_the_same_queries_whatever_its_size(
+    api_client: APIClient, catalog: SandboxControl, django_assert_num_queries: Any
+) -> None:
+    for n in range(6):
+        assert create(api_client, create_body(name=f"q{n}")).status_code == 202
+    Instance.objects.filter(name="q1").update(
+        status="ready",
+        endpoints=[{"port": 8188, "type": "http", "url": "http://x/", "healthy": True}],
+    )
+    # The key's lookup, the count, the page (with each row's job): no query per row.
+    for size in (2, 6):
+        with django_assert_num_queries(3):
+            body = api_client.get("/api/v1/instances/", {"page_size": size}).json()
+        assert len(body["results"]) == size
+    ready = api_client.get("/api/v1/instances/", {"name": "q1"}).json()["results"][0]
+    assert ready["endpoints"] == [
+        {"port": 8188, "type": "http", "url": "http://x/", "healthy": True}
+    ]
+    assert ready["job"]["kind"] == "provision"
+
+
 def test_retrieve_and_tenancy(
     api_client: APIClient, other_tenant_client: APIClient, staff_client: APIClient, made: Instance
 ) -> None:
