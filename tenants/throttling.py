@@ -21,6 +21,26 @@ def parse_rate(rate: str) -> tuple[int, int]:
     return int(count), _PERIODS[period.strip()[0].lower()]
 
 
+def window_hit(key: str, *, timeout: int) -> int:
+    """Counts one hit on a window's counter and returns the count: one round trip with Redis
+    (INCR and EXPIRE pipelined; atomic), add + incr on other caches (not atomic across
+    processes there: a little slack, no more)."""
+    client = getattr(cache, "client", None)
+    if client is not None and hasattr(client, "get_client"):  # django-redis
+        full_key = cache.make_key(key)
+        pipe = client.get_client(write=True).pipeline(transaction=False)
+        pipe.incr(full_key)
+        pipe.expire(full_key, timeout)
+        count, _ = pipe.execute()
+        return int(count)
+    cache.add(key, 0, timeout=timeout)
+    try:
+        return int(cache.incr(key))
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=timeout)
+        return 1
+
+
 class ApiKeyRateThrottle(BaseThrottle):
     scope = "api_key"
 
@@ -42,12 +62,7 @@ class ApiKeyRateThrottle(BaseThrottle):
         now = time.time()
         window = int(now // self.duration)
         key = f"throttle:{self.scope}:{self._ident(request)}:{window}"
-        cache.add(key, 0, timeout=self.duration + 1)
-        try:
-            count = cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.set(key, 1, timeout=self.duration + 1)
-            count = 1
+        count = window_hit(key, timeout=self.duration + 1)
         if count <= self.num_requests:
             return True
         self._wait = (window + 1) * self.duration - now
