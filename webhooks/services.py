@@ -15,6 +15,7 @@ import json
 import logging
 import random
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -52,6 +53,37 @@ SWEEP_BATCH = 500
 _FINAL = (DeliveryStatus.DELIVERED, DeliveryStatus.FAILED, DeliveryStatus.GONE)
 
 
+@dataclass(frozen=True)
+class WebhookEvent:
+    """An event to record: what `webhook_event_record` takes, for `webhook_events_record`."""
+
+    tenant: Tenant
+    url: str
+    event_type: str
+    data: dict[str, Any]
+    instance_id: uuid.UUID | None = None
+    occurred_at: datetime | None = None
+
+
+def _delivery_of(event: WebhookEvent, *, now: datetime) -> WebhookDelivery:
+    """The outbox row of an event (unsaved): its `webhook-id`, body and first due time."""
+    occurred_at = event.occurred_at or now
+    return WebhookDelivery(
+        tenant=event.tenant,
+        event_id=f"msg_{uuid.uuid4().hex}",
+        event_type=event.event_type,
+        target_url=event.url,
+        instance_id=event.instance_id,
+        payload={
+            "type": event.event_type,
+            "timestamp": occurred_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "data": event.data,
+        },
+        next_attempt_at=occurred_at,
+        dispatched_at=now,
+    )
+
+
 def webhook_event_record(
     *,
     tenant: Tenant,
@@ -64,23 +96,31 @@ def webhook_event_record(
     """Records an event for delivery. Call it inside the transaction of the state change that
     caused it: the row is the outbox. Delivery is attempted after commit and re-driven by the
     sweeper if that wake-up is lost."""
-    occurred_at = occurred_at or timezone.now()
-    delivery = WebhookDelivery.objects.create(
+    event = WebhookEvent(
         tenant=tenant,
-        event_id=f"msg_{uuid.uuid4().hex}",
+        url=url,
         event_type=event_type,
-        target_url=url,
+        data=data,
         instance_id=instance_id,
-        payload={
-            "type": event_type,
-            "timestamp": occurred_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-            "data": data,
-        },
-        next_attempt_at=occurred_at,
-        dispatched_at=timezone.now(),
+        occurred_at=occurred_at,
     )
+    delivery = _delivery_of(event, now=timezone.now())
+    delivery.save(force_insert=True)
     transaction.on_commit(lambda: _enqueue_delivery(delivery.pk), robust=True)
     return delivery
+
+
+def webhook_events_record(*, events: Sequence[WebhookEvent]) -> list[WebhookDelivery]:
+    """`webhook_event_record` of many events at once, inside the transaction of the state changes
+    that caused them: the same rows, written by one INSERT (per database batch), and one
+    on-commit wake-up that sends a "webhooks.deliver" for each."""
+    if not events:
+        return []
+    now = timezone.now()
+    deliveries = WebhookDelivery.objects.bulk_create([_delivery_of(e, now=now) for e in events])
+    ids = [delivery.pk for delivery in deliveries]
+    transaction.on_commit(lambda: _enqueue_deliveries(ids), robust=True)
+    return deliveries
 
 
 def _enqueue_delivery(delivery_id: uuid.UUID) -> None:
@@ -90,6 +130,13 @@ def _enqueue_delivery(delivery_id: uuid.UUID) -> None:
     task = current_app.tasks.get("webhooks.deliver")
     if task is not None:
         task.delay(str(delivery_id))
+
+
+def _enqueue_deliveries(delivery_ids: list[uuid.UUID]) -> None:
+    """Wake-ups of many deliveries. The first failure (the broker is down) stops the rest: each
+    row's `dispatched_at` lets the sweeper send it again after REDISPATCH_AFTER."""
+    for delivery_id in delivery_ids:
+        _enqueue_delivery(delivery_id)
 
 
 # --- signing ----------------------------------------------------------------------------------
