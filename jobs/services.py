@@ -17,13 +17,14 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q, Value
+from django.db.models import Case, F, Field, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -122,8 +123,8 @@ def _owned(job: Job) -> Q:
     return Q(pk=job.pk, status=JobStatus.RUNNING, lease_token=job.lease_token)
 
 
-def _finish(job: Job, condition: Q, status: str, error: str = "") -> bool:
-    now = timezone.now()
+def _finished_fields(status: str, error: str, now: datetime) -> dict[str, Any]:
+    """What finishing a job writes (`last_error` only with an error)."""
     fields: dict[str, Any] = {
         "status": status,
         "finished_at": now,
@@ -134,12 +135,22 @@ def _finish(job: Job, condition: Q, status: str, error: str = "") -> bool:
     }
     if error:
         fields["last_error"] = error[:ERROR_MAX_LENGTH]
+    return fields
+
+
+def _finished(job: Job, fields: dict[str, Any]) -> None:
+    """The job in memory as finishing wrote it."""
+    job.status = fields["status"]
+    job.finished_at = fields["finished_at"]
+    if "last_error" in fields:
+        job.last_error = fields["last_error"]
+
+
+def _finish(job: Job, condition: Q, status: str, error: str = "") -> bool:
+    fields = _finished_fields(status, error, timezone.now())
     updated = Job.objects.filter(condition).update(**fields)
     if updated:
-        job.status = status
-        job.finished_at = now
-        if error:
-            job.last_error = fields["last_error"]
+        _finished(job, fields)
         kind = job.kind
         transaction.on_commit(lambda: job_outcome_count(kind=kind, outcome=status))
     return bool(updated)
@@ -162,6 +173,61 @@ def job_fail(*, job: Job, error: str) -> bool:
 def job_cancel(*, job: Job, reason: str = "") -> bool:
     """The work is no longer wanted (its subject moved on: deleted, superseded)."""
     return _finish(job, _active(job), JobStatus.CANCELLED, reason)
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How a job ends, for `jobs_finish`: succeeded, failed or cancelled (with an error)."""
+
+    job: Job
+    status: str
+    error: str = ""
+
+
+def jobs_finish(*, outcomes: Sequence[JobOutcome]) -> list[Job]:
+    """`job_complete` / `job_fail` / `job_cancel` of many jobs in two statements: each job still
+    active is locked, then all of them are written at once; one that is no longer active is left
+    as it is, as those do. Call it inside a transaction (the locks last until its end). Returns
+    the jobs finished, updated in memory; their outcomes are counted after commit."""
+    by_pk = {outcome.job.pk: outcome for outcome in outcomes}
+    if not by_pk:
+        return []
+    active = list(
+        Job.objects.select_for_update()
+        .filter(pk__in=list(by_pk), status__in=ACTIVE_JOB_STATUSES)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    if not active:
+        return []
+    now = timezone.now()
+    written = {pk: _finished_fields(by_pk[pk].status, by_pk[pk].error, now) for pk in active}
+
+    def each(name: str) -> Case:
+        return Case(
+            *(When(pk=pk, then=Value(f[name])) for pk, f in written.items() if name in f),
+            default=F(name),
+            output_field=cast(Field, Job._meta.get_field(name)),
+        )
+
+    # The columns every finished job gets alike, then its own status and error.
+    update = _finished_fields(JobStatus.SUCCEEDED, "", now) | {"status": each("status")}
+    if any("last_error" in fields for fields in written.values()):
+        update["last_error"] = each("last_error")
+    Job.objects.filter(pk__in=active).update(**update)
+    finished = []
+    for pk, fields in written.items():
+        job = by_pk[pk].job
+        _finished(job, fields)
+        finished.append(job)
+    counted = [(job.kind, job.status) for job in finished]
+
+    def count() -> None:
+        for kind, status in counted:
+            job_outcome_count(kind=kind, outcome=status)
+
+    transaction.on_commit(count)
+    return finished
 
 
 def job_wait(*, job: Job) -> bool:
