@@ -5,11 +5,24 @@ outcome of its current job — in one transaction.
 
 updates `WHERE id = … AND status = <row_as_read.status>`; when another process changed the
 status first, nothing is written and it returns False (the caller re-reads or moves on).
+
+    instance_transitions_apply(transitions=[Transition(instance=row_as_read, ...), ...])
+
+does the same for many instances (the monitoring pass) in one transaction and a number of
+statements that does not grow with them: the rows are locked first (SELECT … FOR UPDATE; on
+SQLite the IMMEDIATE transaction already holds the write lock), those whose status moved
+meanwhile are skipped exactly as the conditional UPDATE skips them (no event, no webhook, no
+job change), and the others are written by conditional bulk UPDATEs, their events, webhook
+deliveries and job outcomes by bulk statements. Both paths build what a transition writes with
+the same code (`Transition.values`, `_records`, `_job_outcome`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,8 +34,8 @@ from instances.metrics import READY_SECONDS
 from instances.models import FailureReason, Instance, InstanceEvent, InstanceStatus
 from instances.selectors import instance_representation
 from jobs.models import JobStatus
-from jobs.services import job_cancel, job_complete, job_fail
-from webhooks.services import webhook_event_record
+from jobs.services import JobOutcome, job_cancel, job_complete, job_fail, jobs_finish
+from webhooks.services import WebhookEvent, webhook_events_record
 
 logger = logging.getLogger(__name__)
 
@@ -54,16 +67,139 @@ def phase_deadline(status: str, now: datetime) -> datetime | None:
     return now + timedelta(seconds=float(getattr(settings, setting)))
 
 
-def _finish_job(instance: Instance, outcome: str | None, error: str) -> None:
-    job = instance.current_job
-    if outcome is None or job is None:
+class TransitionRaced(RuntimeError):
+    """A batch's conditional UPDATE missed a row it had locked: the lock did not hold (it
+    cannot under Postgres's row locks or SQLite's IMMEDIATE transactions). Nothing of the batch
+    is written; its transitions are judged again later."""
+
+
+@dataclass
+class Transition:
+    """A change of status as asked for; `from_status` is the status the instance was read with.
+    `fields` are written with the status; `job_outcome` (succeeded, failed, cancelled) finishes
+    the current job."""
+
+    instance: Instance
+    to_status: str
+    reason: str
+    message: str = ""
+    actor: str = SYSTEM
+    fields: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] | None = None
+    job_outcome: str | None = None
+    from_status: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.from_status = self.instance.status
+
+    def values(self, now: datetime) -> dict[str, Any]:
+        """The columns it writes."""
+        values: dict[str, Any] = {"status": self.to_status, "updated_at": now}
+        if self.to_status != self.from_status:
+            values["phase_deadline_at"] = phase_deadline(self.to_status, now)
+        values.update(self.fields)
+        return values
+
+
+def _job_outcome(transition: Transition) -> JobOutcome | None:
+    job = transition.instance.current_job
+    if transition.job_outcome is None or job is None:
+        return None
+    error = "" if transition.job_outcome == JobStatus.SUCCEEDED else transition.message
+    return JobOutcome(job=job, status=transition.job_outcome, error=error)
+
+
+def _finish_job(transition: Transition) -> None:
+    outcome = _job_outcome(transition)
+    if outcome is None:
         return
-    if outcome == JobStatus.SUCCEEDED:
-        job_complete(job=job)
-    elif outcome == JobStatus.FAILED:
-        job_fail(job=job, error=error)
+    if outcome.status == JobStatus.SUCCEEDED:
+        job_complete(job=outcome.job)
+    elif outcome.status == JobStatus.FAILED:
+        job_fail(job=outcome.job, error=outcome.error)
     else:
-        job_cancel(job=job, reason=error)
+        job_cancel(job=outcome.job, reason=outcome.error)
+
+
+def _set(instance: Instance, values: dict[str, Any]) -> None:
+    for name, value in values.items():
+        setattr(instance, name, value)
+
+
+def _records(transition: Transition, now: datetime) -> tuple[InstanceEvent, WebhookEvent | None]:
+    """Its event and, when notifiable, its webhook event (both unsaved), from the instance (and
+    its job) as written: call it once both are."""
+    instance = transition.instance
+    event = instance_event_build(
+        instance=instance,
+        from_status=transition.from_status,
+        reason=transition.reason,
+        message=transition.message,
+        actor=transition.actor,
+        data=transition.data,
+        at=now,
+    )
+    event_type = WEBHOOK_EVENTS.get(transition.to_status)
+    if not (event_type and instance.webhook_url and transition.to_status != transition.from_status):
+        return event, None
+    return event, WebhookEvent(
+        tenant=instance.tenant,
+        url=instance.webhook_url,
+        event_type=event_type,
+        data=instance_representation(instance),
+        instance_id=instance.pk,
+        occurred_at=now,
+    )
+
+
+def _skipped(transition: Transition) -> None:
+    logger.info(
+        "instance %s: %s -> %s skipped, its status changed meanwhile",
+        transition.instance.pk,
+        transition.from_status,
+        transition.to_status,
+    )
+
+
+def _done(transition: Transition) -> None:
+    """After commit: its log line and, for a provisioned instance now ready, its metric."""
+    instance = transition.instance
+    logger.info(
+        "instance %s: %s -> %s (%s)",
+        instance.pk,
+        transition.from_status,
+        transition.to_status,
+        transition.reason,
+        extra={"instance_id": str(instance.pk)},
+    )
+    if (
+        transition.to_status == InstanceStatus.READY
+        and transition.from_status == InstanceStatus.HEALTH_CHECKING
+    ):
+        _observe_ready(instance)
+
+
+def instance_event_build(
+    *,
+    instance: Instance,
+    reason: str,
+    message: str = "",
+    actor: str = SYSTEM,
+    data: dict[str, Any] | None = None,
+    from_status: str | None = None,
+    at: datetime | None = None,
+) -> InstanceEvent:
+    """An event, unsaved (see `instance_event_record`; bulk writers save many at once)."""
+    return InstanceEvent(
+        instance=instance,
+        from_status=instance.status if from_status is None else from_status,
+        to_status=instance.status,
+        reason=reason,
+        message=message,
+        actor=actor,
+        data=data or {},
+        at=at or timezone.now(),
+    )
 
 
 def instance_event_record(
@@ -77,16 +213,17 @@ def instance_event_record(
     at: datetime | None = None,
 ) -> InstanceEvent:
     """A step inside one status (an offer tried, a duplicate removed): from == to by default."""
-    return InstanceEvent.objects.create(
+    event = instance_event_build(
         instance=instance,
-        from_status=instance.status if from_status is None else from_status,
-        to_status=instance.status,
         reason=reason,
         message=message,
         actor=actor,
-        data=data or {},
-        at=at or timezone.now(),
+        data=data,
+        from_status=from_status,
+        at=at,
     )
+    event.save(force_insert=True)
+    return event
 
 
 def instance_transition(
@@ -103,55 +240,95 @@ def instance_transition(
     """Moves `instance` from the status it was read with to `to_status`. `fields` are written
     in the same UPDATE; `job_outcome` (succeeded, failed, cancelled) finishes the current job.
     Updates `instance` in memory. False, with nothing written, if the status moved meanwhile."""
-    from_status = instance.status
-    now = timezone.now()
-    values: dict[str, Any] = {"status": to_status, "updated_at": now}
-    if to_status != from_status:
-        values["phase_deadline_at"] = phase_deadline(to_status, now)
-    values.update(fields or {})
-    with transaction.atomic():
-        updated = Instance.objects.filter(pk=instance.pk, status=from_status).update(**values)
-        if not updated:
-            logger.info(
-                "instance %s: %s -> %s skipped, its status changed meanwhile",
-                instance.pk,
-                from_status,
-                to_status,
-            )
-            return False
-        for name, value in values.items():
-            setattr(instance, name, value)
-        _finish_job(instance, job_outcome, message)
-        instance_event_record(
+    return instance_transition_apply(
+        transition=Transition(
             instance=instance,
-            from_status=from_status,
+            to_status=to_status,
             reason=reason,
             message=message,
             actor=actor,
+            fields=fields or {},
             data=data,
-            at=now,
+            job_outcome=job_outcome,
         )
-        event_type = WEBHOOK_EVENTS.get(to_status)
-        if event_type and instance.webhook_url and to_status != from_status:
-            webhook_event_record(
-                tenant=instance.tenant,
-                url=instance.webhook_url,
-                event_type=event_type,
-                data=instance_representation(instance),
-                instance_id=instance.pk,
-                occurred_at=now,
-            )
-    logger.info(
-        "instance %s: %s -> %s (%s)",
-        instance.pk,
-        from_status,
-        to_status,
-        reason,
-        extra={"instance_id": str(instance.pk)},
     )
-    if to_status == InstanceStatus.READY and from_status == InstanceStatus.HEALTH_CHECKING:
-        _observe_ready(instance)
+
+
+def instance_transition_apply(*, transition: Transition) -> bool:
+    """`instance_transition` of a Transition: one conditional UPDATE and its writes."""
+    instance = transition.instance
+    now = timezone.now()
+    values = transition.values(now)
+    with transaction.atomic():
+        updated = Instance.objects.filter(pk=instance.pk, status=transition.from_status).update(
+            **values
+        )
+        if not updated:
+            _skipped(transition)
+            return False
+        _set(instance, values)
+        _finish_job(transition)
+        event, webhook = _records(transition, now)
+        event.save(force_insert=True)
+        if webhook is not None:
+            webhook_events_record(events=[webhook])
+    _done(transition)
     return True
+
+
+def instance_transitions_apply(*, transitions: Sequence[Transition]) -> list[Transition]:
+    """Many transitions (one per instance) in one transaction: returns those that happened,
+    their instances (and jobs) updated in memory. A transition whose instance's status moved
+    since it was read is skipped with nothing written for it, as `instance_transition` skips it.
+    Statements: a lock, one conditional bulk UPDATE per kind of transition (same from status,
+    same columns), the job outcomes (two), the events (one) and the webhook deliveries (one,
+    and one on-commit wake-up) — bulk statements split further only by the database's limit
+    on query parameters (SQLite)."""
+    by_pk = {t.instance.pk: t for t in transitions}
+    if len(by_pk) != len(transitions):
+        raise ValueError("A batch holds at most one transition per instance.")
+    if not by_pk:
+        return []
+    now = timezone.now()
+    with transaction.atomic():
+        # Locked in id order (two batches never wait on each other in a cycle); a row locked
+        # here is the one written below: another writer waits for this transaction, and its own
+        # conditional UPDATE then finds the new status.
+        current = dict(
+            Instance.objects.select_for_update()
+            .filter(pk__in=list(by_pk))
+            .order_by("pk")
+            .values_list("pk", "status")
+        )
+        moved: list[Transition] = []
+        for t in transitions:
+            if current.get(t.instance.pk) == t.from_status:
+                moved.append(t)
+            else:
+                _skipped(t)
+        groups: dict[tuple[str, tuple[str, ...]], list[tuple[Transition, dict[str, Any]]]]
+        groups = defaultdict(list)
+        for t in moved:
+            values = t.values(now)
+            groups[(t.from_status, tuple(sorted(values)))].append((t, values))
+        for (from_status, names), members in groups.items():
+            rows = [Instance(id=t.instance.pk, **values) for t, values in members]
+            # Still conditional on the status read: under the lock it writes every row.
+            written = Instance.objects.filter(status=from_status).bulk_update(rows, names)
+            if written != len(rows):
+                raise TransitionRaced(
+                    f"{len(rows) - written} of {len(rows)} locked instance(s) were no longer "
+                    f"{from_status}; the batch is rolled back"
+                )
+            for t, values in members:
+                _set(t.instance, values)
+        jobs_finish(outcomes=[o for o in map(_job_outcome, moved) if o is not None])
+        records = [_records(t, now) for t in moved]
+        InstanceEvent.objects.bulk_create([event for event, _ in records])
+        webhook_events_record(events=[hook for _, hook in records if hook is not None])
+    for t in moved:
+        _done(t)
+    return moved
 
 
 def _observe_ready(instance: Instance) -> None:
@@ -168,7 +345,7 @@ def needs_upstream_cleanup(instance: Instance) -> bool:
     return bool(instance.novita_instance_id) or instance.create_sent_at is not None
 
 
-def instance_fail(
+def instance_failure(
     *,
     instance: Instance,
     reason: FailureReason,
@@ -176,7 +353,7 @@ def instance_fail(
     actor: str = SYSTEM,
     data: dict[str, Any] | None = None,
     fields: dict[str, Any] | None = None,
-) -> bool:
+) -> Transition:
     """→ failed with a reason and a human message; its current job fails too. Whatever it has
     upstream is deleted by the monitoring pass (`released_at` stays empty until then)."""
     now = timezone.now()
@@ -187,7 +364,7 @@ def instance_fail(
         "endpoints": [{**e, "healthy": False} for e in instance.endpoints],
         **(fields or {}),
     }
-    return instance_transition(
+    return Transition(
         instance=instance,
         to_status=InstanceStatus.FAILED,
         reason=reason,
@@ -196,4 +373,21 @@ def instance_fail(
         fields=values,
         data=data,
         job_outcome=JobStatus.FAILED,
+    )
+
+
+def instance_fail(
+    *,
+    instance: Instance,
+    reason: FailureReason,
+    message: str,
+    actor: str = SYSTEM,
+    data: dict[str, Any] | None = None,
+    fields: dict[str, Any] | None = None,
+) -> bool:
+    """`instance_failure`, applied now."""
+    return instance_transition_apply(
+        transition=instance_failure(
+            instance=instance, reason=reason, message=message, actor=actor, data=data, fields=fields
+        )
     )
