@@ -11,20 +11,29 @@
 4. Delete what must go: failed instances' GPUs, deletes not yet carried out, duplicates, and
    orphans (our name prefix, no live row) after ORPHAN_GRACE_SECONDS.
 
+Writes are collected while deciding and made in batches of MONITOR_WRITE_BATCH_SIZE rows, so
+that a pass's queries grow with batches, not with instances: the upstream statuses, endpoint
+flags and delete bookkeeping by bulk statements; the transitions through
+`instance_transitions_apply`, one transaction per batch (rows locked, those moved meanwhile
+skipped with nothing written, as `instance_transition` skips them). A transition that leads to
+more in the same pass (running → health_checking, then its health checks) continues once its
+batch has committed.
+
 A row changed after the listing was taken is left for the next pass (the listing may predate
 that change), and so is a start/stop/restart whose call has not been confirmed sent before it.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.cache import cache
@@ -33,9 +42,15 @@ from django.db.models import Q
 from django.utils import timezone
 
 from instances.health import CheckPlan, CheckResult, CheckTarget, run_checks
-from instances.lifecycle import instance_event_record, instance_fail, instance_transition
+from instances.lifecycle import (
+    Transition,
+    instance_event_build,
+    instance_failure,
+    instance_transition,
+    instance_transitions_apply,
+)
 from instances.metrics import DUPLICATES_DELETED, ORPHANS_DELETED
-from instances.models import FailureReason, Instance, InstanceStatus
+from instances.models import FailureReason, Instance, InstanceEvent, InstanceStatus
 from instances.provisioning import grace_over
 from instances.services import Action
 from jobs.models import JobStatus
@@ -45,6 +60,7 @@ from novitai.novita.types import Instance as Upstream
 from novitai.novita.types import InstanceStatus as U
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 LOCK_KEY = "instances:monitor:lock"
 PASSES_KEY = "instances:monitor:passes"
@@ -68,6 +84,21 @@ WATCHED = Q(
 SPOT_RECLAIMED = {"reclaiming", "terminated"}
 GONE = {U.REMOVED}
 HALTED = {U.EXITED, U.TO_STOP, U.STOPPING}
+
+
+@dataclass
+class Pending:
+    """A transition decided in the pass, written with its batch; `then` runs once it happened."""
+
+    transition: Transition
+    then: Callable[[], None] | None = None
+    counted: bool = True
+
+
+def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    size = max(1, size)
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 @dataclass
@@ -166,6 +197,14 @@ class Monitor:
         self.stored_endpoints: dict[Any, list[dict[str, Any]]] = {}
         self.snapshot_at = timezone.now()
         self.now = self.snapshot_at
+        # Writes collected during the pass, made in batches of this many rows.
+        self.batch_size = int(settings.MONITOR_WRITE_BATCH_SIZE)
+        self.pending: list[Pending] = []
+        self.noted: list[Instance] = []  # rows whose upstream status changed (in memory)
+        self.flags: list[Instance] = []  # (id, endpoints) of health_checking rows, new flags
+        self.released: list[Instance] = []  # failed rows with nothing left upstream
+        self.events: list[InstanceEvent] = []  # steps inside a status (duplicates deleted)
+        self.delete_requested: list[Any] = []  # ids of rows whose delete was just asked
 
     # --- the pass -----------------------------------------------------------------------------
 
@@ -189,15 +228,13 @@ class Monitor:
         for row in rows:
             if row.updated_at >= self.snapshot_at:
                 continue  # changed after the listing: judged next pass
-            try:
-                self.advance(row)
-            except novita.NovitaError as exc:
-                logger.warning("monitor: instance %s not advanced: %s", row.pk, exc)
-            except Exception:
-                # One instance's trouble must not stop the pass for every other one; this row
-                # is looked at again next pass.
-                logger.exception("monitor: instance %s not advanced", row.pk)
+            self.guarded(row, functools.partial(self.advance, row))
+        self.write_upstream_statuses()
+        self.apply_transitions()  # their follow-ups plan health checks
+        self.write_releases()
         self.health_check()
+        self.write_endpoint_flags()
+        self.apply_transitions()
         self.orphans(rows)
         self.carry_out_deletes()
         _count_pass()
@@ -219,21 +256,74 @@ class Monitor:
         }[row.status]  # type: ignore[index]
         handler(row)
 
+    @staticmethod
+    def guarded(row: Instance, step: Callable[[], None]) -> None:
+        """One instance's trouble must not stop the pass for every other one: the row is looked
+        at again next pass."""
+        try:
+            step()
+        except novita.NovitaError as exc:
+            logger.warning("monitor: instance %s not advanced: %s", row.pk, exc)
+        except Exception:
+            logger.exception("monitor: instance %s not advanced", row.pk)
+
+    def in_batches(
+        self, what: str, items: Sequence[T], write: Callable[[Sequence[T]], object]
+    ) -> None:
+        """`write` each batch of `items`; a batch that fails is logged and left for the next
+        pass (every write here is decided afresh from the next listing)."""
+        for batch in chunks(items, self.batch_size):
+            try:
+                write(batch)
+            except Exception:
+                logger.exception(
+                    "monitor: %d %s not written; judged again next pass", len(batch), what
+                )
+
     # --- helpers ------------------------------------------------------------------------------
 
-    def move(self, row: Instance, to_status: str, reason: str, message: str, **kw: Any) -> bool:
-        moved = instance_transition(
+    def move(
+        self,
+        row: Instance,
+        to_status: str,
+        reason: str,
+        message: str,
+        *,
+        then: Callable[[], None] | None = None,
+        counted: bool = True,
+        **kw: Any,
+    ) -> None:
+        """A transition from the status the row was read with, written with its batch; `then`
+        runs after it happened (not when the row moved meanwhile)."""
+        transition = Transition(
             instance=row, to_status=to_status, reason=reason, message=message, **kw
         )
-        if moved:
-            self.report.transitions += 1
-            self.report.counts[to_status] += 1
-        return moved
+        self.pending.append(Pending(transition, then=then, counted=counted))
 
     def fail(self, row: Instance, reason: FailureReason, message: str) -> None:
-        if instance_fail(instance=row, reason=reason, message=message):
-            self.report.transitions += 1
-            self.report.counts[S.FAILED] += 1
+        self.pending.append(Pending(instance_failure(instance=row, reason=reason, message=message)))
+
+    def count(self, to_status: str) -> None:
+        self.report.transitions += 1
+        self.report.counts[to_status] += 1
+
+    def apply_transitions(self) -> None:
+        pending, self.pending = self.pending, []
+        # Alike transitions side by side: a batch writes each kind with one statement.
+        pending.sort(key=lambda p: (p.transition.from_status, p.transition.to_status))
+
+        def write(batch: Sequence[Pending]) -> None:
+            done = instance_transitions_apply(transitions=[p.transition for p in batch])
+            happened = {t.instance.pk for t in done}
+            for p in batch:
+                if p.transition.instance.pk not in happened:
+                    continue
+                if p.counted:
+                    self.count(p.transition.to_status)
+                if p.then is not None:
+                    self.guarded(p.transition.instance, p.then)
+
+        self.in_batches("transition(s)", pending, write)
 
     def named(self, row: Instance) -> list[Upstream]:
         """Live upstream instances under the row's name, oldest first."""
@@ -270,10 +360,23 @@ class Monitor:
     def note_upstream(self, row: Instance, item: Upstream) -> None:
         status = item.status + (f"/{item.spot_status}" if item.spot_status else "")
         if row.upstream_status != status:
-            Instance.objects.filter(pk=row.pk, status=row.status).update(
-                upstream_status=status, upstream_seen_at=self.now
-            )
-            row.upstream_status = status
+            row.upstream_status, row.upstream_seen_at = status, self.now
+            self.noted.append(row)
+
+    def write_upstream_statuses(self) -> None:
+        """The upstream statuses that changed, one statement a batch. They are observations of
+        the listing, which no decision reads back (every pass judges its own listing), so they
+        are written without a transition's status condition: a row that moved since it was read
+        still had this upstream status when the listing was taken. What is kept is the order of
+        listings: only a newer listing overwrites a status (two passes despite the lock)."""
+        older = Q(upstream_seen_at__isnull=True) | Q(upstream_seen_at__lt=self.now)
+        self.in_batches(
+            "upstream status(es)",
+            self.noted,
+            lambda batch: Instance.objects.filter(older).bulk_update(
+                batch, ["upstream_status", "upstream_seen_at"]
+            ),
+        )
 
     def alive(self, row: Instance) -> Upstream | None:
         """The row's upstream instance while it exists (its status noted); None — with the row
@@ -333,13 +436,15 @@ class Monitor:
             if adopted:
                 row.novita_instance_id, row.create_sent_at = keep.id, None
                 row.provisioned_at = self.now
-                self.move(
-                    row,
-                    S.STARTING,
-                    "created",
-                    f"Created on Novita as {keep.id} (found by name).",
+                # In the adoption's transaction, not in a batch (rare: a create found by name).
+                if instance_transition(
+                    instance=row,
+                    to_status=S.STARTING,
+                    reason="created",
+                    message=f"Created on Novita as {keep.id} (found by name).",
                     data={"novita_instance_id": keep.id, "found_by": "monitor"},
-                )
+                ):
+                    self.count(S.STARTING)
         for other in found[1:]:
             self.deletes.append((row, other.id, "duplicate"))
 
@@ -355,14 +460,14 @@ class Monitor:
         if self.halted(row, item):
             return
         if item.status == U.RUNNING:
-            if self.move(
+            self.move(
                 row,
                 S.HEALTH_CHECKING,
                 "running",
                 "Novita reports it running; checking the application.",
                 fields={"endpoints": endpoints_of(item, [])},
-            ):
-                self.plan(row, item)
+                then=lambda: self.plan(row, item),
+            )
             return
         if item.status == U.EXITED:
             job = row.current_job
@@ -502,15 +607,16 @@ class Monitor:
                     ", ".join(present),
                     settings.DELETE_TIMEOUT_SECONDS,
                 )
-                instance_transition(
-                    instance=row,
-                    to_status=row.status,
-                    reason="delete_overdue",
-                    message="Novita has not removed it in time; the delete is asked again.",
+                self.move(
+                    row,
+                    row.status,
+                    "delete_overdue",
+                    "Novita has not removed it in time; the delete is asked again.",
                     fields={
                         "phase_deadline_at": self.now
                         + timedelta(seconds=settings.DELETE_TIMEOUT_SECONDS)
                     },
+                    counted=False,
                 )
             return
         if not grace_over(row.create_sent_at, self.now):
@@ -525,15 +631,40 @@ class Monitor:
                 job_outcome=JobStatus.SUCCEEDED,
             )
         else:
+            self.released.append(row)
+
+    def write_releases(self) -> None:
+        """Failed rows with nothing left upstream: `released_at` and a "released" event, for
+        those still failed and unreleased (locked: two passes never both release one)."""
+
+        def write(batch: Sequence[Instance]) -> None:
             with transaction.atomic():
-                if Instance.objects.filter(
-                    pk=row.pk, status=S.FAILED, released_at__isnull=True
-                ).update(released_at=self.now, create_sent_at=None):
-                    instance_event_record(
+                ids = set(
+                    Instance.objects.select_for_update()
+                    .filter(
+                        pk__in=[row.pk for row in batch],
+                        status=S.FAILED,
+                        released_at__isnull=True,
+                    )
+                    .order_by("pk")
+                    .values_list("pk", flat=True)
+                )
+                if not ids:
+                    return
+                Instance.objects.filter(pk__in=ids).update(
+                    released_at=self.now, create_sent_at=None
+                )
+                InstanceEvent.objects.bulk_create(
+                    instance_event_build(
                         instance=row,
                         reason="released",
                         message="Novita confirms nothing is left of it.",
                     )
+                    for row in batch
+                    if row.pk in ids
+                )
+
+        self.in_batches("release(s)", self.released, write)
 
     # --- health checks ------------------------------------------------------------------------
 
@@ -567,7 +698,17 @@ class Monitor:
             )
             return
         if endpoints != self.stored_endpoints.get(row.pk):  # written only when they change
-            Instance.objects.filter(pk=row.pk, status=S.HEALTH_CHECKING).update(endpoints=endpoints)
+            self.flags.append(Instance(id=row.pk, endpoints=endpoints))
+
+    def write_endpoint_flags(self) -> None:
+        """New health flags of rows still checking, one conditional statement a batch."""
+        self.in_batches(
+            "endpoint flag update(s)",
+            self.flags,
+            lambda batch: Instance.objects.filter(status=S.HEALTH_CHECKING).bulk_update(
+                batch, ["endpoints"]
+            ),
+        )
 
     # --- deletes and orphans ------------------------------------------------------------------
 
@@ -637,11 +778,20 @@ class Monitor:
                 self.report.orphans_deleted += 1
             elif why == "duplicate" and row is not None:
                 DUPLICATES_DELETED.inc()
-                instance_event_record(
-                    instance=row,
-                    reason="duplicate_deleted",
-                    message=f"A second upstream instance ({novita_id}) was deleted.",
-                    data={"novita_instance_id": novita_id},
+                self.events.append(
+                    instance_event_build(
+                        instance=row,
+                        reason="duplicate_deleted",
+                        message=f"A second upstream instance ({novita_id}) was deleted.",
+                        data={"novita_instance_id": novita_id},
+                    )
                 )
             if row is not None and why != "duplicate":
-                Instance.objects.filter(pk=row.pk).update(delete_requested_at=timezone.now())
+                self.delete_requested.append(row.pk)
+        now = timezone.now()
+        self.in_batches(
+            "delete time(s)",
+            self.delete_requested,
+            lambda batch: Instance.objects.filter(pk__in=batch).update(delete_requested_at=now),
+        )
+        self.in_batches("event(s)", self.events, InstanceEvent.objects.bulk_create)

@@ -279,6 +279,8 @@ JOB_REDISPATCH_SECONDS = env.float("JOB_REDISPATCH_SECONDS", default=60.0)
 MONITOR_LOCK_SECONDS = env.float("MONITOR_LOCK_SECONDS", default=60.0)
 # Health checks of one pass run in a thread pool of this size.
 HEALTH_CHECK_CONCURRENCY = env.int("HEALTH_CHECK_CONCURRENCY", default=16)
+# The monitor pass writes in batches of this many rows (a transaction per batch of transitions).
+MONITOR_WRITE_BATCH_SIZE = env.int("MONITOR_WRITE_BATCH_SIZE", default=500)
 # A delete that Novita has not carried out is asked again after this long (seconds).
 DELETE_REISSUE_SECONDS = env.float("DELETE_REISSUE_SECONDS", default=60.0)
 # An Idempotency-Key whose first request died mid-way is taken over after this long (seconds).
