@@ -30,6 +30,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from instances.bulk import rows_update
 from instances.metrics import READY_SECONDS
 from instances.models import FailureReason, Instance, InstanceEvent, InstanceStatus
 from instances.selectors import instance_representation
@@ -280,10 +281,10 @@ def instance_transitions_apply(*, transitions: Sequence[Transition]) -> list[Tra
     """Many transitions (one per instance) in one transaction: returns those that happened,
     their instances (and jobs) updated in memory. A transition whose instance's status moved
     since it was read is skipped with nothing written for it, as `instance_transition` skips it.
-    Statements: a lock, one conditional bulk UPDATE per kind of transition (same from status,
-    same columns), the job outcomes (two), the events (one) and the webhook deliveries (one,
-    and one on-commit wake-up) — bulk statements split further only by the database's limit
-    on query parameters (SQLite)."""
+    Statements: a lock, one conditional UPDATE per kind of transition (same from status, same
+    columns; `rows_update`), the job outcomes (two), the events (one) and the webhook
+    deliveries (one, and one on-commit wake-up) — bulk statements split further only by the
+    database's limit on query parameters (SQLite)."""
     by_pk = {t.instance.pk: t for t in transitions}
     if len(by_pk) != len(transitions):
         raise ValueError("A batch holds at most one transition per instance.")
@@ -311,14 +312,16 @@ def instance_transitions_apply(*, transitions: Sequence[Transition]) -> list[Tra
         for t in moved:
             values = t.values(now)
             groups[(t.from_status, tuple(sorted(values)))].append((t, values))
-        for (from_status, names), members in groups.items():
-            rows = [Instance(id=t.instance.pk, **values) for t, values in members]
+        for (from_status, _), members in groups.items():
             # Still conditional on the status read: under the lock it writes every row.
-            written = Instance.objects.filter(status=from_status).bulk_update(rows, names)
-            if written != len(rows):
+            written = rows_update(
+                Instance.objects.filter(status=from_status),
+                {t.instance.pk: values for t, values in members},
+            )
+            if written != len(members):
                 raise TransitionRaced(
-                    f"{len(rows) - written} of {len(rows)} locked instance(s) were no longer "
-                    f"{from_status}; the batch is rolled back"
+                    f"{len(members) - written} of {len(members)} locked instance(s) were no "
+                    f"longer {from_status}; the batch is rolled back"
                 )
             for t, values in members:
                 _set(t.instance, values)

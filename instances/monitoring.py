@@ -41,6 +41,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from instances.bulk import rows_update
 from instances.health import CheckPlan, CheckResult, CheckTarget, run_checks
 from instances.lifecycle import (
     Transition,
@@ -201,7 +202,7 @@ class Monitor:
         self.batch_size = int(settings.MONITOR_WRITE_BATCH_SIZE)
         self.pending: list[Pending] = []
         self.noted: list[Instance] = []  # rows whose upstream status changed (in memory)
-        self.flags: list[Instance] = []  # (id, endpoints) of health_checking rows, new flags
+        self.flags: list[tuple[Any, list[dict[str, Any]]]] = []  # (id, endpoints), new flags
         self.released: list[Instance] = []  # failed rows with nothing left upstream
         self.events: list[InstanceEvent] = []  # steps inside a status (duplicates deleted)
         self.delete_requested: list[Any] = []  # ids of rows whose delete was just asked
@@ -373,8 +374,12 @@ class Monitor:
         self.in_batches(
             "upstream status(es)",
             self.noted,
-            lambda batch: Instance.objects.filter(older).bulk_update(
-                batch, ["upstream_status", "upstream_seen_at"]
+            lambda batch: rows_update(
+                Instance.objects.filter(older),
+                {
+                    row.pk: {"upstream_status": row.upstream_status, "upstream_seen_at": self.now}
+                    for row in batch
+                },
             ),
         )
 
@@ -698,15 +703,16 @@ class Monitor:
             )
             return
         if endpoints != self.stored_endpoints.get(row.pk):  # written only when they change
-            self.flags.append(Instance(id=row.pk, endpoints=endpoints))
+            self.flags.append((row.pk, endpoints))
 
     def write_endpoint_flags(self) -> None:
         """New health flags of rows still checking, one conditional statement a batch."""
         self.in_batches(
             "endpoint flag update(s)",
             self.flags,
-            lambda batch: Instance.objects.filter(status=S.HEALTH_CHECKING).bulk_update(
-                batch, ["endpoints"]
+            lambda batch: rows_update(
+                Instance.objects.filter(status=S.HEALTH_CHECKING),
+                {pk: {"endpoints": endpoints} for pk, endpoints in batch},
             ),
         )
 
