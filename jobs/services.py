@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import random
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -204,8 +205,14 @@ def jobs_finish(*, outcomes: Sequence[JobOutcome]) -> list[Job]:
     written = {pk: _finished_fields(by_pk[pk].status, by_pk[pk].error, now) for pk in active}
 
     def each(name: str) -> Case:
+        """The column's new value per job: one WHEN per distinct value (few: the outcomes,
+        and the errors of alike transitions)."""
+        jobs_by_value: dict[str, list[uuid.UUID]] = defaultdict(list)
+        for pk, fields in written.items():
+            if name in fields:
+                jobs_by_value[fields[name]].append(pk)
         return Case(
-            *(When(pk=pk, then=Value(f[name])) for pk, f in written.items() if name in f),
+            *(When(pk__in=pks, then=Value(value)) for value, pks in jobs_by_value.items()),
             default=F(name),
             output_field=cast(Field, Job._meta.get_field(name)),
         )
