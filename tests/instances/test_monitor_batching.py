@@ -560,3 +560,47 @@ def test_a_batch_takes_one_transition_per_instance(tenant: Tenant, novita: Sandb
     with pytest.raises(ValueError, match="one transition per instance"):
         instance_transitions_apply(transitions=[make(row), make(row)])
     assert reload(row).status == S.HEALTH_CHECKING
+
+
+# --- the bulk writers ----------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_rows_update_writes_each_row_its_values_where_the_filter_holds(
+    tenant: Tenant, novita: SandboxControl
+) -> None:
+    from instances.bulk import rows_update
+
+    a, b, c = seed(tenant, 3, status=S.HEALTH_CHECKING, upstream=False)
+    Instance.objects.filter(pk=c.pk).update(status=S.TERMINATING)
+    values = {
+        row.pk: {"endpoints": [{"port": n, "healthy": n == 1}], "ready_at": None if n else AT}
+        for n, row in enumerate((a, b, c))
+    }
+
+    written = rows_update(Instance.objects.filter(status=S.HEALTH_CHECKING), values)
+
+    assert written == 2
+    assert (reload(a).endpoints, reload(a).ready_at) == ([{"port": 0, "healthy": False}], AT)
+    assert (reload(b).endpoints, reload(b).ready_at) == ([{"port": 1, "healthy": True}], None)
+    assert reload(c).endpoints == []  # not health_checking: untouched
+    assert rows_update(Instance.objects.filter(pk__in=[]), values) == 0
+
+
+@pytest.mark.django_db
+def test_an_older_listing_does_not_overwrite_a_newer_upstream_status(
+    tenant: Tenant, novita: SandboxControl
+) -> None:
+    """Two passes despite the lock: the slower one, whose listing is older, writes nothing over
+    what the newer one saw."""
+    (row,) = seed(tenant, 1, upstream=False)
+    seen = timezone.now()
+    Instance.objects.filter(pk=row.pk).update(upstream_status="running", upstream_seen_at=seen)
+    older = Monitor(get_client())
+    older.now = seen - timedelta(seconds=1)
+    row.upstream_status = "pulling"
+    older.noted.append(row)
+
+    older.write_upstream_statuses()
+
+    assert (reload(row).upstream_status, reload(row).upstream_seen_at) == ("running", seen)
