@@ -64,6 +64,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 LOCK_KEY = "instances:monitor:lock"
+AGAIN_KEY = "instances:monitor:again"
 PASSES_KEY = "instances:monitor:passes"
 ORPHAN_KEY = "instances:orphan:{}"
 
@@ -111,19 +112,27 @@ class PassReport:
     deletes: int = 0
     orphans_deleted: int = 0
     skipped: bool = False
+    again: bool = False  # a tick was skipped while this pass ran: run the next one now
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
 def monitor_pass(*, client: NovitaClient | None = None) -> PassReport:
-    """One pass, unless another holds the lock (then an empty, skipped report)."""
+    """One pass, unless another holds the lock (then an empty, skipped report, and the pass
+    that holds it is asked to go again: see `again`)."""
     token = uuid.uuid4().hex
     if not cache.add(LOCK_KEY, token, timeout=settings.MONITOR_LOCK_SECONDS):
+        cache.set(AGAIN_KEY, True, timeout=max(2 * settings.MONITOR_INTERVAL_SECONDS, 1))
         return PassReport(skipped=True)
+    cache.delete(AGAIN_KEY)
     try:
-        return Monitor(client or get_client()).run()
+        report = Monitor(client or get_client()).run()
     finally:
         if cache.get(LOCK_KEY) == token:
             cache.delete(LOCK_KEY)
+    # A tick that came while this pass ran was skipped: rather than wait for the next tick
+    # (up to one interval more of notification lag), the caller runs the next pass now.
+    report.again = bool(cache.get(AGAIN_KEY))
+    return report
 
 
 def monitor_passes_count() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
 
 from instances.idempotency import idempotency_keys_purge
 
@@ -28,7 +29,8 @@ def monitor() -> None:
     """One monitoring pass over every instance in transit (beat, every MONITOR_INTERVAL)."""
     from instances.monitoring import monitor_pass
 
-    monitor_pass()
+    if monitor_pass().again:
+        monitor.apply_async(expires=max(settings.MONITOR_INTERVAL_SECONDS * 2, 5))
 
 
 @shared_task(name="instances.idempotency_keys_purge", ignore_result=True)

@@ -443,6 +443,32 @@ def test_a_pass_holding_the_lock_keeps_others_out() -> None:
     assert cache.get(LOCK_KEY) == "someone"
 
 
+def test_a_tick_skipped_during_a_pass_makes_it_go_again(catalog: SandboxControl) -> None:
+    """The beat's tick that found the lock taken is not lost: the pass holding the lock says to
+    run the next pass at once instead of waiting one more interval."""
+    from django.core.cache import cache
+
+    from instances.monitoring import LOCK_KEY, monitor_pass
+
+    assert monitor_pass().again is False
+    cache.set(LOCK_KEY, "a pass in progress", timeout=30)
+    assert monitor_pass().skipped is True  # this tick is skipped ...
+    cache.delete(LOCK_KEY)
+
+    class Slow:
+        """The client of a pass during which one more tick arrives (and is skipped)."""
+
+        def list_instances(self) -> list[Any]:
+            assert monitor_pass().skipped is True
+            return []
+
+    # ... but a skipped tick before a pass started is no reason to go again,
+    assert monitor_pass().again is False
+    # while one skipped during the pass is.
+    assert monitor_pass(client=Slow()).again is True  # type: ignore[arg-type]
+    assert monitor_pass().again is False
+
+
 def test_a_proxy_error_page_with_200_is_not_ready(make: Any, catalog: SandboxControl) -> None:
 
     instance = make()
