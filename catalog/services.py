@@ -9,11 +9,13 @@ conditional UPDATE, and a second one finds it taken and answers "skipped".
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -80,11 +82,36 @@ SNAPSHOT_KEY = "catalog:state-snapshot"
 SNAPSHOT_TTL_SECONDS = 5.0
 
 
+_pinned: contextvars.ContextVar[CatalogSnapshot | None] = contextvars.ContextVar(
+    "catalog_snapshot", default=None
+)
+
+
+@contextlib.contextmanager
+def catalog_reading(*, now: datetime | None = None) -> Iterator[CatalogSnapshot]:
+    """Catalog reads inside the block (regions, rootfs limits, offers) share one freshness
+    check and one snapshot: one consistent catalog version, and no cache round trip per read.
+    For short read-only work such as checking a request; not across a write of the catalog."""
+    pinned = _pinned.get()
+    if pinned is not None:
+        yield pinned
+        return
+    catalog_ensure_fresh(now=now)
+    token = _pinned.set(catalog_snapshot())
+    try:
+        yield _pinned.get() or catalog_snapshot()
+    finally:
+        _pinned.reset(token)
+
+
 def catalog_snapshot() -> CatalogSnapshot:
     """The state row as every reader sees it, through the shared "catalog" cache: one cache read
     instead of a query on every catalog read (a create checks the catalog several times). Every
     write of the version or of the last success drops it (now and again at commit); the short
-    TTL bounds what a lost invalidation could cost."""
+    TTL bounds what a lost invalidation could cost. Inside `catalog_reading`, the block's."""
+    pinned = _pinned.get()
+    if pinned is not None:
+        return pinned
     cache = caches["catalog"]
     snapshot = cache.get(SNAPSHOT_KEY)
     if isinstance(snapshot, CatalogSnapshot):
@@ -413,6 +440,8 @@ def catalog_ensure_fresh(*, now: datetime | None = None) -> None:
     A stale catalog whose refresh fails is still used (and the failure reported); an empty one
     cannot be: UpstreamUnavailable.
     """
+    if _pinned.get() is not None:
+        return  # checked when the catalog_reading block began
     now = now or timezone.now()
     interval = timedelta(seconds=settings.CATALOG_SYNC_INTERVAL_SECONDS)
     snapshot = catalog_snapshot()

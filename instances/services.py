@@ -27,7 +27,7 @@ from catalog.selectors import (
     product_rootfs_limits,
     region_resolve,
 )
-from catalog.services import TemplateConfig, template_get
+from catalog.services import TemplateConfig, catalog_reading, template_get
 from instances.lifecycle import instance_transition
 from instances.models import Instance, InstanceEvent, InstanceStatus
 from jobs.models import Job
@@ -156,27 +156,28 @@ def _health_check_ports_check(request: InstanceRequest, template: TemplateConfig
 def instance_request_check(*, request: InstanceRequest) -> InstanceSpec:
     """Checks a create request against the catalog (template cached; products, regions and
     rootfs limits from the catalog's rows). Raises 400/404 ServiceErrors; writes nothing."""
-    template = template_get(template_id=request.template_id)
-    rootfs_size = request.rootfs_size or template.rootfs_size or DEFAULT_ROOTFS_GB
-    region_code = region_resolve(request.region).code if request.region else ""
-    _rootfs_check(request, rootfs_size)
-    _health_check_ports_check(request, template)
-    selection = offers_require(
-        product_names=list(request.product_names),
-        gpu_num=request.gpu_num,
-        region=region_code or None,
-        billing_mode=request.billing_mode,
-        max_price_per_hour=request.max_price_per_hour,
-        rootfs_size=rootfs_size,
-    )
-    unknown = [
-        r.product_name for r in selection.rejected if r.reason == RejectReason.PRODUCT_NOT_FOUND
-    ]
-    if unknown:
-        raise UnknownProduct(
-            f"No product is named {' or '.join(repr(n) for n in unknown)}.",
-            details={"product_names": unknown},
+    with catalog_reading():
+        template = template_get(template_id=request.template_id)
+        rootfs_size = request.rootfs_size or template.rootfs_size or DEFAULT_ROOTFS_GB
+        region_code = region_resolve(request.region).code if request.region else ""
+        _rootfs_check(request, rootfs_size)
+        _health_check_ports_check(request, template)
+        selection = offers_require(
+            product_names=list(request.product_names),
+            gpu_num=request.gpu_num,
+            region=region_code or None,
+            billing_mode=request.billing_mode,
+            max_price_per_hour=request.max_price_per_hour,
+            rootfs_size=rootfs_size,
         )
+        unknown = [
+            r.product_name for r in selection.rejected if r.reason == RejectReason.PRODUCT_NOT_FOUND
+        ]
+        if unknown:
+            raise UnknownProduct(
+                f"No product is named {' or '.join(repr(n) for n in unknown)}.",
+                details={"product_names": unknown},
+            )
     return InstanceSpec(request=request, rootfs_size=rootfs_size, region_code=region_code)
 
 

@@ -8,6 +8,7 @@ from io import StringIO
 from typing import Any
 
 import pytest
+from django.core.cache import caches
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 from prometheus_client import REGISTRY
@@ -17,6 +18,8 @@ from catalog.services import (
     SyncResult,
     _lease_acquire,
     catalog_ensure_fresh,
+    catalog_reading,
+    catalog_snapshot,
     catalog_state,
     catalog_sync,
     region_code_from_name,
@@ -269,6 +272,23 @@ def test_ensure_fresh_syncs_only_when_stale(novita: SandboxControl, settings: An
     catalog_ensure_fresh(now=now + timedelta(seconds=600))
 
     assert upstream_calls(novita) == {"GET /clusters": {"200": 2}, "GET /products": {"200": 10}}
+
+
+def test_reads_in_one_block_share_one_check_and_one_snapshot(
+    novita: SandboxControl, django_assert_num_queries: Any
+) -> None:
+    catalog_ensure_fresh()
+    with catalog_reading() as pinned:
+        # Another process moves the version on: the block keeps reading its own snapshot.
+        CatalogState.objects.filter(pk=CatalogState.SINGLETON_ID).update(version=pinned.version + 1)
+        caches["catalog"].clear()
+        with django_assert_num_queries(0):
+            catalog_ensure_fresh()
+            assert catalog_snapshot() is pinned
+            with catalog_reading() as nested:
+                assert nested is pinned
+    assert catalog_snapshot().version == pinned.version + 1
+    assert upstream_calls(novita) == SEED_CALLS
 
 
 def test_ensure_fresh_uses_a_stale_catalog_when_novita_fails(
