@@ -1,5 +1,6 @@
 """Instance metrics: instances by status (read from the database at scrape time), time from
-request to ready (histogram by product and region), orphans deleted (counter)."""
+request to ready (histogram by product and region), orphans and duplicates deleted, idle
+stops and spot recoveries (counters)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,15 @@ ORPHANS_DELETED = Counter(
 DUPLICATES_DELETED = Counter(
     "novitai_duplicate_instances_deleted_total",
     "Second upstream instances found for one novitai instance, deleted.",
+)
+IDLE_STOPS = Counter(
+    "novitai_instances_idle_stopped_total",
+    "Ready instances stopped because no activity came within their idle timeout.",
+)
+SPOT_RECOVERIES = Counter(
+    "novitai_spot_recoveries_total",
+    "Reclaimed spot instances recovered automatically, by how (restart, reprovision).",
+    ["mode"],
 )
 
 

@@ -54,6 +54,16 @@ class BillingMode(models.TextChoices):
     SPOT = "spot", "spot"
 
 
+class OnPreempt(models.TextChoices):
+    """What novitai does when Novita reclaims a spot instance (after the instance.preempted
+    webhook): nothing more, start the same instance again (its disk kept), or delete it and
+    provision a new one through the offer list (any acceptable region)."""
+
+    NOTIFY = "notify", "notify only"
+    RESTART = "restart", "start it again"
+    REPROVISION = "reprovision", "provision a new one"
+
+
 class Instance(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="instances")
@@ -79,6 +89,15 @@ class Instance(models.Model):
     envs = models.JSONField(default=list, blank=True)
     health_check = models.JSONField(default=dict, blank=True)
     webhook_url = models.URLField(max_length=2048, blank=True)
+    on_preempt = models.CharField(
+        max_length=16, choices=OnPreempt.choices, default=OnPreempt.NOTIFY
+    )
+    # A ready instance with no activity for this long is stopped (None: never). Activity is a
+    # heartbeat from the caller (POST …/heartbeat/), or becoming ready.
+    idle_timeout = models.DurationField(null=True, blank=True)
+    last_active_at = models.DateTimeField(null=True, blank=True)
+    # Spot reclaims recovered automatically so far (capped by SPOT_RECOVERY_MAX_ATTEMPTS).
+    recoveries = models.PositiveSmallIntegerField(default=0)
 
     # Upstream. The name is fixed before the first create call: it is how an unknown outcome
     # is resolved and how orphans are recognised.

@@ -60,6 +60,15 @@ def endpoint_summary(endpoint: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def idle_stop_at(instance: Instance) -> datetime | None:
+    """When a ready instance with an idle timeout is due to be stopped: its timeout after the
+    later of becoming ready and its last heartbeat."""
+    if instance.status != InstanceStatus.READY or not instance.idle_timeout:
+        return None
+    active = [t for t in (instance.ready_at, instance.last_active_at) if t is not None]
+    return max(active) + instance.idle_timeout if active else None
+
+
 def instance_representation(instance: Instance) -> dict[str, Any]:
     product = (
         {"id": instance.novita_product_id, "name": instance.product_name}
@@ -87,6 +96,13 @@ def instance_representation(instance: Instance) -> dict[str, Any]:
         "stopped_at": _timestamp(instance.stopped_at),
         "terminated_at": _timestamp(instance.terminated_at),
         "webhook_url": instance.webhook_url or None,
+        "on_preempt": instance.on_preempt,
+        "recoveries": instance.recoveries,
+        "idle_timeout_seconds": (
+            int(instance.idle_timeout.total_seconds()) if instance.idle_timeout else None
+        ),
+        "last_active_at": _timestamp(instance.last_active_at),
+        "idle_stop_at": _timestamp(idle_stop_at(instance)),
         "job": job_summary(instance),
     }
 

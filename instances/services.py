@@ -11,6 +11,7 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -29,7 +30,7 @@ from catalog.selectors import (
 )
 from catalog.services import TemplateConfig, catalog_reading, template_get
 from instances.lifecycle import instance_transition
-from instances.models import Instance, InstanceEvent, InstanceStatus
+from instances.models import Instance, InstanceEvent, InstanceStatus, OnPreempt
 from jobs.models import Job
 from jobs.services import job_cancel, job_create, job_retry_hook_register
 from novitai.errors import Conflict, NotFound, ValidationFailed
@@ -107,6 +108,8 @@ class InstanceRequest:
     envs: tuple[tuple[str, str], ...] = ()
     webhook_url: str = ""
     health_check: HealthCheckSpec = HealthCheckSpec()
+    on_preempt: str = OnPreempt.NOTIFY
+    idle_timeout_seconds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -248,6 +251,12 @@ def instance_create(*, tenant: Tenant, spec: InstanceSpec, actor: str) -> Instan
             envs=[{"key": k, "value": v} for k, v in request.envs],
             health_check=request.health_check.as_json(),
             webhook_url=request.webhook_url,
+            on_preempt=request.on_preempt,
+            idle_timeout=(
+                timedelta(seconds=request.idle_timeout_seconds)
+                if request.idle_timeout_seconds is not None
+                else None
+            ),
             novita_name=novita_name_for(instance_id),
             current_job=job,
             created_at=now,

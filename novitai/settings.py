@@ -268,6 +268,11 @@ HEALTH_CHECK_REQUEST_TIMEOUT_SECONDS = env.float(
 # An unknown create is looked up by name; not found for this long means it never happened.
 CREATE_UNKNOWN_GRACE_SECONDS = env.int("CREATE_UNKNOWN_GRACE_SECONDS", default=60)
 ORPHAN_GRACE_SECONDS = env.int("ORPHAN_GRACE_SECONDS", default=600)
+# A reclaimed spot instance created with on_preempt restart/reprovision is recovered at most
+# this many times; after that it stays preempted.
+SPOT_RECOVERY_MAX_ATTEMPTS = env.int("SPOT_RECOVERY_MAX_ATTEMPTS", default=3)
+# How often ready instances with an idle_timeout are checked (and stopped once idle).
+IDLE_CHECK_INTERVAL_SECONDS = env.float("IDLE_CHECK_INTERVAL_SECONDS", default=30.0)
 IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=48)
 # >>> provisioning (issue 5): job retries, monitor pass, periodic tasks --------------------------
 # Backoff of a job after a retryable error: capped exponential with full jitter (seconds).
@@ -289,6 +294,11 @@ CELERY_BEAT_SCHEDULE["instances-monitor"] = {
     "task": "instances.monitor",
     "schedule": MONITOR_INTERVAL_SECONDS,
     "options": {"expires": max(1.0, MONITOR_INTERVAL_SECONDS * 2)},
+}
+CELERY_BEAT_SCHEDULE["instances-idle-stop"] = {
+    "task": "instances.idle_stop",
+    "schedule": IDLE_CHECK_INTERVAL_SECONDS,
+    "options": {"expires": max(1.0, IDLE_CHECK_INTERVAL_SECONDS * 2)},
 }
 CELERY_BEAT_SCHEDULE["jobs-sweep"] = {
     "task": "jobs.sweep",

@@ -6,12 +6,21 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from instances.models import BillingMode, FailureReason, Instance, InstanceEvent, InstanceStatus
+from instances.models import (
+    BillingMode,
+    FailureReason,
+    Instance,
+    InstanceEvent,
+    InstanceStatus,
+    OnPreempt,
+)
 from instances.selectors import event_representation, instance_representation
 from instances.services import NAME_RE, HealthCheckSpec, InstanceRequest
 from novitai.errors import ServiceError
 
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,510}$")
+IDLE_TIMEOUT_MIN_SECONDS = 60
+IDLE_TIMEOUT_MAX_SECONDS = 30 * 24 * 3600
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -121,6 +130,19 @@ class InstanceCreateInputSerializer(StrictSerializerMixin, serializers.Serialize
     envs = serializers.ListField(child=EnvVarInputSerializer(), required=False, max_length=100)
     webhook_url = serializers.URLField(required=False, max_length=2048)
     health_check = HealthCheckInputSerializer(required=False)
+    on_preempt = serializers.ChoiceField(
+        choices=OnPreempt.choices,
+        default=OnPreempt.NOTIFY,
+        help_text="When Novita reclaims a spot instance: notify only, start it again "
+        "(restart), or provision a new one through the offer list (reprovision).",
+    )
+    idle_timeout_seconds = StrictIntegerField(
+        required=False,
+        min_value=IDLE_TIMEOUT_MIN_SECONDS,
+        max_value=IDLE_TIMEOUT_MAX_SECONDS,
+        help_text="Stop the instance once it has been ready this long without a heartbeat "
+        "(POST .../heartbeat/). Absent: never stopped for idleness.",
+    )
 
     def validate_webhook_url(self, value: str) -> str:
         from webhooks.ssrf import webhook_url_validate
@@ -150,6 +172,10 @@ class InstanceCreateInputSerializer(StrictSerializerMixin, serializers.Serialize
             raise serializers.ValidationError(
                 {"product_name": ["Give product_name or product_names (exactly one of them)."]}
             )
+        if attrs["on_preempt"] != OnPreempt.NOTIFY and attrs["billing_mode"] != BillingMode.SPOT:
+            raise serializers.ValidationError(
+                {"on_preempt": ["Only a spot instance is reclaimed: use billing_mode 'spot'."]}
+            )
         return attrs
 
     def to_request(self) -> InstanceRequest:
@@ -173,6 +199,8 @@ class InstanceCreateInputSerializer(StrictSerializerMixin, serializers.Serialize
                 expected_status=health.get("expected_status") or HealthCheckSpec.expected_status,
                 timeout_seconds=health.get("timeout_seconds"),
             ),
+            on_preempt=data["on_preempt"],
+            idle_timeout_seconds=data.get("idle_timeout_seconds"),
         )
 
 
@@ -224,6 +252,13 @@ class InstanceSerializer(serializers.Serializer[Instance]):
     stopped_at = serializers.DateTimeField(allow_null=True)
     terminated_at = serializers.DateTimeField(allow_null=True)
     webhook_url = serializers.URLField(allow_null=True)
+    on_preempt = serializers.ChoiceField(choices=OnPreempt.choices)
+    recoveries = serializers.IntegerField(help_text="Spot reclaims recovered automatically.")
+    idle_timeout_seconds = serializers.IntegerField(allow_null=True)
+    last_active_at = serializers.DateTimeField(allow_null=True)
+    idle_stop_at = serializers.DateTimeField(
+        allow_null=True, help_text="When a ready instance will be stopped unless active before."
+    )
     job = InstanceJobSerializer(allow_null=True)
 
     def to_representation(self, instance: Instance) -> dict[str, Any]:

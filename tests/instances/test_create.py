@@ -58,6 +58,11 @@ def test_create_answers_202_and_enqueues_one_job_on_commit(
         "stopped_at": None,
         "terminated_at": None,
         "webhook_url": "https://hooks.example.com/novitai",
+        "on_preempt": "notify",
+        "recoveries": 0,
+        "idle_timeout_seconds": None,
+        "last_active_at": None,
+        "idle_stop_at": None,
         "job": {
             "id": str(job.pk),
             "kind": "provision",
