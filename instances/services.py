@@ -321,9 +321,18 @@ def _action_job(instance: Instance, action: str) -> Job:
 
 @transaction.atomic
 def instance_action_request(
-    *, instance_id: uuid.UUID, tenant: Tenant | None, action: str, actor: str
+    *,
+    instance_id: uuid.UUID,
+    tenant: Tenant | None,
+    action: str,
+    actor: str,
+    reason: str | None = None,
+    message: str | None = None,
+    fields: dict[str, Any] | None = None,
 ) -> Instance:
-    """start, stop or restart: 409 naming the status when the status does not allow it."""
+    """start, stop or restart: 409 naming the status when the status does not allow it.
+    `reason` and `message` name why in the event when novitai itself asks (idle, spot
+    recovery); `fields` are written with the transition."""
     allowed, to_status = ACTIONS[action]
     instance = _locked(instance_id, tenant)
     if instance.status not in allowed:
@@ -333,10 +342,10 @@ def instance_action_request(
     instance_transition(
         instance=instance,
         to_status=to_status,
-        reason=f"{action}_requested",
-        message=f"{action.capitalize()} requested.",
+        reason=reason or f"{action}_requested",
+        message=message or f"{action.capitalize()} requested.",
         actor=actor,
-        fields={"current_job": job},
+        fields={**(fields or {}), "current_job": job},
     )
     return instance
 
