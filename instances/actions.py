@@ -12,9 +12,9 @@ import logging
 from django.utils import timezone
 
 from instances.lifecycle import instance_event_record, instance_transition
-from instances.models import Instance, InstanceStatus
+from instances.models import Instance, InstanceEvent, InstanceStatus
 from instances.provisioning import instance_job_claim, retry_or_fail
-from instances.services import TRANSIT_OF, Action
+from instances.services import SPOT_RECOVERY, TRANSIT_OF, Action
 from jobs.models import Job, JobStatus
 from jobs.services import job_cancel, job_fail, job_wait
 from novitai.logging import log_context
@@ -55,10 +55,24 @@ def instance_action_run(*, job_id: str) -> None:
             _act(instance, job, client)
 
 
+def _revert_to(instance: Instance, job: Job) -> str:
+    """A start that recovered a reclaimed spot instance goes back to preempted, not stopped."""
+    if job.kind == Action.START:
+        why = (
+            InstanceEvent.objects.filter(instance=instance, to_status=InstanceStatus.STARTING)
+            .order_by("-at", "-id")
+            .values_list("reason", flat=True)
+            .first()
+        )
+        if why == SPOT_RECOVERY:
+            return InstanceStatus.PREEMPTED
+    return REVERT_TO[job.kind]
+
+
 def _revert(instance: Instance, job: Job, message: str) -> None:
     instance_transition(
         instance=instance,
-        to_status=REVERT_TO[job.kind],
+        to_status=_revert_to(instance, job),
         reason=f"{job.kind}_failed",
         message=message,
         job_outcome=JobStatus.FAILED,

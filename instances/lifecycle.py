@@ -339,6 +339,8 @@ def _observe_ready(instance: Instance) -> None:
     job = instance.current_job
     if instance.ready_at is None or job is None or job.kind != JOB_PROVISION:
         return
+    if instance.recoveries:  # provisioned again after a spot reclaim: not a request's wait
+        return
     seconds = (instance.ready_at - instance.created_at).total_seconds()
     READY_SECONDS.labels(product=instance.product_name, region=instance.region).observe(seconds)
 

@@ -41,20 +41,28 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from catalog.services import offer_capacity_failed
 from instances.bulk import rows_update
 from instances.health import CheckPlan, CheckResult, CheckTarget, run_checks
 from instances.lifecycle import (
+    SYSTEM,
     Transition,
     instance_event_build,
     instance_failure,
     instance_transition,
     instance_transitions_apply,
 )
-from instances.metrics import DUPLICATES_DELETED, ORPHANS_DELETED
-from instances.models import FailureReason, Instance, InstanceEvent, InstanceStatus
+from instances.metrics import DUPLICATES_DELETED, ORPHANS_DELETED, SPOT_RECOVERIES
+from instances.models import FailureReason, Instance, InstanceEvent, InstanceStatus, OnPreempt
 from instances.provisioning import grace_over
-from instances.services import Action
+from instances.services import (
+    SPOT_RECOVERY,
+    Action,
+    instance_action_request,
+    instance_reprovision,
+)
 from jobs.models import JobStatus
+from novitai.errors import Conflict
 from novitai.novita import errors as novita
 from novitai.novita.client import NovitaClient, get_client
 from novitai.novita.types import Instance as Upstream
@@ -84,6 +92,19 @@ WATCHED = Q(
 ) | Q(status=S.FAILED, released_at__isnull=True)
 
 SPOT_RECLAIMED = {"reclaiming", "terminated"}
+
+
+def reclaimed(row: Instance, item: Upstream) -> bool:
+    return row.billing_mode == "spot" and item.spot_status in SPOT_RECLAIMED
+
+
+def recoverable(row: Instance) -> bool:
+    """Created with on_preempt restart or reprovision, and recoveries left."""
+    return (
+        row.on_preempt != OnPreempt.NOTIFY and row.recoveries < settings.SPOT_RECOVERY_MAX_ATTEMPTS
+    )
+
+
 GONE = {U.REMOVED}
 HALTED = {U.EXITED, U.TO_STOP, U.STOPPING}
 
@@ -260,7 +281,7 @@ class Monitor:
             S.READY: self.ready,
             S.STOPPING: self.stopping,
             S.STOPPED: self.stopped,
-            S.PREEMPTED: self.stopped,
+            S.PREEMPTED: self.preempted,
             S.TERMINATING: self.teardown,
             S.FAILED: self.teardown,
         }[row.status]  # type: ignore[index]
@@ -410,15 +431,24 @@ class Monitor:
         )
 
     def halted(self, row: Instance, item: Upstream) -> bool:
-        """Spot reclaim → preempted; an error Novita reports → failed. True if handled."""
-        if row.billing_mode == "spot" and item.spot_status in SPOT_RECLAIMED:
+        """Spot reclaim → preempted (then recovered, if asked for and the reclaim is over); an
+        error Novita reports → failed. True if handled."""
+        if reclaimed(row, item):
+            message = "Novita reclaimed the spot instance."
+            if row.on_preempt != OnPreempt.NOTIFY and not recoverable(row):
+                message += (
+                    f" Automatic recovery is used up ({row.recoveries} of "
+                    f"{settings.SPOT_RECOVERY_MAX_ATTEMPTS}): it stays preempted."
+                )
             self.move(
                 row,
                 S.PREEMPTED,
                 "preempted",
-                "Novita reclaimed the spot instance.",
+                message,
                 fields={"stopped_at": self.now, "endpoints": self.unhealthy(row)},
+                data={"spot_status": item.spot_status, "upstream_status": item.status},
                 job_outcome=JobStatus.FAILED,
+                then=lambda: self.recover(row, item),
             )
             return True
         failure = failure_of(item) if item.status in HALTED or item.status in GONE else None
@@ -591,6 +621,62 @@ class Monitor:
                 "Novita reports it running (not started through novitai).",
                 fields={"endpoints": endpoints_of(item, [])},
             )
+
+    def preempted(self, row: Instance) -> None:
+        """A reclaimed spot instance: recovered once the reclaim is over (on_preempt restart or
+        reprovision); started outside novitai, watched again; otherwise left as it is."""
+        if row.on_preempt == OnPreempt.NOTIFY or not recoverable(row):
+            self.stopped(row)
+            return
+        item = self.upstream_of(row) if row.novita_instance_id else None
+        if item is not None:
+            self.note_upstream(row, item)
+        if item is not None and item.status == U.RUNNING and not reclaimed(row, item):
+            self.stopped(row)  # started outside novitai
+            return
+        self.recover(row, item)
+
+    def recover(self, row: Instance, item: Upstream | None) -> None:
+        """Starts a preempted instance again, or provisions a new one, once Novita has finished
+        reclaiming it (exited, or gone). Until then — spot instances get a notice period in
+        which they still run — it waits; a start then would race the reclaim."""
+        if row.on_preempt == OnPreempt.NOTIFY or not recoverable(row):
+            return
+        gone = item is None or item.status in GONE or item.status in U.REMOVING_STATES
+        if not gone and item is not None and item.status != U.EXITED:
+            return
+        attempt = f"recovery {row.recoveries + 1} of {settings.SPOT_RECOVERY_MAX_ATTEMPTS}"
+        restart = row.on_preempt == OnPreempt.RESTART and not gone
+        try:
+            if restart:
+                instance_action_request(
+                    instance_id=row.pk,
+                    tenant=None,
+                    action=Action.START,
+                    actor=SYSTEM,
+                    reason=SPOT_RECOVERY,
+                    message=f"Starting it again after the reclaim ({attempt}).",
+                    fields={"recoveries": row.recoveries + 1},
+                )
+            else:
+                why = "" if row.on_preempt == OnPreempt.REPROVISION else " (nothing left to start)"
+                old_id = instance_reprovision(
+                    instance_id=row.pk,
+                    message=f"Provisioning a new instance after the reclaim{why} ({attempt}).",
+                )
+                if row.novita_product_id and row.cluster_id:
+                    # Reclaimed for want of capacity: the next offers come from elsewhere.
+                    offer_capacity_failed(
+                        novita_product_id=row.novita_product_id, cluster_id=row.cluster_id
+                    )
+                if old_id and not gone:
+                    self.deletes.append((None, old_id, "replaced"))
+        except Conflict:
+            return  # it moved meanwhile (a delete, a start by its owner): theirs to follow
+        how = OnPreempt.RESTART if restart else OnPreempt.REPROVISION
+        SPOT_RECOVERIES.labels(mode=how).inc()
+        logger.info("spot instance %s reclaimed: recovered by %s (%s)", row.pk, how, attempt)
+        self.count(S.STARTING if restart else S.PENDING)
 
     def teardown(self, row: Instance) -> None:
         """terminating, and failed with something left upstream: delete every instance under

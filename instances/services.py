@@ -17,7 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Sum
+from django.db.models import Count, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 SUBJECT = "instance"
 TASK_PROVISION = "instances.provision"
 TASK_ACTION = "instances.action"
+SPOT_RECOVERY = "spot_recovery"  # the reason of the events of an automatic spot recovery
 DEFAULT_ROOTFS_GB = 60
 DEFAULT_EXPECTED_STATUS = ((200, 399),)
 
@@ -372,6 +373,44 @@ def instance_delete_request(
     return instance
 
 
+# --- heartbeats -------------------------------------------------------------------------------
+
+# Where a caller's activity means something: on its way to ready, or ready.
+HEARTBEAT_STATUSES: tuple[str, ...] = (
+    InstanceStatus.PENDING,
+    InstanceStatus.PROVISIONING,
+    InstanceStatus.STARTING,
+    InstanceStatus.HEALTH_CHECKING,
+    InstanceStatus.READY,
+    InstanceStatus.RESTARTING,
+)
+
+
+def _heartbeat_write(scope: QuerySet[Instance]) -> tuple[bool, Instance]:
+    updated = scope.filter(status__in=HEARTBEAT_STATUSES).update(last_active_at=timezone.now())
+    instance = scope.select_related("current_job", "tenant").first()
+    if instance is None:
+        raise NotFound("No such instance.", code="instance_not_found")
+    return bool(updated), instance
+
+
+def instance_heartbeat(*, instance_id: uuid.UUID, tenant: Tenant | None) -> Instance:
+    """Records activity (`last_active_at` = now), which puts off an idle stop: one conditional
+    UPDATE, no lock, no event (callers may send one every few seconds). 404 when the tenant has
+    no such instance, 409 naming the status when it is not one of HEARTBEAT_STATUSES. Returns
+    the instance as written, for its representation."""
+    scope = Instance.objects.filter(pk=instance_id)
+    if tenant is not None:
+        scope = scope.filter(tenant=tenant)
+    updated, instance = _heartbeat_write(scope)
+    if not updated and instance.status in HEARTBEAT_STATUSES:
+        # It moved into a status that takes heartbeats between the two statements: once more.
+        updated, instance = _heartbeat_write(scope)
+    if not updated:
+        raise _invalid_state("heartbeat", instance, HEARTBEAT_STATUSES)
+    return instance
+
+
 # --- retries by an operator -------------------------------------------------------------------
 
 
@@ -383,6 +422,66 @@ def _instance_of(job: Job) -> Instance:
             code="job_superseded",
         )
     return instance
+
+
+def _provision_afresh() -> dict[str, Any]:
+    """The columns of an instance that go back to before its first create when it is provisioned
+    again (an operator's retry, a spot recovery)."""
+    return {
+        "failure_reason": "",
+        "failure_message": "",
+        "novita_instance_id": "",
+        "novita_product_id": "",
+        "product_name": "",
+        "region": "",
+        "cluster_id": "",
+        "price_per_hour": None,
+        "offers_tried": [],
+        "create_sent_at": None,
+        "delete_requested_at": None,
+        "released_at": None,
+        "upstream_status": "",
+        "upstream_seen_at": None,
+        "endpoints": [],
+        "provisioned_at": None,
+        "ready_at": None,
+    }
+
+
+@transaction.atomic
+def instance_reprovision(*, instance_id: uuid.UUID, message: str, actor: str = "system") -> str:
+    """A reclaimed spot instance (preempted) → pending with a new provision job, under a new
+    upstream name (`<name>-r<n>`): the old upstream instance keeps the old name, so no lookup by
+    name can take it for the new one, and once it has no owner the orphan sweep deletes it if
+    nothing else does. Returns the old upstream id (for the caller to delete)."""
+    instance = _locked(instance_id, None)
+    if instance.status != InstanceStatus.PREEMPTED:
+        raise _invalid_state("reprovision", instance, (InstanceStatus.PREEMPTED,))
+    old_id = instance.novita_instance_id
+    recoveries = instance.recoveries + 1
+    _supersede_job(instance, Action.PROVISION)
+    job = job_create(
+        kind=Action.PROVISION,
+        task_name=TASK_PROVISION,
+        subject_type=SUBJECT,
+        subject_id=instance.pk,
+        tenant=instance.tenant,
+    )
+    instance_transition(
+        instance=instance,
+        to_status=InstanceStatus.PENDING,
+        reason=SPOT_RECOVERY,
+        message=message,
+        actor=actor,
+        fields={
+            **_provision_afresh(),
+            "novita_name": f"{novita_name_for(instance.pk)}-r{recoveries}",
+            "recoveries": recoveries,
+            "current_job": job,
+        },
+        data={"how": "reprovision", "replaced": old_id or None, "recovery": recoveries},
+    )
+    return old_id
 
 
 def _retry_provision(job: Job) -> None:
@@ -406,23 +505,7 @@ def _retry_provision(job: Job) -> None:
         reason="retry",
         message="Provisioning retried by an operator.",
         actor="operator",
-        fields={
-            "failure_reason": "",
-            "failure_message": "",
-            "novita_instance_id": "",
-            "novita_product_id": "",
-            "product_name": "",
-            "region": "",
-            "cluster_id": "",
-            "price_per_hour": None,
-            "offers_tried": [],
-            "create_sent_at": None,
-            "delete_requested_at": None,
-            "released_at": None,
-            "upstream_status": "",
-            "endpoints": [],
-            "provisioned_at": None,
-        },
+        fields=_provision_afresh(),
     )
 
 

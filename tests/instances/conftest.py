@@ -32,6 +32,18 @@ def catalog(novita: SandboxControl) -> SandboxControl:
     return novita
 
 
+@pytest.fixture
+def make(api_client: APIClient, catalog: SandboxControl) -> Any:
+    """Creates an instance through the API (202): make(**create-body overrides)."""
+
+    def make(**overrides: Any) -> Instance:
+        response = create(api_client, create_body(**overrides))
+        assert response.status_code == 202, response.content
+        return Instance.objects.get(pk=response.json()["id"])
+
+    return make
+
+
 def create_body(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {"name": "trainer-1", "product_name": PRODUCT, "template_id": TEMPLATE}
     body.update(overrides)

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from instances.models import Instance
+from instances.models import Instance, InstanceEvent
 from instances.monitoring import monitor_pass
 from instances.provisioning import instance_provision_run
 
@@ -51,3 +51,17 @@ def monitor_until(instance: Instance, *statuses: str, timeout: float = 10.0) -> 
     found = wait_for(reached, timeout, what=f"{instance.pk} to be {'/'.join(statuses)}")
     assert found is not None
     return found
+
+
+def reasons(instance: Instance) -> list[str]:
+    """The reasons of the instance's events, oldest first."""
+    return list(
+        InstanceEvent.objects.filter(instance=instance)
+        .order_by("at", "id")
+        .values_list("reason", flat=True)
+    )
+
+
+def upstream_live(sandbox: Any) -> list[dict[str, Any]]:
+    """The sandbox's instances that still exist (not removed, not vanished)."""
+    return [i for i in sandbox.instances() if i["status"] not in ("removed",) and not i["vanished"]]

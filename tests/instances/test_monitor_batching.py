@@ -34,7 +34,7 @@ from novitai.novita.types import CreateInstanceRequest, PortSpec
 from novitai.sandbox.control import SandboxControl
 from tenants.models import Tenant
 from tests.instances.conftest import PRODUCT
-from tests.instances.helpers import reload
+from tests.instances.helpers import reasons, reload
 from webhooks import services as webhooks
 from webhooks.models import WebhookDelivery
 
@@ -146,14 +146,6 @@ def job_of(instance: Instance) -> Job:
     """The instance's job as stored."""
     assert instance.current_job_id is not None
     return Job.objects.get(pk=instance.current_job_id)
-
-
-def reasons(instance: Instance) -> list[str]:
-    return list(
-        InstanceEvent.objects.filter(instance=instance)
-        .order_by("at", "id")
-        .values_list("reason", flat=True)
-    )
 
 
 # --- queries per pass --------------------------------------------------------------------------

@@ -18,22 +18,19 @@ from novitai.novita.client import get_client
 from novitai.novita.types import CreateInstanceRequest
 from novitai.sandbox.control import SandboxControl
 from tests.instances.conftest import PRODUCT, create, create_body
-from tests.instances.helpers import monitor_until, provision, reload, wait_for
+from tests.instances.helpers import (
+    monitor_until,
+    provision,
+    reasons,
+    reload,
+    upstream_live,
+    wait_for,
+)
 from webhooks.models import WebhookDelivery
 
 pytestmark = pytest.mark.django_db
 
 WEBHOOK = "https://hooks.example.com/novitai"
-
-
-@pytest.fixture
-def make(api_client: APIClient, catalog: SandboxControl) -> Any:
-    def make(**overrides: Any) -> Instance:
-        response = create(api_client, create_body(**overrides))
-        assert response.status_code == 202, response.content
-        return Instance.objects.get(pk=response.json()["id"])
-
-    return make
 
 
 def upstream_create(name: str) -> str:
@@ -55,18 +52,6 @@ def job_of(instance: Instance) -> Job:
     job = reload(instance).current_job
     assert job is not None
     return job
-
-
-def reasons(instance: Instance) -> list[str]:
-    return list(
-        InstanceEvent.objects.filter(instance=instance)
-        .order_by("at", "id")
-        .values_list("reason", flat=True)
-    )
-
-
-def upstream_live(sandbox: SandboxControl) -> list[dict[str, Any]]:
-    return [i for i in sandbox.instances() if i["status"] not in ("removed",) and not i["vanished"]]
 
 
 def test_create_to_ready(make: Any, catalog: SandboxControl) -> None:
