@@ -126,3 +126,36 @@ def test_the_same_post_twice_with_one_key(
     until(api_client, first.json()["id"], "ready")
     assert api_client.get("/api/v1/instances/").json()["count"] == 1
     assert len(sandbox.stats()["creates_by_name"]) == 1
+
+
+def test_a_reclaimed_spot_instance_is_replaced(
+    worker: Worker, api_client: APIClient, sandbox: SandboxControl
+) -> None:
+    body = create_body(name="e2e-spot", billing_mode="spot", on_preempt="reprovision")
+    instance_id = create(api_client, body).json()["id"]
+    first = until(api_client, instance_id, "ready")
+    sandbox.reclaim(first["novita_instance_id"])
+    # preempted, then pending → … → ready again on a new upstream instance, without any call.
+    again = wait_for(
+        lambda: (
+            (b := status_of(api_client, instance_id))["recoveries"] == 1
+            and b["status"] == "ready"
+            and b
+        ),
+        60,
+        interval=0.1,
+        what="a replacement to be ready",
+    )
+    assert again["novita_instance_id"] != first["novita_instance_id"]
+    events = api_client.get(f"/api/v1/instances/{instance_id}/events/").json()["results"]
+    assert [e["to_status"] for e in events][-6:] == [
+        "preempted",
+        "pending",
+        "provisioning",
+        "starting",
+        "health_checking",
+        "ready",
+    ]
+    wait_for(
+        lambda: sandbox.stats()["live_instances"] == 1, 30, interval=0.1, what="the old deleted"
+    )
