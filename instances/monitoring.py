@@ -612,8 +612,9 @@ class Monitor:
         item = self.alive(row)
         if item is None:
             return
-        if item.status == U.RUNNING:
-            # Started outside novitai: it bills, so it is watched (and reported) again.
+        if item.status == U.RUNNING and not reclaimed(row, item):
+            # Started outside novitai: it bills, so it is watched (and reported) again. (A spot
+            # instance still running in its reclaim notice is not: it is on its way out.)
             self.move(
                 row,
                 S.HEALTH_CHECKING,

@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 from instances.actions import instance_action_run
 from instances.metrics import SPOT_RECOVERIES
 from instances.models import Instance, InstanceEvent, InstanceStatus
-from instances.monitoring import monitor_pass
+from instances.monitoring import Monitor, monitor_pass
 from novitai.sandbox.control import SandboxControl
 from tests.instances.conftest import create, create_body
 from tests.instances.helpers import (
@@ -183,3 +183,32 @@ def test_on_preempt_needs_a_spot_instance(api_client: APIClient, catalog: Sandbo
     assert ok.status_code == 202
     assert ok.json()["on_preempt"] == "reprovision"
     assert ok.json()["recoveries"] == 0
+
+
+@pytest.mark.parametrize("on_preempt", ["notify", "restart", "reprovision"])
+def test_running_through_the_reclaim_notice_is_not_a_restart(
+    make: Any, catalog: SandboxControl, on_preempt: str
+) -> None:
+    """Novita may report a reclaimed spot instance running (spotStatus reclaiming) for a while:
+    a preempted instance must not flap back to health_checking (and preempted again, with a
+    second webhook), nor be recovered before the reclaim is over."""
+    from novitai.novita.client import get_client
+    from novitai.novita.types import Instance as Upstream
+
+    instance = ready_spot(make, on_preempt)
+    Instance.objects.filter(pk=instance.pk).update(status=S.PREEMPTED)
+    row = reload(instance)
+    monitor = Monitor(get_client())
+    monitor.by_id[row.novita_instance_id] = Upstream(
+        id=row.novita_instance_id,
+        name=row.novita_name,
+        status="running",
+        billing_mode="spot",
+        spot_status="reclaiming",
+    )
+    monitor.advance(row)
+    monitor.apply_transitions()
+    after = reload(instance)
+    assert after.status == S.PREEMPTED
+    assert after.recoveries == 0
+    assert monitor.report.transitions == 0
