@@ -1,4 +1,5 @@
-"""/api/v1/instances/: create (202, async), list, retrieve, delete, start/stop/restart, events."""
+"""/api/v1/instances/: create (202, async), list, retrieve, delete, start/stop/restart,
+heartbeat, events."""
 
 from __future__ import annotations
 
@@ -39,11 +40,13 @@ from instances.idempotency import (
 from instances.models import Instance, InstanceStatus
 from instances.selectors import instance_events, instance_list, instance_representation
 from instances.services import (
+    HEARTBEAT_STATUSES,
     Action,
     actor_of,
     instance_action_request,
     instance_create,
     instance_delete_request,
+    instance_heartbeat,
     instance_request_check,
 )
 from jobs.api.views import parse_uuid
@@ -234,6 +237,26 @@ class InstanceViewSet(
     @action(detail=True, methods=["post"])
     def restart(self, request: Request, pk: str) -> Response:
         return self._act(request, Action.RESTART)
+
+    @extend_schema(
+        summary="Record activity (puts off an idle stop)",
+        description="Sets `last_active_at` to now: an instance with an `idle_timeout_seconds` "
+        "is stopped once ready that long without a heartbeat. Allowed while it is "
+        + ", ".join(HEARTBEAT_STATUSES)
+        + "; cheap enough to call every few seconds. The answer shows `idle_stop_at`.",
+        request=None,
+        responses={
+            200: InstanceSerializer,
+            404: _ERRORS[404],
+            409: OpenApiResponse(description="The current status takes no heartbeat"),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def heartbeat(self, request: Request, pk: str) -> Response:
+        instance = instance_heartbeat(
+            instance_id=parse_uuid(pk, "instance"), tenant=request_tenant(request)
+        )
+        return Response(InstanceSerializer(instance).data)
 
     @extend_schema(
         summary="The instance's history: every transition, oldest first",
