@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from django.contrib import admin, messages
@@ -10,6 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from instances.models import Instance, InstanceEvent
+from instances.selectors import idle_stop_at
 from instances.services import (
     Action,
     instance_action_request,
@@ -47,6 +49,8 @@ class InstanceAdmin(admin.ModelAdmin):
         "price_per_hour",
         "created_at",
         "ready_at",
+        "idle_timeout",
+        "last_active_at",
     ]
     list_filter = ["status", "region", "tenant", "failure_reason", "billing_mode"]
     search_fields = ["=id", "name", "novita_instance_id", "novita_name"]
@@ -61,7 +65,11 @@ class InstanceAdmin(admin.ModelAdmin):
             f.name
             for f in Instance._meta.get_fields()
             if f.concrete and f.name not in HIDDEN_FIELDS
-        ]
+        ] + ["idle_stop_at"]
+
+    @admin.display(description="idle stop at")
+    def idle_stop_at(self, obj: Instance) -> datetime | None:
+        return idle_stop_at(obj)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -33,6 +33,18 @@ def monitor() -> None:
         monitor.apply_async(expires=max(settings.MONITOR_INTERVAL_SECONDS * 2, 5))
 
 
+@shared_task(name="instances.idle_stop", ignore_result=True)
+def idle_stop() -> int:
+    """Stops ready instances idle past their timeout (beat, every IDLE_CHECK_INTERVAL); a full
+    batch sends the next run at once."""
+    from instances.idle import BATCH_SIZE, instances_idle_stop
+
+    stopped = instances_idle_stop()
+    if stopped >= BATCH_SIZE:
+        idle_stop.apply_async(expires=max(settings.IDLE_CHECK_INTERVAL_SECONDS * 2, 5))
+    return stopped
+
+
 @shared_task(name="instances.idempotency_keys_purge", ignore_result=True)
 def idempotency_keys_purge_task() -> int:
     return idempotency_keys_purge()

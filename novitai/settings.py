@@ -197,6 +197,7 @@ CELERY_TASK_ROUTES = {
     "instances.provision": {"queue": "provision"},
     "instances.action": {"queue": "provision"},
     "instances.monitor": {"queue": "monitor"},
+    "instances.idle_stop": {"queue": "monitor"},
     "catalog.*": {"queue": "monitor"},
     "jobs.*": {"queue": "monitor"},
     "webhooks.*": {"queue": "webhooks"},

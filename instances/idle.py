@@ -1,0 +1,100 @@
+"""Idle stop: a ready instance with an `idle_timeout` and no activity for that long is stopped.
+
+Activity is becoming ready (`ready_at`) or a heartbeat (`last_active_at`, POST …/heartbeat/);
+an instance is due at `idle_stop_at` (selectors): the later of the two plus its timeout.
+
+    instances_idle_stop()   # beat, every IDLE_CHECK_INTERVAL_SECONDS (task instances.idle_stop)
+
+finds the due instances in the database (one query, oldest due first, a batch at most), and
+stops each through `instance_action_request` (a stop job, sent on commit), with the row locked
+and its idleness judged again under the lock: a heartbeat that lands between the query and the
+lock keeps the instance ready, and of two sweeps running at once the second finds it stopping.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import DateTimeField, ExpressionWrapper, F
+from django.db.models.functions import Coalesce, Greatest
+from django.utils import timezone
+
+from instances.metrics import IDLE_STOPS
+from instances.models import Instance, InstanceStatus
+from instances.selectors import idle_stop_at
+from instances.services import Action, instance_action_request
+from novitai.errors import Conflict, NotFound
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+REASON = "idle_timeout"
+ACTOR = "system"
+
+
+def instances_idle_due(*, now: datetime, limit: int = BATCH_SIZE) -> list[uuid.UUID]:
+    """Ids of ready instances whose idle timeout has run out by `now`, oldest due first. The
+    same rule as `idle_stop_at`, in SQL (Postgres and SQLite): each Coalesce stands in for a
+    missing side, since GREATEST skips NULLs on Postgres and SQLite's MAX() does not."""
+    active = Greatest(
+        Coalesce("ready_at", "last_active_at"), Coalesce("last_active_at", "ready_at")
+    )
+    due = ExpressionWrapper(active + F("idle_timeout"), output_field=DateTimeField())
+    return list(
+        Instance.objects.filter(status=InstanceStatus.READY, idle_timeout__isnull=False)
+        .annotate(idle_stop_at=due)
+        .filter(idle_stop_at__lte=now)
+        .order_by("idle_stop_at", "pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def instance_idle_stop(*, instance_id: uuid.UUID, now: datetime) -> bool:
+    """Stops the instance if it is still ready and idle by `now`, judged with its row locked.
+    False when it is not (a heartbeat came, it moved, it is gone)."""
+    with transaction.atomic():
+        instance = Instance.objects.select_for_update().filter(pk=instance_id).first()
+        if instance is None:
+            return False
+        due = idle_stop_at(instance)
+        if due is None or due > now or instance.idle_timeout is None:
+            return False
+        seconds = int(instance.idle_timeout.total_seconds())
+        instance_action_request(
+            instance_id=instance.pk,
+            tenant=None,
+            action=Action.STOP,
+            actor=ACTOR,
+            reason=REASON,
+            message=f"No activity for {seconds} s: stopped.",
+        )
+    IDLE_STOPS.inc()
+    logger.info(
+        "instance %s: idle for %s s (since %s), stopping",
+        instance.pk,
+        seconds,
+        (due - instance.idle_timeout).isoformat(),
+        extra={"instance_id": str(instance.pk)},
+    )
+    return True
+
+
+def instances_idle_stop(now: datetime | None = None, *, limit: int = BATCH_SIZE) -> int:
+    """Stops the ready instances idle by `now` (a batch at most): how many it stopped. An
+    instance that moved meanwhile is skipped; the next run picks up what a full batch left."""
+    now = now or timezone.now()
+    stopped = 0
+    for instance_id in instances_idle_due(now=now, limit=limit):
+        try:
+            stopped += instance_idle_stop(instance_id=instance_id, now=now)
+        except (Conflict, NotFound) as exc:
+            logger.info(
+                "instance %s: idle stop skipped (%s)",
+                instance_id,
+                exc.message,
+                extra={"instance_id": str(instance_id)},
+            )
+    return stopped
