@@ -71,7 +71,8 @@ def test_restart_starts_the_same_instance_again(make: Any, catalog: SandboxContr
 
     starting = monitor_until(instance, S.STARTING)
     job = starting.current_job
-    assert job is not None and job.kind == "start"
+    assert job is not None
+    assert job.kind == "start"
     assert starting.recoveries == 1
     event = InstanceEvent.objects.filter(instance=instance).latest("at", "id")
     assert (event.from_status, event.reason, event.actor) == (
@@ -114,8 +115,10 @@ def test_reprovision_replaces_it_elsewhere(make: Any, catalog: SandboxControl) -
     assert pending.novita_instance_id == ""
     assert pending.novita_name == f"{instance.novita_name}-r1"
     assert pending.recoveries == 1
-    assert pending.ready_at is None and pending.endpoints == []
-    assert pending.current_job is not None and pending.current_job.kind == "provision"
+    assert pending.ready_at is None
+    assert pending.endpoints == []
+    assert pending.current_job is not None
+    assert pending.current_job.kind == "provision"
     assert recoveries_counted("reprovision") == before + 1
     event = InstanceEvent.objects.filter(instance=instance).latest("at", "id")
     assert event.reason == "spot_recovery"
