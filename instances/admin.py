@@ -52,7 +52,7 @@ class InstanceAdmin(admin.ModelAdmin):
         "idle_timeout",
         "last_active_at",
     ]
-    list_filter = ["status", "region", "tenant", "failure_reason", "billing_mode"]
+    list_filter = ["status", "region", "tenant", "failure_reason", "billing_mode", "on_preempt"]
     search_fields = ["=id", "name", "novita_instance_id", "novita_name"]
     ordering = ["-created_at"]
     list_select_related = ["tenant"]
