@@ -46,6 +46,18 @@ def test_malformed_json_on_a_real_endpoint_is_400_and_creates_nothing(
     assert Instance.objects.count() == 0
 
 
+def test_json_nested_too_deeply_is_400_and_creates_nothing(api_client: APIClient) -> None:
+    # json raises RecursionError (not ValueError) on this: it was a 500.
+    from instances.models import Instance
+
+    deep = "[" * 100_000 + "]" * 100_000
+    for path in ("/api/v1/_test/echo/", "/api/v1/instances/"):
+        response = api_client.post(path, data=deep, content_type="application/json")
+        error = assert_envelope(response, 400, "malformed_request")
+        assert "nested too deeply" in error["message"]
+    assert Instance.objects.count() == 0
+
+
 def test_well_formed_json_passes(api_client: APIClient) -> None:
     response = api_client.post("/api/v1/_test/echo/", {"name": "x"}, format="json")
     assert response.status_code == 200
