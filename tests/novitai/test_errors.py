@@ -22,6 +22,28 @@ def test_unknown_api_path_is_404_in_the_envelope(api_client: APIClient, path: st
     assert path in error["message"]
 
 
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/nothing-here/",
+        # a delivery id that is not a UUID does not match the route: the catch-all answers
+        "/api/v1/webhooks/deliveries/not-a-uuid/redeliver/",
+    ],
+)
+def test_unsafe_method_on_unknown_api_path_is_404_not_a_csrf_403(
+    api_key: str, method: str, path: str
+) -> None:
+    # Was a 403 permission_denied (Django's CSRF check on the catch-all view), with or without
+    # a key: misleading, and not the 404 a GET gets.
+    anonymous = APIClient(enforce_csrf_checks=True)
+    keyed = APIClient(enforce_csrf_checks=True)
+    keyed.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key}")
+    for client in (anonymous, keyed):
+        error = assert_envelope(getattr(client, method)(path), 404, "not_found")
+        assert path in error["message"]
+
+
 def test_unknown_api_path_is_404_even_without_a_key() -> None:
     assert_envelope(APIClient().get("/api/v1/nothing/"), 404, "not_found")
 
