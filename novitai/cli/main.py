@@ -1,0 +1,540 @@
+"""`novitai`: the command line of novitai's API (argparse; talks HTTP, never imports Django).
+
+Exit codes: 0 done (with --wait: the status was reached), 1 the instance failed or ended in
+another status, 2 usage error, 3 --wait timed out, 4 the API answered an error or could not be
+reached, 130 interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import IO, TYPE_CHECKING, Any, NoReturn
+
+from novitai.cli import render
+from novitai.cli.client import ApiError, Client, Unreachable
+from novitai.cli.progress import Waiter
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_API, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+DEFAULT_TIMEOUT_SECONDS = 1800.0
+DEFAULT_POLL_INTERVAL_SECONDS = 1.0
+STATUSES = (
+    "pending",
+    "provisioning",
+    "starting",
+    "health_checking",
+    "ready",
+    "stopping",
+    "stopped",
+    "restarting",
+    "terminating",
+    "terminated",
+    "failed",
+    "preempted",
+)
+# What each action waits for with --wait.
+TARGETS = {"create": "ready", "start": "ready", "restart": "ready", "stop": "stopped",
+           "delete": "terminated"}  # fmt: skip
+
+
+class _Exit(Exception):
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse writing to the streams main() was given, raising instead of exiting."""
+
+    out: IO[str] = sys.stdout
+    err: IO[str] = sys.stderr
+
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+        if message:
+            (self.err if file is sys.stderr else self.out).write(message)
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            self.err.write(message)
+        raise _Exit(status)
+
+
+# --- argument types (usage errors, exit 2) -----------------------------------------------------
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0: {text!r}")
+    return value
+
+
+def _usd(text: str) -> str:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"not an amount of USD: {text!r}") from None
+    if not value.is_finite():
+        raise argparse.ArgumentTypeError(f"not an amount of USD: {text!r}")
+    return text
+
+
+def _env(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def _poll_interval_default() -> float:
+    text = os.environ.get("NOVITAI_POLL_INTERVAL", "")
+    try:
+        return _seconds(text) if text else DEFAULT_POLL_INTERVAL_SECONDS
+    except argparse.ArgumentTypeError:
+        return DEFAULT_POLL_INTERVAL_SECONDS
+
+
+# --- the parser -------------------------------------------------------------------------------
+
+
+def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """On the top parser with defaults, and on every command without (so that they may come
+    before or after the command: `novitai --json list` and `novitai list --json`)."""
+
+    def default(value: Any) -> Any:
+        return value if top else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--url",
+        default=default(os.environ.get("NOVITAI_URL") or DEFAULT_URL),
+        help=f"novitai's address (env NOVITAI_URL; default {DEFAULT_URL})",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=default(os.environ.get("NOVITAI_API_KEY", "")),
+        help="a tenant API key (env NOVITAI_API_KEY, which is better: a flag shows in `ps`)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=default(False),
+        help="print the API's JSON bodies (for scripts)",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default(False),
+        help="trace each request to stderr (method, URL, status, time, request id; never the "
+        "key or the body)",
+    )
+
+
+def _wait_options(parser: argparse.ArgumentParser, *, flag: bool) -> None:
+    if flag:
+        parser.add_argument(
+            "--wait",
+            action="store_true",
+            help="wait for the outcome, printing each step to stderr",
+        )
+    parser.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=DEFAULT_TIMEOUT_SECONDS,
+        metavar="SECONDS",
+        help=f"with --wait: give up after this many seconds (exit 3; default "
+        f"{DEFAULT_TIMEOUT_SECONDS:g})",
+    )
+    parser.add_argument(
+        "--poll-interval",
+        type=_seconds,
+        default=_poll_interval_default(),
+        metavar="SECONDS",
+        help="seconds between polls (env NOVITAI_POLL_INTERVAL; default 1)",
+    )
+
+
+def build_parser(out: IO[str], err: IO[str]) -> argparse.ArgumentParser:
+    parser_class = type("Parser", (_Parser,), {"out": out, "err": err})
+    parser = parser_class(
+        prog="novitai",
+        description="GPU instances on Novita.ai through novitai's API.",
+        epilog="Exit codes: 0 done, 1 the instance failed or ended elsewhere, 2 usage, "
+        "3 --wait timed out, 4 API error or unreachable, 130 interrupted.",
+    )
+    _global_options(parser, top=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = commands.add_parser(
+            name, help=help_text, description=help_text
+        )
+        _global_options(sub, top=False)
+        return sub
+
+    create = command("create", "create an instance (the cheapest acceptable offer)")
+    create.add_argument("name", help="1-63 lowercase letters, digits or '-'")
+    create.add_argument(
+        "--product",
+        action="append",
+        required=True,
+        metavar="NAME",
+        help='acceptable product, e.g. "RTX 4090 24GB"; repeat for several, most wanted first',
+    )
+    create.add_argument("--template", required=True, metavar="ID", help="Novita template id")
+    create.add_argument("--gpus", type=_integer, metavar="N", help="GPUs (default 1)")
+    create.add_argument("--region", metavar="CODE", help="preferred region, e.g. EU-NL-01")
+    create.add_argument("--rootfs", type=_integer, metavar="GB", help="root disk size")
+    create.add_argument("--spot", action="store_true", help="spot billing (may be reclaimed)")
+    create.add_argument(
+        "--on-preempt",
+        choices=["notify", "restart", "reprovision"],
+        help="spot only: what follows a reclaim (default notify)",
+    )
+    create.add_argument(
+        "--idle-timeout",
+        type=_integer,
+        metavar="SECONDS",
+        help="stop it once ready this long without a heartbeat",
+    )
+    create.add_argument("--max-price", type=_usd, metavar="USD", help="USD per hour, at most")
+    create.add_argument("--webhook", metavar="URL", help="where its webhooks go")
+    create.add_argument(
+        "--env",
+        type=_env,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an environment variable of the instance; repeat for several",
+    )
+    create.add_argument(
+        "--idempotency-key",
+        metavar="KEY",
+        help="makes running the same command again safe: the same answer, no second instance",
+    )
+    _wait_options(create, flag=True)
+
+    listing = command("list", "list instances, newest first")
+    listing.add_argument(
+        "--status",
+        action="append",
+        metavar="STATUS",
+        help=f"only these (repeat, or comma-separated): {', '.join(STATUSES)}",
+    )
+    listing.add_argument("--name", help="exact name")
+    listing.add_argument("--region", metavar="CODE")
+    listing.add_argument("--page", type=_integer, default=1, metavar="N")
+    listing.add_argument("--page-size", type=_integer, metavar="N", help="default 50, at most 200")
+    listing.add_argument("--all", action="store_true", help="every page")
+
+    command("get", "one instance").add_argument("id")
+    command("events", "an instance's history, oldest first").add_argument("id")
+    command("heartbeat", "record activity (puts off an idle stop)").add_argument("id")
+
+    for verb, help_text in (
+        ("start", "start a stopped instance"),
+        ("stop", "stop a ready instance"),
+        ("restart", "restart a ready instance"),
+        ("delete", "delete an instance (idempotent)"),
+    ):
+        sub = command(verb, f"{help_text} (--wait: until {TARGETS[verb]})")
+        sub.add_argument("id")
+        _wait_options(sub, flag=True)
+
+    wait = command("wait", "wait until an instance reaches a status, printing each step")
+    wait.add_argument("id")
+    wait.add_argument("--for", dest="status", default="ready", choices=STATUSES, metavar="STATUS")
+    _wait_options(wait, flag=False)
+
+    products = command("products", "GPU products per region, cheapest first")
+    products.add_argument("--name", help="part of the name")
+    products.add_argument("--region", metavar="CODE")
+    products.add_argument("--spot", action="store_true", help="spot prices and products")
+    products.add_argument("--available", action="store_true", help="only available ones")
+    products.add_argument("--max-price", type=_usd, metavar="USD", help="per hour, at most")
+    products.add_argument("--gpus", type=_integer, metavar="N", help="prices for N GPUs")
+
+    offers = command("offers", "the offer a create would pick, and every other in order")
+    offers.add_argument("--product", action="append", required=True, metavar="NAME")
+    offers.add_argument("--gpus", type=_integer, metavar="N")
+    offers.add_argument("--region", metavar="CODE")
+    offers.add_argument("--spot", action="store_true")
+    offers.add_argument("--max-price", type=_usd, metavar="USD")
+    offers.add_argument("--rootfs", type=_integer, metavar="GB")
+    return parser
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Context:
+    client: Client
+    args: argparse.Namespace
+    out: IO[str]
+    err: IO[str]
+    started: float
+    waiting_for: str = ""  # the instance id while --wait polls (for Ctrl-C's note)
+
+    def emit(self, body: Any, text: str) -> None:
+        print(render.dumps(body) if self.args.json else text, file=self.out)
+
+    def note(self, text: str) -> None:
+        print(text, file=self.err)
+
+
+def create_body(args: argparse.Namespace) -> dict[str, Any]:
+    """The POST /api/v1/instances/ body: only what was given (the server has the defaults)."""
+    products: list[str] = args.product
+    body: dict[str, Any] = {"name": args.name, "template_id": args.template}
+    if len(products) == 1:
+        body["product_name"] = products[0]
+    else:
+        body["product_names"] = products
+    optional = {
+        "gpu_num": args.gpus,
+        "region": args.region,
+        "rootfs_size": args.rootfs,
+        "billing_mode": "spot" if args.spot else None,
+        "on_preempt": args.on_preempt,
+        "idle_timeout_seconds": args.idle_timeout,
+        "max_price_per_hour": args.max_price,
+        "webhook_url": args.webhook,
+    }
+    body.update({key: value for key, value in optional.items() if value is not None})
+    if args.env:
+        body["envs"] = [{"key": key, "value": value} for key, value in args.env]
+    return body
+
+
+def _wait(ctx: Context, instance: dict[str, Any], target: str, events_seen: int) -> int:
+    ctx.waiting_for = str(instance["id"])
+    waiter = Waiter(
+        ctx.client,
+        ctx.waiting_for,
+        target=target,
+        out=ctx.err,
+        started=ctx.started,
+        timeout=ctx.args.timeout,
+        poll_interval=ctx.args.poll_interval,
+        events_seen=events_seen,
+    )
+    outcome = waiter.run(instance)
+    ctx.waiting_for = ""
+    ctx.emit(outcome.instance, render.instance_view(outcome.instance))
+    return outcome.code
+
+
+def cmd_create(ctx: Context) -> int:
+    args = ctx.args
+    headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
+    instance = ctx.client.request("POST", "instances/", body=create_body(args), headers=headers)
+    if not args.wait:
+        ctx.emit(instance, render.instance_view(instance))
+        ctx.note(f"follow it: novitai wait {instance['id']}")
+        return EXIT_OK
+    ctx.note(
+        f"{instance['name']} ({instance['id']}) is {instance['status']}; waiting for ready "
+        f"(Ctrl-C stops waiting, not the instance)"
+    )
+    return _wait(ctx, instance, TARGETS["create"], events_seen=0)
+
+
+def _events_count(ctx: Context, instance_id: str) -> int:
+    return ctx.client.page(f"instances/{instance_id}/events/", {"page_size": 1}).count
+
+
+def cmd_action(ctx: Context) -> int:
+    args = ctx.args
+    path = f"instances/{args.id}/"
+    seen = _events_count(ctx, args.id) if args.wait else 0
+    if args.command == "delete":
+        instance = ctx.client.request("DELETE", path)
+    else:
+        instance = ctx.client.request("POST", f"{path}{args.command}/")
+    if not args.wait:
+        ctx.emit(instance, render.instance_view(instance))
+        return EXIT_OK
+    target = TARGETS[args.command]
+    ctx.note(f"{instance['name']} ({instance['id']}) is {instance['status']}; waiting for {target}")
+    return _wait(ctx, instance, target, events_seen=seen)
+
+
+def cmd_wait(ctx: Context) -> int:
+    seen = _events_count(ctx, ctx.args.id)
+    instance = ctx.client.request("GET", f"instances/{ctx.args.id}/")
+    ctx.note(f"{instance['name']} ({instance['id']}) is {instance['status']}; "
+             f"waiting for {ctx.args.status}")  # fmt: skip
+    return _wait(ctx, instance, ctx.args.status, events_seen=seen)
+
+
+def cmd_get(ctx: Context) -> int:
+    instance = ctx.client.request("GET", f"instances/{ctx.args.id}/")
+    ctx.emit(instance, render.instance_view(instance))
+    return EXIT_OK
+
+
+def cmd_heartbeat(ctx: Context) -> int:
+    instance = ctx.client.request("POST", f"instances/{ctx.args.id}/heartbeat/")
+    text = f"{instance['name']} ({instance['id']}): {instance['status']}, last active " + (
+        render.when(instance.get("last_active_at")) or render.NONE
+    )
+    if instance.get("idle_stop_at"):
+        text += f", idle stop at {render.when(instance['idle_stop_at'])}"
+    ctx.emit(instance, text)
+    return EXIT_OK
+
+
+def cmd_list(ctx: Context) -> int:
+    args = ctx.args
+    params: dict[str, Any] = {
+        "status": ",".join(args.status) if args.status else None,
+        "name": args.name,
+        "region": args.region,
+    }
+    if args.all:
+        count, items = ctx.client.every("instances/", params)
+        ctx.emit(
+            {"count": count, "results": items},
+            render.table(render.INSTANCE_COLUMNS, map(render.instance_row, items)),
+        )
+        return EXIT_OK
+    page = ctx.client.page("instances/", {**params, "page": args.page, "page_size": args.page_size})
+    ctx.emit(
+        page.body, render.table(render.INSTANCE_COLUMNS, map(render.instance_row, page.results))
+    )
+    if page.has_next and not args.json:
+        ctx.note(
+            f"{len(page.results)} of {page.count} shown; next: --page {args.page + 1}, or --all"
+        )
+    return EXIT_OK
+
+
+def cmd_events(ctx: Context) -> int:
+    count, events = ctx.client.every(f"instances/{ctx.args.id}/events/")
+    ctx.emit(
+        {"count": count, "results": events},
+        render.table(render.EVENT_COLUMNS, render.event_rows(events)),
+    )
+    return EXIT_OK
+
+
+def cmd_products(ctx: Context) -> int:
+    args = ctx.args
+    params = {
+        "name": args.name,
+        "region": args.region,
+        "billing_mode": "spot" if args.spot else None,
+        "available": "true" if args.available else None,
+        "max_price": args.max_price,
+        "gpu_num": args.gpus,
+    }
+    count, products = ctx.client.every("products/", params)
+    ctx.emit(
+        {"count": count, "results": products},
+        render.table(render.PRODUCT_COLUMNS, map(render.product_row, products)),
+    )
+    return EXIT_OK
+
+
+def cmd_offers(ctx: Context) -> int:
+    args = ctx.args
+    params = {
+        "product_names": ",".join(args.product),
+        "gpu_num": args.gpus,
+        "region": args.region,
+        "billing_mode": "spot" if args.spot else None,
+        "max_price_per_hour": args.max_price,
+        "rootfs_size": args.rootfs,
+    }
+    body = ctx.client.request("GET", "products/optimal/", params=params)
+    offers = body.get("offers") or []
+    text = render.table(
+        render.OFFER_COLUMNS, [render.offer_row(i, o) for i, o in enumerate(offers, 1)]
+    )
+    rejected = body.get("rejected") or []
+    if rejected:
+        text += "\n\nleft out:\n" + render.table(
+            ("PRODUCT", "REGION", "REASON", "MESSAGE"),
+            [[r.get("product_name"), r.get("region_code"), r.get("reason"), r.get("message")]
+             for r in rejected],
+        )  # fmt: skip
+    ctx.emit(body, text)
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[Context], int]] = {
+    "create": cmd_create,
+    "list": cmd_list,
+    "get": cmd_get,
+    "events": cmd_events,
+    "heartbeat": cmd_heartbeat,
+    "start": cmd_action,
+    "stop": cmd_action,
+    "restart": cmd_action,
+    "delete": cmd_action,
+    "wait": cmd_wait,
+    "products": cmd_products,
+    "offers": cmd_offers,
+}
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    stdout: IO[str] | None = None,
+    stderr: IO[str] | None = None,
+) -> int:
+    out = stdout if stdout is not None else sys.stdout
+    err = stderr if stderr is not None else sys.stderr
+    parser = build_parser(out, err)
+    try:
+        args = parser.parse_args(argv)
+        if not args.api_key:
+            parser.error("no API key: set NOVITAI_API_KEY (or pass --api-key)")
+    except _Exit as exc:
+        return exc.code
+
+    client = Client(args.url, args.api_key, trace=err if args.verbose else None)
+    ctx = Context(client=client, args=args, out=out, err=err, started=time.monotonic())
+    try:
+        return COMMANDS[args.command](ctx)
+    except ApiError as exc:
+        if args.json and exc.body is not None:
+            print(render.dumps(exc.body), file=out)
+        print(f"novitai: {render.api_error(exc)}", file=err)
+        return EXIT_API
+    except Unreachable as exc:
+        print(f"novitai: {exc}", file=err)
+        return EXIT_API
+    except KeyboardInterrupt:
+        if ctx.waiting_for:
+            print(
+                f"\nnovitai: interrupted: stopped waiting; the operation continues on the "
+                f"server (novitai get {ctx.waiting_for})",
+                file=err,
+            )
+        else:
+            print("\nnovitai: interrupted", file=err)
+        return EXIT_INTERRUPTED
+    finally:
+        client.close()
