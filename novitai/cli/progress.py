@@ -97,6 +97,9 @@ class Waiter:
         try:
             for _ in range(3):
                 instance = self.client.request("GET", self.path)
+                if self.unwell:
+                    self.say("novitai answers again")
+                    self.unwell = False
                 latest = self._print_new_events()
                 if latest is None or latest == instance.get("status"):
                     break
@@ -104,12 +107,9 @@ class Waiter:
             if isinstance(exc, ApiError) and not exc.transient:
                 raise
             if not self.unwell:
-                self.say(f"no answer from novitai ({exc}); still waiting")
+                self.say(f"{exc}; still waiting")
             self.unwell = True
             return None
-        if self.unwell:
-            self.say("novitai answers again")
-            self.unwell = False
         return dict(instance)
 
     def _print_new_events(self) -> str | None:
