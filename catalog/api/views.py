@@ -46,7 +46,11 @@ def _query(serializer_class: type[Any], request: Request) -> dict[str, Any]:
     return {**serializer.validated_data}
 
 
-@extend_schema(tags=["catalog"], summary="Novita regions")
+@extend_schema(
+    tags=["catalog"],
+    summary="Novita regions",
+    responses={200: RegionOutputSerializer(many=True), 503: ERROR},
+)
 class RegionListView(generics.ListAPIView[Region]):
     serializer_class = RegionOutputSerializer
 
@@ -58,7 +62,7 @@ class RegionListView(generics.ListAPIView[Region]):
     tags=["catalog"],
     summary="GPU products per region, cheapest first",
     parameters=[ProductQuerySerializer],
-    responses={200: ProductOutputSerializer(many=True), 400: ERROR},
+    responses={200: ProductOutputSerializer(many=True), 400: ERROR, 503: ERROR},
 )
 class ProductListView(generics.ListAPIView[Product]):
     serializer_class = ProductOutputSerializer
@@ -99,7 +103,7 @@ class OptimalOfferView(APIView):
             "all names (an earlier name wins a price tie), then inventory, memory, CPU."
         ),
         parameters=[OptimalQuerySerializer],
-        responses={200: OptimalOutputSerializer, 400: ERROR, 404: ERROR},
+        responses={200: OptimalOutputSerializer, 400: ERROR, 404: ERROR, 503: ERROR},
     )
     def get(self, request: Request) -> Response:
         query = _query(OptimalQuerySerializer, request)

@@ -145,6 +145,7 @@ class InstanceViewSet(
             **_ERRORS,
             409: OpenApiResponse(description="Name taken, quota exceeded, key in flight"),
             422: OpenApiResponse(description="Idempotency-Key reused with another body"),
+            503: OpenApiResponse(description="Novita is not reachable (error envelope)"),
         },
     )
     def create(self, request: Request) -> HttpResponse:

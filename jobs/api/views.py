@@ -7,7 +7,12 @@ import uuid
 
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -75,7 +80,10 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
     @extend_schema(
         request=None,
-        responses=JobOutputSerializer,
+        responses={
+            202: JobOutputSerializer,
+            409: OpenApiResponse(description="The job is not failed or cancelled"),
+        },
         summary="Retry a failed or cancelled job (staff)",
     )
     @action(detail=True, methods=["post"], permission_classes=[IsStaff])
