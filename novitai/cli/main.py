@@ -8,6 +8,7 @@ reached, 130 interrupted (Ctrl-C).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from _typeshed import SupportsWrite
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_API, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_BROKEN_PIPE = 141  # as if killed by SIGPIPE, like other commands in a pipeline
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT_SECONDS = 1800.0
@@ -326,7 +328,13 @@ def create_body(args: argparse.Namespace) -> dict[str, Any]:
     return body
 
 
-def _wait(ctx: Context, instance: dict[str, Any], target: str, events_seen: int) -> int:
+def _wait(
+    ctx: Context,
+    instance: dict[str, Any],
+    target: str,
+    events_seen: int,
+    answered_at: float | None = None,
+) -> int:
     ctx.waiting_for = str(instance["id"])
     waiter = Waiter(
         ctx.client,
@@ -337,6 +345,7 @@ def _wait(ctx: Context, instance: dict[str, Any], target: str, events_seen: int)
         timeout=ctx.args.timeout,
         poll_interval=ctx.args.poll_interval,
         events_seen=events_seen,
+        answered_at=answered_at,
     )
     outcome = waiter.run(instance)
     ctx.waiting_for = ""
@@ -348,6 +357,7 @@ def cmd_create(ctx: Context) -> int:
     args = ctx.args
     headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
     instance = ctx.client.request("POST", "instances/", body=create_body(args), headers=headers)
+    answered_at = time.monotonic()
     if not args.wait:
         ctx.emit(instance, render.instance_view(instance))
         ctx.note(f"follow it: novitai wait {instance['id']}")
@@ -356,7 +366,7 @@ def cmd_create(ctx: Context) -> int:
         f"{instance['name']} ({instance['id']}) is {instance['status']}; waiting for ready "
         f"(Ctrl-C stops waiting, not the instance)"
     )
-    return _wait(ctx, instance, TARGETS["create"], events_seen=0)
+    return _wait(ctx, instance, TARGETS["create"], events_seen=0, answered_at=answered_at)
 
 
 def _events_count(ctx: Context, instance_id: str) -> int:
@@ -371,12 +381,13 @@ def cmd_action(ctx: Context) -> int:
         instance = ctx.client.request("DELETE", path)
     else:
         instance = ctx.client.request("POST", f"{path}{args.command}/")
+    answered_at = time.monotonic()
     if not args.wait:
         ctx.emit(instance, render.instance_view(instance))
         return EXIT_OK
     target = TARGETS[args.command]
     ctx.note(f"{instance['name']} ({instance['id']}) is {instance['status']}; waiting for {target}")
-    return _wait(ctx, instance, target, events_seen=seen)
+    return _wait(ctx, instance, target, events_seen=seen, answered_at=answered_at)
 
 
 def cmd_wait(ctx: Context) -> int:
@@ -504,8 +515,20 @@ def main(
     stdout: IO[str] | None = None,
     stderr: IO[str] | None = None,
 ) -> int:
+    """The `novitai` console script: runs one command, returns the exit code."""
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr
+    try:
+        return _run(argv, out, err)
+    except BrokenPipeError:
+        # `novitai list | head`: the reader left. Nothing more to say, and nothing to flush.
+        if out is sys.stdout:
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _run(argv: Sequence[str] | None, out: IO[str], err: IO[str]) -> int:
     parser = build_parser(out, err)
     try:
         args = parser.parse_args(argv)

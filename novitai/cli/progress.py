@@ -5,7 +5,9 @@ One line per event to the progress stream, with the time since the command began
     [  12.4s] provisioning → starting  created: Created on Novita as abc123
 
 Every transition is an event written in the same transaction as the status, so no step is
-missed however short it was, and the reasons are novitai's own words.
+missed however short it was, and the reasons are novitai's own words. An event's time is its
+own (`at`, on the server's clock), placed on the command's clock by the first event, which the
+command's own request wrote: two steps one poll apart do not show the same time.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import IO, Any
 
 from novitai.cli import render
@@ -44,6 +47,7 @@ class Waiter:
         timeout: float,
         poll_interval: float,
         events_seen: int = 0,
+        answered_at: float | None = None,
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
@@ -59,9 +63,27 @@ class Waiter:
         self.clock = clock or time.monotonic
         self.sleep = sleep or time.sleep
         self.unwell = False
+        # When the request that wrote the first new event was answered (None: not ours);
+        # then that event's `at` and its place on our clock.
+        self.answered_at = answered_at
+        self.anchor: tuple[datetime, float] | None = None
 
-    def say(self, text: str) -> None:
-        print(f"[{self.clock() - self.started:7.1f}s] {text}", file=self.out, flush=True)
+    def say(self, text: str, at: float | None = None) -> None:
+        """A line stamped with `at` (our clock), or now."""
+        stamp = (self.clock() if at is None else at) - self.started
+        print(f"[{stamp:7.1f}s] {text}", file=self.out, flush=True)
+
+    def _event_time(self, event: dict[str, Any]) -> float | None:
+        """The event's time on our clock, never later than now; None when `at` is unreadable."""
+        try:
+            at = datetime.fromisoformat(str(event.get("at")))
+        except ValueError:
+            return None
+        now = self.clock()
+        if self.anchor is None:
+            self.anchor = (at, self.answered_at if self.answered_at is not None else now)
+        server_then, ours = self.anchor
+        return min(now, ours + (at - server_then).total_seconds())
 
     def run(self, instance: dict[str, Any]) -> Outcome:
         """`instance`: the representation the request answered (its status is where we are)."""
@@ -134,7 +156,7 @@ class Waiter:
     def _event(self, event: dict[str, Any]) -> None:
         reason, message = event.get("reason") or "", event.get("message") or ""
         why = f"{reason}: {message}" if message else reason
-        self.say(f"{render.transition(event)}  {why}".rstrip())
+        self.say(f"{render.transition(event)}  {why}".rstrip(), at=self._event_time(event))
 
     # --- endings -------------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ and running it never loads novitai's settings or the ORM. No database here."""
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -97,3 +98,22 @@ def test_the_create_body_holds_exactly_what_was_given() -> None:
         "max_price_per_hour": "0.50",
         "webhook_url": "https://h.example/x",
     }
+
+
+def test_a_reader_that_leaves_ends_it_quietly() -> None:
+    """`novitai … | head`: exit 141 (as SIGPIPE would), no traceback."""
+    reader, writer = os.pipe()
+    os.close(reader)  # nobody reads: the first write fails
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "novitai.cli", "--help"],
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(writer)
+    assert done.returncode == 141
+    assert done.stderr == ""

@@ -127,3 +127,31 @@ def test_a_settled_status_that_is_not_the_target_ends_the_wait() -> None:
     outcome = run.run({"id": "i-1", "status": "terminating"})
     assert outcome.code == ENDED_ELSEWHERE
     assert out.getvalue() == "[    0.0s] ended stopped, not terminated\n"
+
+
+def test_each_step_shows_its_own_time_not_the_poll_that_saw_it() -> None:
+    history = [
+        {**event(1, "ready", "stopping"), "at": "2026-11-26T12:00:00.000000Z"},
+        {**event(2, "stopping", "stopped"), "at": "2026-11-26T12:00:01.500000Z"},
+    ]
+    client = Scripted(["stopping", "stopping", "stopping", "stopped"], history)
+    out, clock = io.StringIO(), Clock()
+    clock.now = 0.2  # the stop request was answered 0.2 s after the command began
+    run = Waiter(
+        client,  # type: ignore[arg-type]
+        "i-1",
+        target="stopped",
+        out=out,
+        started=0.0,
+        timeout=60,
+        poll_interval=1.0,
+        answered_at=0.2,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    assert run.run({"id": "i-1", "status": "stopping"}).code == REACHED
+    assert out.getvalue().splitlines() == [
+        "[    0.2s] ready → stopping  r1",
+        "[    1.7s] stopping → stopped  r2",  # seen by the poll at 3.2 s
+        "[    3.2s] stopped",
+    ]
