@@ -57,4 +57,7 @@ class Command(BaseCommand):
         self.stdout.write(f"    docs:            {base}/api/docs/")
         self.stdout.write(f"    admin:           {base}/admin/")
         self.stdout.write(f"    health:          {base}/health/ready")
+        url = "" if base.endswith(":8000") else f"NOVITAI_URL={base} "
+        cli = f"{url}NOVITAI_API_KEY=<api_key> .venv/bin/novitai list"
+        self.stdout.write(f"    CLI:             {cli}")
         self.stdout.write("")
