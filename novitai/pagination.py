@@ -17,7 +17,7 @@ from rest_framework.request import Request
 
 from novitai.errors import ValidationFailed
 
-_POSITIVE_INT = re.compile(r"^[1-9][0-9]{0,9}$")
+_POSITIVE_INT = re.compile(r"^[1-9][0-9]*$")
 
 
 class Pagination(PageNumberPagination):
@@ -38,7 +38,9 @@ class Pagination(PageNumberPagination):
         ):
             errors[self.page_query_param] = ["A page number: an integer, 1 or more."]
         size = params.get(self.page_size_query_param)
-        if size is not None and not (_POSITIVE_INT.match(size) and int(size) <= self.max_page_size):
+        if size is not None and not (
+            _POSITIVE_INT.match(size) and len(size) <= 3 and int(size) <= self.max_page_size
+        ):
             errors[self.page_size_query_param] = [f"An integer from 1 to {self.max_page_size}."]
         if errors:
             raise ValidationFailed(details=errors)
