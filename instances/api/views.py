@@ -60,6 +60,11 @@ _ERRORS = {
 }
 
 
+_STATUS = "(?:" + "|".join(InstanceStatus.values) + ")"
+_STATUS_LIST_PATTERN = rf"^ *{_STATUS} *(?:, *{_STATUS} *)*$"
+_NON_BLANK = {"type": "string", "minLength": 1}
+
+
 def _json(status: int, body: bytes, instance_id: Any, *, replayed: bool = False) -> HttpResponse:
     response = HttpResponse(body, status=status, content_type="application/json")
     response["Location"] = f"/api/v1/instances/{instance_id}/"
@@ -80,12 +85,12 @@ def _replay(replay: Replay) -> HttpResponse:
         parameters=[
             OpenApiParameter(
                 "status",
-                OpenApiTypes.STR,
+                {"type": "string", "pattern": _STATUS_LIST_PATTERN},
                 description="One status or several, comma-separated: "
                 + ", ".join(InstanceStatus.values),
             ),
-            OpenApiParameter("name", OpenApiTypes.STR, description="Exact name"),
-            OpenApiParameter("region", OpenApiTypes.STR, description="Region code, e.g. EU-NL-01"),
+            OpenApiParameter("name", _NON_BLANK, description="Exact name"),
+            OpenApiParameter("region", _NON_BLANK, description="Region code, e.g. EU-NL-01"),
         ],
     ),
     retrieve=extend_schema(summary="An instance", responses={200: InstanceSerializer, **_ERRORS}),
@@ -101,22 +106,26 @@ class InstanceViewSet(
         if self.action != "list":
             return instance_list(tenant=tenant)
         params = self.request.query_params
-        statuses = [s.strip() for s in params.get("status", "").split(",") if s.strip()]
-        unknown = [s for s in statuses if s not in InstanceStatus.values]
-        if unknown:
-            raise ValidationFailed(
-                details={
-                    "status": [
-                        f"Unknown: {', '.join(unknown)}. One of: "
-                        f"{', '.join(InstanceStatus.values)}."
-                    ]
-                }
-            )
+        errors: dict[str, list[str]] = {}
+        statuses: list[str] = []
+        if (status := params.get("status")) is not None:
+            statuses = [s.strip() for s in status.split(",")]
+            unknown = [repr(s) for s in statuses if s not in InstanceStatus.values]
+            if unknown:
+                errors["status"] = [
+                    f"Unknown: {', '.join(unknown)}. One or several, comma-separated, of: "
+                    f"{', '.join(InstanceStatus.values)}."
+                ]
+        for field in ("name", "region"):
+            if params.get(field) == "":
+                errors[field] = ["May not be blank: leave the parameter out instead."]
+        if errors:
+            raise ValidationFailed(details=errors)
         return instance_list(
             tenant=tenant,
             statuses=statuses or None,
-            name=params.get("name") or None,
-            region=params.get("region") or None,
+            name=params.get("name"),
+            region=params.get("region"),
             for_listing=True,
         )
 

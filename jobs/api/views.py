@@ -26,6 +26,8 @@ from novitai.errors import NotFound, ValidationFailed
 from tenants.authentication import request_tenant
 from tenants.permissions import IsStaff
 
+KIND_MAX_LENGTH: int = Job._meta.get_field("kind").max_length or 32
+
 
 def parse_uuid(value: str, what: str) -> uuid.UUID:
     """A path id that is not a UUID names nothing: 404, never a 500."""
@@ -40,7 +42,11 @@ def parse_uuid(value: str, what: str) -> uuid.UUID:
         summary="List jobs (newest first)",
         parameters=[
             OpenApiParameter("status", OpenApiTypes.STR, enum=JobStatus.values),
-            OpenApiParameter("kind", OpenApiTypes.STR),
+            OpenApiParameter(
+                "kind",
+                {"type": "string", "minLength": 1, "maxLength": KIND_MAX_LENGTH},
+                description="A job kind: provision, stop, delete, …",
+            ),
             OpenApiParameter("subject_id", OpenApiTypes.UUID),
         ],
     ),
@@ -56,13 +62,15 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             return qs
         params = self.request.query_params
         errors: dict[str, list[str]] = {}
-        if status := params.get("status"):
+        if (status := params.get("status")) is not None:
             if status not in JobStatus.values:
                 errors["status"] = [f"One of: {', '.join(JobStatus.values)}."]
             qs = qs.filter(status=status)
-        if kind := params.get("kind"):
+        if (kind := params.get("kind")) is not None:
+            if not 1 <= len(kind) <= KIND_MAX_LENGTH:
+                errors["kind"] = [f"1-{KIND_MAX_LENGTH} characters, e.g. provision."]
             qs = qs.filter(kind=kind)
-        if subject_id := params.get("subject_id"):
+        if (subject_id := params.get("subject_id")) is not None:
             try:
                 qs = qs.filter(subject_id=uuid.UUID(subject_id))
             except ValueError:

@@ -49,6 +49,27 @@ def test_list_is_newest_first_and_filtered(
     bad = api_client.get("/api/v1/instances/", {"status": "asleep"})
     assert bad.status_code == 400
     assert "status" in bad.json()["error"]["details"]
+    assert names(status=" ready , pending") == ["c", "b", "a"]
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"status": ""}, "status"),
+        ({"status": "ready,"}, "status"),
+        ({"status": ",,"}, "status"),
+        ({"name": ""}, "name"),
+        ({"region": ""}, "region"),
+    ],
+)
+def test_blank_filters_are_400(api_client: APIClient, params: dict[str, str], field: str) -> None:
+    # Blank values (and empty items in the status list) were dropped silently and answered 200
+    # with every instance; found by fuzzing.
+    response = api_client.get("/api/v1/instances/", params)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert set(error["details"]) == {field}
 
 
 def test_a_page_costs_the_same_queries_whatever_its_size(

@@ -59,6 +59,31 @@ def test_bad_filters_are_400(api_client: APIClient, jobs: dict[str, Job]) -> Non
     assert set(response.json()["error"]["details"]) == {"status", "subject_id"}
 
 
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"status": ""}, "status"),
+        ({"kind": ""}, "kind"),
+        ({"kind": "k" * 33}, "kind"),
+        ({"subject_id": ""}, "subject_id"),
+    ],
+)
+def test_blank_or_overlong_filters_are_400(
+    api_client: APIClient, jobs: dict[str, Job], params: dict[str, str], field: str
+) -> None:
+    # Blank values were taken for "no filter" and answered 200; found by fuzzing.
+    response = api_client.get("/api/v1/jobs/", params)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert set(error["details"]) == {field}
+
+
+def test_a_kind_filter_still_filters(api_client: APIClient, jobs: dict[str, Job]) -> None:
+    body = api_client.get("/api/v1/jobs/", {"kind": "stop"}).json()
+    assert [j["id"] for j in body["results"]] == [str(jobs["mine_done"].pk)]
+
+
 def test_staff_see_every_job_and_retry(
     staff_client: APIClient,
     jobs: dict[str, Job],

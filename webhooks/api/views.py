@@ -46,7 +46,9 @@ class WebhookDeliveryListView(generics.ListAPIView):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self) -> Any:
-        filters = WebhookDeliveryFilterSerializer(data=self.request.query_params)
+        # A plain dict, not the QueryDict: DRF reads a form's empty value ("?status=") as
+        # "not given"; here it is a blank filter, a 400 like everywhere else.
+        filters = WebhookDeliveryFilterSerializer(data=self.request.query_params.dict())
         filters.is_valid(raise_exception=True)
         values = filters.validated_data
         return delivery_list(
