@@ -8,7 +8,6 @@ from typing import Any
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpResponse
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -144,7 +143,13 @@ class InstanceViewSet(
         parameters=[
             OpenApiParameter(
                 HEADER,
-                OpenApiTypes.STR,
+                # printable ASCII, no space at either end (idempotency_key_validate)
+                {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 255,
+                    "pattern": r"^[!-~](?:[ -~]{0,253}[!-~])?$",
+                },
                 location=OpenApiParameter.HEADER,
                 description="Makes a retry safe: the same key and body get the same answer.",
             )

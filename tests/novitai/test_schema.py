@@ -100,3 +100,28 @@ def test_lists_that_may_not_be_empty_say_so(schema: dict[str, Any]) -> None:
     components = schema["components"]["schemas"]
     assert components["InstanceCreateInputRequest"]["properties"]["product_names"]["minItems"] == 1
     assert components["HealthCheckInputRequest"]["properties"]["ports"]["minItems"] == 1
+
+
+@pytest.mark.parametrize("key", ["k", "a b", "x" * 255, "!~", "req-1:2/3"])
+def test_an_idempotency_key_the_schema_allows_is_one_the_api_accepts(
+    schema: dict[str, Any], key: str
+) -> None:
+    from instances.idempotency import idempotency_key_validate
+
+    (header,) = schema["paths"]["/api/v1/instances/"]["post"]["parameters"]
+    assert header["name"] == "Idempotency-Key"
+    assert re.match(header["schema"]["pattern"], key)
+    assert idempotency_key_validate(key) == key
+
+
+@pytest.mark.parametrize("key", ["", " k", "k ", "x" * 256, "ü", "a\tb"])
+def test_an_idempotency_key_the_api_rejects_does_not_match(
+    schema: dict[str, Any], key: str
+) -> None:
+    from instances.idempotency import idempotency_key_validate
+    from novitai.errors import ValidationFailed
+
+    (header,) = schema["paths"]["/api/v1/instances/"]["post"]["parameters"]
+    assert not re.match(header["schema"]["pattern"], key)
+    with pytest.raises(ValidationFailed):
+        idempotency_key_validate(key)
