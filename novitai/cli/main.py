@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import IO, TYPE_CHECKING, Any, NoReturn
+from urllib.parse import quote
 
 from novitai.cli import render
 from novitai.cli.client import ApiError, Client, Unreachable
@@ -304,6 +305,11 @@ class Context:
         print(text, file=self.err)
 
 
+def _instance(instance_id: str) -> str:
+    """The instance's path; an id is one path segment, whatever it holds."""
+    return f"instances/{quote(instance_id, safe='')}/"
+
+
 def create_body(args: argparse.Namespace) -> dict[str, Any]:
     """The POST /api/v1/instances/ body: only what was given (the server has the defaults)."""
     products: list[str] = args.product
@@ -370,12 +376,12 @@ def cmd_create(ctx: Context) -> int:
 
 
 def _events_count(ctx: Context, instance_id: str) -> int:
-    return ctx.client.page(f"instances/{instance_id}/events/", {"page_size": 1}).count
+    return ctx.client.page(f"{_instance(instance_id)}events/", {"page_size": 1}).count
 
 
 def cmd_action(ctx: Context) -> int:
     args = ctx.args
-    path = f"instances/{args.id}/"
+    path = _instance(args.id)
     seen = _events_count(ctx, args.id) if args.wait else 0
     if args.command == "delete":
         instance = ctx.client.request("DELETE", path)
@@ -392,20 +398,20 @@ def cmd_action(ctx: Context) -> int:
 
 def cmd_wait(ctx: Context) -> int:
     seen = _events_count(ctx, ctx.args.id)
-    instance = ctx.client.request("GET", f"instances/{ctx.args.id}/")
+    instance = ctx.client.request("GET", _instance(ctx.args.id))
     ctx.note(f"{instance['name']} ({instance['id']}) is {instance['status']}; "
              f"waiting for {ctx.args.status}")  # fmt: skip
     return _wait(ctx, instance, ctx.args.status, events_seen=seen)
 
 
 def cmd_get(ctx: Context) -> int:
-    instance = ctx.client.request("GET", f"instances/{ctx.args.id}/")
+    instance = ctx.client.request("GET", _instance(ctx.args.id))
     ctx.emit(instance, render.instance_view(instance))
     return EXIT_OK
 
 
 def cmd_heartbeat(ctx: Context) -> int:
-    instance = ctx.client.request("POST", f"instances/{ctx.args.id}/heartbeat/")
+    instance = ctx.client.request("POST", f"{_instance(ctx.args.id)}heartbeat/")
     text = f"{instance['name']} ({instance['id']}): {instance['status']}, last active " + (
         render.when(instance.get("last_active_at")) or render.NONE
     )
@@ -441,7 +447,7 @@ def cmd_list(ctx: Context) -> int:
 
 
 def cmd_events(ctx: Context) -> int:
-    count, events = ctx.client.every(f"instances/{ctx.args.id}/events/")
+    count, events = ctx.client.every(f"{_instance(ctx.args.id)}events/")
     ctx.emit(
         {"count": count, "results": events},
         render.table(render.EVENT_COLUMNS, render.event_rows(events)),

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
+from urllib.parse import quote
 
 from novitai.cli import render
 from novitai.cli.client import ApiError, Client, Unreachable
@@ -52,7 +53,7 @@ class Waiter:
         sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.client = client
-        self.path = f"instances/{instance_id}/"
+        self.path = f"instances/{quote(instance_id, safe='')}/"
         self.target = target
         self.out = out
         self.started = started
