@@ -25,7 +25,8 @@ from novitai.cli.progress import Waiter
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_API, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_API, EXIT_UNREACHABLE = 0, 1, 2, 3, 4, 5
+EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # as if killed by SIGPIPE, like other commands in a pipeline
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -182,7 +183,7 @@ def build_parser(out: IO[str], err: IO[str]) -> argparse.ArgumentParser:
         prog="novitai",
         description="GPU instances on Novita.ai through novitai's API.",
         epilog="Exit codes: 0 done, 1 the instance failed or ended elsewhere, 2 usage, "
-        "3 --wait timed out, 4 API error or unreachable, 130 interrupted.",
+        "3 --wait timed out, 4 API error, 5 unreachable, 130 interrupted.",
     )
     _global_options(parser, top=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -554,7 +555,7 @@ def _run(argv: Sequence[str] | None, out: IO[str], err: IO[str]) -> int:
         return EXIT_API
     except Unreachable as exc:
         print(f"novitai: {exc}", file=err)
-        return EXIT_API
+        return EXIT_UNREACHABLE
     except KeyboardInterrupt:
         if ctx.waiting_for:
             print(

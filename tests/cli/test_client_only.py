@@ -50,7 +50,7 @@ def test_running_it_loads_no_settings_and_no_orm() -> None:
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
     )
-    assert done.stdout == "4 []\n", done.stderr
+    assert done.stdout == "5 []\n", done.stderr
     assert (
         done.stderr == "novitai: cannot reach novitai at http://127.0.0.1:9: connection refused\n"
     )

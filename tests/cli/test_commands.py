@@ -194,7 +194,7 @@ def test_no_key_is_a_usage_error(server: str) -> None:
 
 def test_an_unreachable_server_is_one_line(cli: Cli) -> None:
     result = cli("--url", "http://127.0.0.1:9", "list")
-    assert result.code == 4
+    assert result.code == 5  # not 4: scripts tell "no answer" from "the API said no"
     assert result.err == "novitai: cannot reach novitai at http://127.0.0.1:9: connection refused\n"
     assert result.out == ""
 
