@@ -2,7 +2,8 @@
 
 - `AutoSchema`: a list that may not be empty has `minItems: 1`; a decimal string's pattern needs
   a digit (drf-spectacular's allows "", "-" and ".", which DRF rejects) and no sign when the
-  field has `min_value >= 0`.
+  field has `min_value >= 0`; a request body that refuses unknown fields has
+  `additionalProperties: false`.
 - `postprocess_error_responses` (a POSTPROCESSING_HOOK): every error answer has the envelope as
   its body (`ErrorEnvelope`), and every operation lists the errors it can give: 401, 403 and 429
   everywhere, 400 with query parameters or a body, 404 with a path id or pages, 415 with a body.
@@ -68,6 +69,13 @@ class AutoSchema(openapi.AutoSchema):
             else:
                 number = rf"0?\.\d{{1,{places}}}|0"
             schema["pattern"] = rf"^{sign}(?:{number})$"
+        return schema
+
+    def _map_basic_serializer(self, serializer: Any, direction: Any) -> Any:
+        schema = super()._map_basic_serializer(serializer, direction)
+        # A serializer that refuses unknown fields (StrictSerializerMixin.validate_unknown) says so.
+        if direction == "request" and hasattr(serializer, "validate_unknown"):
+            schema["additionalProperties"] = False
         return schema
 
 
