@@ -24,11 +24,11 @@ LIVE_STATUSES = tuple(s for s in InstanceStatus.values if s != InstanceStatus.TE
 LISTING_DEFERRED = ("tenant", "envs", "health_check", "offers_tried", "product_names")
 
 
-def _timestamp(value: datetime | None) -> str | None:
+def timestamp_text(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
-def _price(value: Decimal | None) -> str | None:
+def usd_text(value: Decimal | None) -> str | None:
     if value is None:
         return None
     text = format(value.normalize(), "f")
@@ -46,8 +46,8 @@ def job_summary(instance: Instance) -> dict[str, Any] | None:
         "status": job.status,
         "attempts": job.attempts,
         "last_error": job.last_error or None,
-        "created_at": _timestamp(job.created_at),
-        "finished_at": _timestamp(job.finished_at),
+        "created_at": timestamp_text(job.created_at),
+        "finished_at": timestamp_text(job.finished_at),
     }
 
 
@@ -86,23 +86,23 @@ def instance_representation(instance: Instance) -> dict[str, Any]:
         "region": instance.region or None,
         "billing_mode": instance.billing_mode,
         "gpu_num": instance.gpu_num,
-        "price_per_hour": _price(instance.price_per_hour),
+        "price_per_hour": usd_text(instance.price_per_hour),
         "template_id": instance.template_id,
         "rootfs_size": instance.rootfs_size,
         "endpoints": [endpoint_summary(e) for e in instance.endpoints],
-        "created_at": _timestamp(instance.created_at),
-        "provisioned_at": _timestamp(instance.provisioned_at),
-        "ready_at": _timestamp(instance.ready_at),
-        "stopped_at": _timestamp(instance.stopped_at),
-        "terminated_at": _timestamp(instance.terminated_at),
+        "created_at": timestamp_text(instance.created_at),
+        "provisioned_at": timestamp_text(instance.provisioned_at),
+        "ready_at": timestamp_text(instance.ready_at),
+        "stopped_at": timestamp_text(instance.stopped_at),
+        "terminated_at": timestamp_text(instance.terminated_at),
         "webhook_url": instance.webhook_url or None,
         "on_preempt": instance.on_preempt,
         "recoveries": instance.recoveries,
         "idle_timeout_seconds": (
             int(instance.idle_timeout.total_seconds()) if instance.idle_timeout else None
         ),
-        "last_active_at": _timestamp(instance.last_active_at),
-        "idle_stop_at": _timestamp(idle_stop_at(instance)),
+        "last_active_at": timestamp_text(instance.last_active_at),
+        "idle_stop_at": timestamp_text(idle_stop_at(instance)),
         "job": job_summary(instance),
     }
 
@@ -116,7 +116,7 @@ def event_representation(event: InstanceEvent) -> dict[str, Any]:
         "message": event.message,
         "actor": event.actor,
         "details": event.data,
-        "at": _timestamp(event.at),
+        "at": timestamp_text(event.at),
     }
 
 
