@@ -277,6 +277,8 @@ def build_parser(out: IO[str], err: IO[str]) -> argparse.ArgumentParser:
     products.add_argument("--max-price", type=_usd, metavar="USD", help="per hour, at most")
     products.add_argument("--gpus", type=_integer, metavar="N", help="prices for N GPUs")
 
+    command("summary", "what runs, what it bills per hour, what is stuck (/api/v1/metrics/)")
+
     offers = command("offers", "the offer a create would pick, and every other in order")
     offers.add_argument("--product", action="append", required=True, metavar="NAME")
     offers.add_argument("--gpus", type=_integer, metavar="N")
@@ -500,6 +502,12 @@ def cmd_offers(ctx: Context) -> int:
     return EXIT_OK
 
 
+def cmd_summary(ctx: Context) -> int:
+    summary = ctx.client.request("GET", "metrics/")
+    ctx.emit(summary, render.summary_view(summary))
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[Context], int]] = {
     "create": cmd_create,
     "list": cmd_list,
@@ -513,6 +521,7 @@ COMMANDS: dict[str, Callable[[Context], int]] = {
     "wait": cmd_wait,
     "products": cmd_products,
     "offers": cmd_offers,
+    "summary": cmd_summary,
 }
 
 

@@ -67,6 +67,41 @@ def usd(amount: str | None, suffix: str = "/h") -> str | None:
     return f"${value:.{places}f}{suffix}"
 
 
+def _nonzero(counts: dict[str, int]) -> str:
+    shown = [f"{name} {n}" for name, n in counts.items() if n]
+    return ", ".join(shown) if shown else "none"
+
+
+def summary_view(summary: dict[str, Any]) -> str:
+    """GET /api/v1/metrics/ as key-value lines (only the statuses that have any)."""
+    instances = summary["instances"]
+    pairs: list[tuple[str, Any]] = [
+        ("scope", summary.get("tenant") or "every tenant"),
+        ("instances", _nonzero(instances["by_status"])),
+        ("holding a GPU", f"{instances['holding_a_gpu']} ({instances['gpus_held']} GPUs)"),
+        ("spend", usd(summary["spend"]["usd_per_hour"])),
+        ("spot recoveries", summary["spot_recoveries"]),
+        ("jobs", _nonzero(summary["jobs"]["by_status"])),
+        ("webhook deliveries", _nonzero(summary["webhook_deliveries"]["by_status"])),
+    ]
+    quota = summary.get("quota")
+    if quota:
+        limits = [
+            f"{used}/{limit if limit is not None else 'no limit'} {what}"
+            for what, used, limit in (
+                ("instances", quota["instances"], quota["max_instances"]),
+                ("GPUs", quota["gpus"], quota["max_gpus"]),
+            )
+        ]
+        pairs.append(("quota", ", ".join(limits)))
+    plane = summary.get("control_plane")
+    if plane:
+        pairs.append(("Novita circuit", plane["novita_circuit"]))
+        pairs.append(("monitoring passes", plane["monitor_passes"]))
+        pairs.append(("catalog synced", when(plane["catalog_last_sync_at"]) or NONE))
+    return key_values(pairs)
+
+
 # --- instances ---------------------------------------------------------------------------------
 
 

@@ -335,3 +335,16 @@ def test_products_and_offers(cli: Cli) -> None:
     assert text.splitlines()[1].split()[:2] == ["1", "RTX"]
     assert "left out:" in text
     assert "product_not_found" in text
+
+
+def test_summary(cli: Cli) -> None:
+    ready = ready_instance(cli)
+    summary = cli("summary", "--json").json()
+    assert summary["scope"] == "tenant"
+    assert summary["instances"]["by_status"]["ready"] == 1
+    assert summary["spend"]["instances"] == 1
+    text = cli("summary").out
+    lines = dict(line.split(None, 1) for line in text.splitlines() if line.startswith("spend"))
+    assert lines["spend"].strip() == f"${ready.price_per_hour:.2f}/h"
+    assert "ready 1" in text
+    assert "quota" in text
