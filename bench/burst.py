@@ -95,13 +95,16 @@ def run_burst(
     sandbox: Http,
     receiver: Receiver,
     timeout: float = 240.0,
+    fields: dict[str, Any] | None = None,
 ) -> BurstResult:
+    """`count` creates at once (16 threads), each with the receiver's URL (and `fields` added to
+    the body), followed to their first instance.ready webhook."""
     result = BurstResult(label=label, requested=count)
     stats_before = sandbox.get("/_sandbox/stats")
     sent_at: dict[str, float] = {}
 
     def create(i: int) -> None:
-        body = create_body(f"{label}-{i:04d}", receiver.url)
+        body = create_body(f"{label}-{i:04d}", receiver.url, **(fields or {}))
         started = time.time()
         try:
             status, answer = api.call("POST", "/api/v1/instances/", body)

@@ -19,14 +19,15 @@ REGION = "US-TX-02"
 NO_RECEIVER = "http://127.0.0.1:9/hooks"  # a webhook URL nobody answers (nothing is delivered)
 
 
-def create_body(name: str, webhook_url: str = NO_RECEIVER) -> dict[str, Any]:
-    """The body of POST /api/v1/instances/."""
+def create_body(name: str, webhook_url: str = NO_RECEIVER, **fields: Any) -> dict[str, Any]:
+    """The body of POST /api/v1/instances/ (`fields`: more of it, e.g. billing_mode)."""
     return {
         "name": name,
         "product_name": PRODUCT,
         "template_id": TEMPLATE,
         "region": REGION,
         "webhook_url": webhook_url,
+        **fields,
     }
 
 

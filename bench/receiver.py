@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -24,6 +24,8 @@ class Arrival:
     novita_instance_id: str
     ready_at: float | None  # the instance's ready_at in the body (when novitai marked it ready)
     signature_valid: bool
+    # The body's data (the instance's representation), for what the fields above leave out.
+    data: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 def _unix(value: Any) -> float | None:
@@ -82,6 +84,7 @@ class Receiver:
             novita_instance_id=str(data.get("novita_instance_id") or ""),
             ready_at=_unix(data.get("ready_at")),
             signature_valid=valid,
+            data=data if isinstance(data, dict) else {},
         )
         with self.lock:
             self.arrivals.append(arrival)

@@ -10,6 +10,8 @@ Order (each scenario gets the processes it needs, and only those):
     1 burst provisioning, x2   gunicorn, worker, beat, sandbox, webhook receiver
     4 memory                   after each burst of scenario 1
     3 API latency              gunicorn alone (worker and beat stopped), locust from a subprocess
+    6 spot reclaim at scale    from a quiet state (rows, queues, sandbox emptied): gunicorn,
+                               worker, beat, sandbox, webhook receiver
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from bench.stack import (
     say,
 )
 
-SCENARIOS = ("sandbox", "monitoring", "burst", "api")
+SCENARIOS = ("sandbox", "monitoring", "burst", "api", "spot")
 # The results file of a scenario that broke before reporting.
 KEYS = {
     "sandbox": "5-sandbox",
@@ -43,6 +45,7 @@ KEYS = {
     "monitoring": "2-monitoring",
     "burst": "1-burst",
     "api": "3-api",
+    "spot": "6-spot",
 }
 
 
@@ -61,6 +64,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--api-seconds", type=float, default=20.0, help="per load run (scenario 3)")
     parser.add_argument(
         "--sandbox-seconds", type=float, default=5.0, help="per figure (scenario 5)"
+    )
+    parser.add_argument(
+        "--spot", type=int, default=50, help="spot instances reclaimed at once (scenario 6)"
+    )
+    parser.add_argument(
+        "--spot-timeout",
+        type=float,
+        default=180.0,
+        help="seconds from the reclaims for every instance to be ready again (scenario 6)",
     )
     parser.add_argument(
         "--profile",
@@ -111,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         steps: list[tuple[str, Callable[[], list[Scenario]]]] = []
         if "sandbox" in wanted:
             steps.append(("sandbox", lambda: [_sandbox(args)]))
-        if {"monitoring", "burst", "api"} & set(wanted):
+        if {"monitoring", "burst", "api", "spot"} & set(wanted):
             steps.append(("start", lambda: _start(stack)))
         if "monitoring" in wanted:
             steps.append(("monitoring", lambda: [_monitoring(stack, args)]))
@@ -119,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
             steps.append(("burst", lambda: _burst(stack, args)))
         if "api" in wanted:
             steps.append(("api", lambda: [_api(stack, args)]))
+        if "spot" in wanted:
+            steps.append(("spot", lambda: [_spot(stack, args)]))
         for name, step in steps:
             try:
                 scenarios.extend(step())
@@ -228,6 +242,13 @@ def _api(stack: Stack | None, args: argparse.Namespace) -> Scenario:
 
     assert stack is not None
     return run(stack, rows=args.api_rows, seconds=args.api_seconds, profile=args.profile)
+
+
+def _spot(stack: Stack | None, args: argparse.Namespace) -> Scenario:
+    from bench.spot import run
+
+    assert stack is not None
+    return run(stack, count=args.spot, timeout=args.spot_timeout)
 
 
 if __name__ == "__main__":
