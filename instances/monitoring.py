@@ -236,6 +236,7 @@ class Monitor:
         self.released: list[Instance] = []  # failed rows with nothing left upstream
         self.events: list[InstanceEvent] = []  # steps inside a status (duplicates deleted)
         self.delete_requested: list[Any] = []  # ids of rows whose delete was just asked
+        self.reclaimed_offers: set[tuple[str, str]] = set()  # (product, cluster) marked
 
     # --- the pass -----------------------------------------------------------------------------
 
@@ -660,16 +661,18 @@ class Monitor:
                     fields={"recoveries": row.recoveries + 1},
                 )
             else:
+                # Reclaimed for want of capacity: the next offers come from elsewhere. Marked
+                # before the new provision job exists (it must not pick this offer), and once a
+                # pass (a mass reclaim of one offer is one write and one catalog invalidation).
+                offer = (row.novita_product_id, row.cluster_id)
+                if all(offer) and offer not in self.reclaimed_offers:
+                    offer_capacity_failed(novita_product_id=offer[0], cluster_id=offer[1])
+                    self.reclaimed_offers.add(offer)
                 why = "" if row.on_preempt == OnPreempt.REPROVISION else " (nothing left to start)"
                 old_id = instance_reprovision(
                     instance_id=row.pk,
                     message=f"Provisioning a new instance after the reclaim{why} ({attempt}).",
                 )
-                if row.novita_product_id and row.cluster_id:
-                    # Reclaimed for want of capacity: the next offers come from elsewhere.
-                    offer_capacity_failed(
-                        novita_product_id=row.novita_product_id, cluster_id=row.cluster_id
-                    )
                 if old_id and not gone:
                     self.deletes.append((None, old_id, "replaced"))
         except Conflict:

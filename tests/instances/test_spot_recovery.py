@@ -215,3 +215,29 @@ def test_running_through_the_reclaim_notice_is_not_a_restart(
     assert after.status == S.PREEMPTED
     assert after.recoveries == 0
     assert monitor.report.transitions == 0
+
+
+def test_a_mass_reclaim_marks_the_offer_once(make: Any, catalog: SandboxControl) -> None:
+    from catalog.services import catalog_snapshot
+
+    first = ready_spot(make, "reprovision", name="spot-a", region="EU-NL-01")
+    second = ready_spot(make, "reprovision", name="spot-b", region="EU-NL-01")
+    assert (first.cluster_id, first.novita_product_id) == (
+        second.cluster_id,
+        second.novita_product_id,
+    )
+    for row in (first, second):
+        catalog.reclaim(row.novita_instance_id)
+    ids = {first.novita_instance_id, second.novita_instance_id}
+    wait_for(
+        lambda: {i["id"] for i in catalog.instances() if i["status"] == "exited"} >= ids,
+        what="both reclaims to finish upstream",
+    )
+    version = catalog_snapshot().version
+    report = monitor_pass()  # preempted and recovered in one pass
+    assert [reload(row).status for row in (first, second)] == [S.PENDING, S.PENDING]
+    assert report.counts[S.PENDING] == 2
+    assert catalog_snapshot().version == version + 1  # one write, one invalidation
+    # And the replacements are not offered the reclaimed offer.
+    ready = monitor_until(provision(reload(first)), S.READY)
+    assert ready.cluster_id != first.cluster_id
