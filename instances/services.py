@@ -29,7 +29,7 @@ from catalog.selectors import (
     region_resolve,
 )
 from catalog.services import TemplateConfig, catalog_reading, template_get
-from instances.lifecycle import instance_transition
+from instances.lifecycle import instance_event_record, instance_transition
 from instances.models import Instance, InstanceEvent, InstanceStatus, OnPreempt
 from jobs.models import Job
 from jobs.services import job_cancel, job_create, job_retry_hook_register
@@ -408,6 +408,61 @@ def instance_heartbeat(*, instance_id: uuid.UUID, tenant: Tenant | None) -> Inst
         updated, instance = _heartbeat_write(scope)
     if not updated:
         raise _invalid_state("heartbeat", instance, HEARTBEAT_STATUSES)
+    return instance
+
+
+# --- settings that change while it lives ----------------------------------------------------
+
+UNCHANGED: Any = object()  # a field of InstanceChanges not given
+
+
+@dataclass(frozen=True)
+class InstanceChanges:
+    """What a PATCH changes: None for on_preempt, UNCHANGED for the others, means leave it."""
+
+    on_preempt: str | None = None
+    idle_timeout_seconds: Any = UNCHANGED  # int seconds, None (never), or UNCHANGED
+    webhook_url: Any = UNCHANGED  # a URL, None (no webhooks), or UNCHANGED
+
+
+@transaction.atomic
+def instance_settings_update(
+    *, instance_id: uuid.UUID, tenant: Tenant | None, changes: InstanceChanges, actor: str
+) -> Instance:
+    """Changes on_preempt, idle_timeout and webhook_url of a live instance, with an event naming
+    what changed (from == to status). 409 once it is terminating or terminated; 400 for
+    on_preempt other than notify on an on-demand instance."""
+    instance = _locked(instance_id, tenant)
+    if instance.status in (InstanceStatus.TERMINATING, InstanceStatus.TERMINATED):
+        raise _invalid_state(
+            "change", instance, tuple(s for s in InstanceStatus.values if s not in (
+                InstanceStatus.TERMINATING, InstanceStatus.TERMINATED))
+        )  # fmt: skip
+    fields: dict[str, Any] = {}
+    if changes.on_preempt is not None:
+        if changes.on_preempt != OnPreempt.NOTIFY and instance.billing_mode != "spot":
+            raise ValidationFailed(
+                "Only a spot instance is reclaimed.",
+                details={"on_preempt": ["This instance is not billed as spot."]},
+            )
+        fields["on_preempt"] = changes.on_preempt
+    if changes.idle_timeout_seconds is not UNCHANGED:
+        seconds = changes.idle_timeout_seconds
+        fields["idle_timeout"] = timedelta(seconds=seconds) if seconds is not None else None
+    if changes.webhook_url is not UNCHANGED:
+        fields["webhook_url"] = changes.webhook_url or ""
+    changed = sorted(k for k, v in fields.items() if getattr(instance, k) != v)
+    if changed:
+        Instance.objects.filter(pk=instance.pk).update(**fields, updated_at=timezone.now())
+        for name, value in fields.items():
+            setattr(instance, name, value)
+        instance_event_record(
+            instance=instance,
+            reason="settings_changed",
+            message=f"Changed: {', '.join(changed)}.",
+            actor=actor,
+            data={"changed": changed},
+        )
     return instance
 
 

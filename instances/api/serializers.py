@@ -15,7 +15,13 @@ from instances.models import (
     OnPreempt,
 )
 from instances.selectors import event_representation, instance_representation
-from instances.services import NAME_RE, HealthCheckSpec, InstanceRequest
+from instances.services import (
+    NAME_RE,
+    UNCHANGED,
+    HealthCheckSpec,
+    InstanceChanges,
+    InstanceRequest,
+)
 from novitai.errors import ServiceError
 
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,510}$")
@@ -88,6 +94,22 @@ class HealthCheckInputSerializer(serializers.Serializer[dict[str, Any]]):
         return value
 
 
+def webhook_url_check(value: str) -> str:
+    """An http(s) URL that the SSRF guard allows (the serializers' webhook_url)."""
+    from webhooks.ssrf import webhook_url_validate
+
+    if not value.lower().startswith(("http://", "https://")):
+        raise serializers.ValidationError("An http or https URL.")
+    try:
+        webhook_url_validate(value)
+    except ServiceError as exc:
+        details = exc.details if isinstance(exc.details, dict) else {}
+        raise serializers.ValidationError(
+            details.get("webhook_url") or [exc.message], code=exc.code
+        ) from None
+    return value
+
+
 class StrictSerializerMixin:
     """Unknown fields are an error (a misspelt field must not be ignored silently)."""
 
@@ -145,18 +167,7 @@ class InstanceCreateInputSerializer(StrictSerializerMixin, serializers.Serialize
     )
 
     def validate_webhook_url(self, value: str) -> str:
-        from webhooks.ssrf import webhook_url_validate
-
-        if not value.lower().startswith(("http://", "https://")):
-            raise serializers.ValidationError("An http or https URL.")
-        try:
-            webhook_url_validate(value)
-        except ServiceError as exc:
-            details = exc.details if isinstance(exc.details, dict) else {}
-            raise serializers.ValidationError(
-                details.get("webhook_url") or [exc.message], code=exc.code
-            ) from None
-        return value
+        return webhook_url_check(value)
 
     def validate_envs(self, value: list[dict[str, str]]) -> list[dict[str, str]]:
         keys = [item["key"] for item in value]
@@ -201,6 +212,49 @@ class InstanceCreateInputSerializer(StrictSerializerMixin, serializers.Serialize
             ),
             on_preempt=data["on_preempt"],
             idle_timeout_seconds=data.get("idle_timeout_seconds"),
+        )
+
+
+class InstanceUpdateInputSerializer(StrictSerializerMixin, serializers.Serializer[dict[str, Any]]):
+    """PATCH: the settings that can change while the instance lives (at least one)."""
+
+    on_preempt = serializers.ChoiceField(
+        choices=OnPreempt.choices,
+        required=False,
+        help_text="What follows a spot reclaim (billing_mode spot only, but for notify).",
+    )
+    idle_timeout_seconds = StrictIntegerField(
+        required=False,
+        allow_null=True,
+        min_value=IDLE_TIMEOUT_MIN_SECONDS,
+        max_value=IDLE_TIMEOUT_MAX_SECONDS,
+        help_text="Stop once ready this long without a heartbeat; null: never.",
+    )
+    webhook_url = serializers.URLField(
+        required=False,
+        allow_null=True,
+        max_length=2048,
+        help_text="Where later events go; null: no webhooks.",
+    )
+
+    def validate_webhook_url(self, value: str | None) -> str | None:
+        return None if value is None else webhook_url_check(value)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        self.validate_unknown(attrs)
+        if not attrs:
+            raise serializers.ValidationError(
+                {"non_field_errors": ["Nothing to change: give on_preempt, "
+                                      "idle_timeout_seconds or webhook_url."]}
+            )  # fmt: skip
+        return attrs
+
+    def to_changes(self) -> InstanceChanges:
+        data = self.validated_data
+        return InstanceChanges(
+            on_preempt=data.get("on_preempt"),
+            idle_timeout_seconds=data.get("idle_timeout_seconds", UNCHANGED),
+            webhook_url=data.get("webhook_url", UNCHANGED),
         )
 
 

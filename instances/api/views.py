@@ -24,6 +24,7 @@ from instances.api.serializers import (
     InstanceCreateInputSerializer,
     InstanceEventSerializer,
     InstanceSerializer,
+    InstanceUpdateInputSerializer,
 )
 from instances.idempotency import (
     HEADER,
@@ -47,6 +48,7 @@ from instances.services import (
     instance_delete_request,
     instance_heartbeat,
     instance_request_check,
+    instance_settings_update,
 )
 from jobs.api.views import parse_uuid
 from novitai.errors import NotFound, ValidationFailed
@@ -201,6 +203,33 @@ class InstanceViewSet(
                 idempotency_abandon(claim=claim)
             raise
         return _json(ACCEPTED, body, instance.pk)
+
+    # --- settings ---------------------------------------------------------------------------
+
+    @extend_schema(
+        summary="Change on_preempt, idle_timeout_seconds or webhook_url",
+        description="Settings that can change while the instance lives; each change is an "
+        "event (`settings_changed`). A heartbeat is not needed after changing the idle timeout: "
+        "`idle_stop_at` is recomputed from it.",
+        request=InstanceUpdateInputSerializer,
+        responses={
+            200: InstanceSerializer,
+            **_ERRORS,
+            409: OpenApiResponse(description="The instance is terminating or terminated"),
+        },
+    )
+    def partial_update(self, request: Request, pk: str) -> Response:
+        instance = self.get_object()
+        serializer = InstanceUpdateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        updated = instance_settings_update(
+            instance_id=instance.pk,
+            tenant=request_tenant(request),
+            changes=serializer.to_changes(),
+            actor=actor_of(request.user),
+        )
+        fresh = instance_list(tenant=None).get(pk=updated.pk)
+        return Response(InstanceSerializer(fresh).data)
 
     # --- delete, start, stop, restart -----------------------------------------------------
 

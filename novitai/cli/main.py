@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_API, EXIT_UNREACHABLE = 0, 1, 2, 3, 4, 5
 EXIT_INTERRUPTED = 130
+_NOT_GIVEN: Any = object()  # an option left out (None means "never" for --idle-timeout)
 EXIT_BROKEN_PIPE = 141  # as if killed by SIGPIPE, like other commands in a pipeline
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -80,6 +81,11 @@ def _integer(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
+def _optional_integer(text: str) -> int | None:
+    """A whole number, or "never" (sent as null)."""
+    return None if text.strip().lower() == "never" else _integer(text)
 
 
 def _seconds(text: str) -> float:
@@ -253,6 +259,18 @@ def build_parser(out: IO[str], err: IO[str]) -> argparse.ArgumentParser:
     command("get", "one instance").add_argument("id")
     command("events", "an instance's history, oldest first").add_argument("id")
     command("heartbeat", "record activity (puts off an idle stop)").add_argument("id")
+
+    change = command("set", "change a live instance's on-preempt, idle timeout or webhook")
+    change.add_argument("id")
+    change.add_argument("--on-preempt", choices=["notify", "restart", "reprovision"])
+    change.add_argument(
+        "--idle-timeout",
+        type=_optional_integer,
+        metavar="SECONDS|never",
+        default=_NOT_GIVEN,
+        help="stop it once ready this long without a heartbeat ('never': no idle stop)",
+    )
+    change.add_argument("--webhook", metavar="URL|none", help="where later webhooks go")
 
     for verb, help_text in (
         ("start", "start a stopped instance"),
@@ -502,6 +520,23 @@ def cmd_offers(ctx: Context) -> int:
     return EXIT_OK
 
 
+def cmd_set(ctx: Context) -> int:
+    args = ctx.args
+    body: dict[str, Any] = {}
+    if args.on_preempt is not None:
+        body["on_preempt"] = args.on_preempt
+    if args.idle_timeout is not _NOT_GIVEN:
+        body["idle_timeout_seconds"] = args.idle_timeout
+    if args.webhook is not None:
+        body["webhook_url"] = None if args.webhook.lower() == "none" else args.webhook
+    if not body:
+        ctx.note("novitai: nothing to change (give --on-preempt, --idle-timeout or --webhook)")
+        return EXIT_USAGE
+    instance = ctx.client.request("PATCH", _instance(args.id), body=body)
+    ctx.emit(instance, render.instance_view(instance))
+    return EXIT_OK
+
+
 def cmd_summary(ctx: Context) -> int:
     summary = ctx.client.request("GET", "metrics/")
     ctx.emit(summary, render.summary_view(summary))
@@ -522,6 +557,7 @@ COMMANDS: dict[str, Callable[[Context], int]] = {
     "products": cmd_products,
     "offers": cmd_offers,
     "summary": cmd_summary,
+    "set": cmd_set,
 }
 
 

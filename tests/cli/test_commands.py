@@ -348,3 +348,20 @@ def test_summary(cli: Cli) -> None:
     assert lines["spend"].strip() == f"${ready.price_per_hour:.2f}/h"
     assert "ready 1" in text
     assert "quota" in text
+
+
+def test_set_changes_a_live_instance(cli: Cli) -> None:
+    created = cli(*create_args("set-me"), "--spot", "--json").json()
+    changed = cli("set", created["id"], "--on-preempt", "restart", "--idle-timeout", "900")
+    assert changed.code == 0, changed.err
+    stored = Instance.objects.get(pk=created["id"])
+    assert (stored.on_preempt, stored.idle_timeout) == ("restart", timedelta(seconds=900))
+    never = cli("set", created["id"], "--idle-timeout", "never", "--webhook", "none", "--json")
+    assert never.json()["idle_timeout_seconds"] is None
+    assert never.json()["webhook_url"] is None
+    assert cli("set", created["id"]).code == 2  # nothing to change
+    assert cli("set", created["id"], "--idle-timeout", "soon").code == 2
+    refused = cli("set", created["id"], "--idle-timeout", "5")
+    assert refused.code == 4
+    assert "idle_timeout_seconds" in refused.err
+    assert Instance.objects.get(pk=created["id"]).idle_timeout is None
