@@ -1,4 +1,5 @@
-"""Idle stop: a ready instance with an `idle_timeout` and no activity for that long is stopped.
+"""Idle stop: a ready instance with an `idle_timeout` and no activity for that long is stopped
+(or deleted, with on_idle "delete").
 
 Activity is becoming ready (`ready_at`) or a heartbeat (`last_active_at`, POST …/heartbeat/);
 an instance is due at `idle_stop_at` (selectors): the later of the two plus its timeout.
@@ -6,7 +7,8 @@ an instance is due at `idle_stop_at` (selectors): the later of the two plus its 
     instances_idle_stop()   # beat, every IDLE_CHECK_INTERVAL_SECONDS (task instances.idle_stop)
 
 finds the due instances in the database (one query, oldest due first, a batch at most), and
-stops each through `instance_action_request` (a stop job, sent on commit), with the row locked
+stops each through `instance_action_request` (a stop job, sent on commit) — or deletes it
+through `instance_delete_request` when its on_idle is "delete" —, with the row locked
 and its idleness judged again under the lock: a heartbeat that lands between the query and the
 lock keeps the instance ready, and of two sweeps running at once the second finds it stopping.
 """
@@ -23,9 +25,9 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from instances.metrics import IDLE_STOPS
-from instances.models import Instance, InstanceStatus
+from instances.models import Instance, InstanceStatus, OnIdle
 from instances.selectors import idle_stop_at
-from instances.services import Action, instance_action_request
+from instances.services import Action, instance_action_request, instance_delete_request
 from novitai.errors import Conflict, NotFound
 
 logger = logging.getLogger(__name__)
@@ -63,20 +65,30 @@ def instance_idle_stop(*, instance_id: uuid.UUID, now: datetime) -> bool:
         if due is None or due > now or instance.idle_timeout is None:
             return False
         seconds = int(instance.idle_timeout.total_seconds())
-        instance_action_request(
-            instance_id=instance.pk,
-            tenant=None,
-            action=Action.STOP,
-            actor=ACTOR,
-            reason=REASON,
-            message=f"No activity for {seconds} s: stopped.",
-        )
+        if instance.on_idle == OnIdle.DELETE:
+            instance_delete_request(
+                instance_id=instance.pk,
+                actor=ACTOR,
+                tenant=None,
+                reason=REASON,
+                message=f"No activity for {seconds} s: deleted.",
+            )
+        else:
+            instance_action_request(
+                instance_id=instance.pk,
+                tenant=None,
+                action=Action.STOP,
+                actor=ACTOR,
+                reason=REASON,
+                message=f"No activity for {seconds} s: stopped.",
+            )
     IDLE_STOPS.inc()
     logger.info(
-        "instance %s: idle for %s s (since %s), stopping",
+        "instance %s: idle for %s s (since %s): %s",
         instance.pk,
         seconds,
         (due - instance.idle_timeout).isoformat(),
+        "deleting" if instance.on_idle == OnIdle.DELETE else "stopping",
         extra={"instance_id": str(instance.pk)},
     )
     return True

@@ -28,7 +28,8 @@ DUPLICATES_DELETED = Counter(
 )
 IDLE_STOPS = Counter(
     "novitai_instances_idle_stopped_total",
-    "Ready instances stopped because no activity came within their idle timeout.",
+    "Ready instances stopped (or deleted, on_idle delete) because no activity came within "
+    "their idle timeout.",
 )
 SPOT_RECOVERIES = Counter(
     "novitai_spot_recoveries_total",

@@ -54,6 +54,13 @@ class BillingMode(models.TextChoices):
     SPOT = "spot", "spot"
 
 
+class OnIdle(models.TextChoices):
+    """What an idle stop does: stop (the disk kept, and billed by Novita) or delete."""
+
+    STOP = "stop", "stop it"
+    DELETE = "delete", "delete it"
+
+
 class OnPreempt(models.TextChoices):
     """What novitai does when Novita reclaims a spot instance (after the instance.preempted
     webhook): nothing more, start the same instance again (its disk kept), or delete it and
@@ -95,6 +102,7 @@ class Instance(models.Model):
     # A ready instance with no activity for this long is stopped (None: never). Activity is a
     # heartbeat from the caller (POST …/heartbeat/), or becoming ready.
     idle_timeout = models.DurationField(null=True, blank=True)
+    on_idle = models.CharField(max_length=8, choices=OnIdle.choices, default=OnIdle.STOP)
     last_active_at = models.DateTimeField(null=True, blank=True)
     # Spot reclaims recovered automatically so far (capped by SPOT_RECOVERY_MAX_ATTEMPTS).
     recoveries = models.PositiveSmallIntegerField(default=0)

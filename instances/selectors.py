@@ -101,6 +101,7 @@ def instance_representation(instance: Instance) -> dict[str, Any]:
         "idle_timeout_seconds": (
             int(instance.idle_timeout.total_seconds()) if instance.idle_timeout else None
         ),
+        "on_idle": instance.on_idle,
         "last_active_at": timestamp_text(instance.last_active_at),
         "idle_stop_at": timestamp_text(idle_stop_at(instance)),
         "job": job_summary(instance),

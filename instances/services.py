@@ -30,7 +30,7 @@ from catalog.selectors import (
 )
 from catalog.services import TemplateConfig, catalog_reading, template_get
 from instances.lifecycle import instance_event_record, instance_transition
-from instances.models import Instance, InstanceEvent, InstanceStatus, OnPreempt
+from instances.models import Instance, InstanceEvent, InstanceStatus, OnIdle, OnPreempt
 from jobs.models import Job
 from jobs.services import job_cancel, job_create, job_retry_hook_register
 from novitai.errors import Conflict, NotFound, ValidationFailed
@@ -111,6 +111,7 @@ class InstanceRequest:
     health_check: HealthCheckSpec = HealthCheckSpec()
     on_preempt: str = OnPreempt.NOTIFY
     idle_timeout_seconds: int | None = None
+    on_idle: str = OnIdle.STOP
 
 
 @dataclass(frozen=True)
@@ -253,6 +254,7 @@ def instance_create(*, tenant: Tenant, spec: InstanceSpec, actor: str) -> Instan
             health_check=request.health_check.as_json(),
             webhook_url=request.webhook_url,
             on_preempt=request.on_preempt,
+            on_idle=request.on_idle,
             idle_timeout=(
                 timedelta(seconds=request.idle_timeout_seconds)
                 if request.idle_timeout_seconds is not None
@@ -353,10 +355,15 @@ def instance_action_request(
 
 @transaction.atomic
 def instance_delete_request(
-    *, instance_id: uuid.UUID, tenant: Tenant | None, actor: str
+    *,
+    instance_id: uuid.UUID,
+    tenant: Tenant | None,
+    actor: str,
+    reason: str | None = None,
+    message: str | None = None,
 ) -> Instance:
     """→ terminating, with a delete job. Idempotent: an instance already terminating or
-    terminated is answered as it is (same job)."""
+    terminated is answered as it is (same job). `reason`/`message` as instance_action_request."""
     instance = _locked(instance_id, tenant)
     if instance.status in (InstanceStatus.TERMINATING, InstanceStatus.TERMINATED):
         return instance
@@ -365,8 +372,8 @@ def instance_delete_request(
     instance_transition(
         instance=instance,
         to_status=InstanceStatus.TERMINATING,
-        reason="delete_requested",
-        message="Delete requested.",
+        reason=reason or "delete_requested",
+        message=message or "Delete requested.",
         actor=actor,
         fields={"current_job": job, "delete_requested_at": None},
     )
@@ -421,6 +428,7 @@ class InstanceChanges:
     """What a PATCH changes: None for on_preempt, UNCHANGED for the others, means leave it."""
 
     on_preempt: str | None = None
+    on_idle: str | None = None
     idle_timeout_seconds: Any = UNCHANGED  # int seconds, None (never), or UNCHANGED
     webhook_url: Any = UNCHANGED  # a URL, None (no webhooks), or UNCHANGED
 
@@ -446,6 +454,8 @@ def instance_settings_update(
                 details={"on_preempt": ["This instance is not billed as spot."]},
             )
         fields["on_preempt"] = changes.on_preempt
+    if changes.on_idle is not None:
+        fields["on_idle"] = changes.on_idle
     if changes.idle_timeout_seconds is not UNCHANGED:
         seconds = changes.idle_timeout_seconds
         fields["idle_timeout"] = timedelta(seconds=seconds) if seconds is not None else None

@@ -12,6 +12,7 @@ from instances.models import (
     Instance,
     InstanceEvent,
     InstanceStatus,
+    OnIdle,
     OnPreempt,
 )
 from instances.selectors import event_representation, instance_representation
@@ -165,6 +166,11 @@ class InstanceCreateInputSerializer(StrictSerializerMixin, serializers.Serialize
         help_text="Stop the instance once it has been ready this long without a heartbeat "
         "(POST .../heartbeat/). Absent: never stopped for idleness.",
     )
+    on_idle = serializers.ChoiceField(
+        choices=OnIdle.choices,
+        default=OnIdle.STOP,
+        help_text="What an idle timeout does: stop (the disk kept) or delete.",
+    )
 
     def validate_webhook_url(self, value: str) -> str:
         return webhook_url_check(value)
@@ -212,6 +218,7 @@ class InstanceCreateInputSerializer(StrictSerializerMixin, serializers.Serialize
             ),
             on_preempt=data["on_preempt"],
             idle_timeout_seconds=data.get("idle_timeout_seconds"),
+            on_idle=data["on_idle"],
         )
 
 
@@ -230,6 +237,9 @@ class InstanceUpdateInputSerializer(StrictSerializerMixin, serializers.Serialize
         max_value=IDLE_TIMEOUT_MAX_SECONDS,
         help_text="Stop once ready this long without a heartbeat; null: never.",
     )
+    on_idle = serializers.ChoiceField(
+        choices=OnIdle.choices, required=False, help_text="stop or delete when idle"
+    )
     webhook_url = serializers.URLField(
         required=False,
         allow_null=True,
@@ -244,7 +254,7 @@ class InstanceUpdateInputSerializer(StrictSerializerMixin, serializers.Serialize
         self.validate_unknown(attrs)
         if not attrs:
             raise serializers.ValidationError(
-                {"non_field_errors": ["Nothing to change: give on_preempt, "
+                {"non_field_errors": ["Nothing to change: give on_preempt, on_idle, "
                                       "idle_timeout_seconds or webhook_url."]}
             )  # fmt: skip
         return attrs
@@ -253,6 +263,7 @@ class InstanceUpdateInputSerializer(StrictSerializerMixin, serializers.Serialize
         data = self.validated_data
         return InstanceChanges(
             on_preempt=data.get("on_preempt"),
+            on_idle=data.get("on_idle"),
             idle_timeout_seconds=data.get("idle_timeout_seconds", UNCHANGED),
             webhook_url=data.get("webhook_url", UNCHANGED),
         )
@@ -309,6 +320,7 @@ class InstanceSerializer(serializers.Serializer[Instance]):
     on_preempt = serializers.ChoiceField(choices=OnPreempt.choices)
     recoveries = serializers.IntegerField(help_text="Spot reclaims recovered automatically.")
     idle_timeout_seconds = serializers.IntegerField(allow_null=True)
+    on_idle = serializers.ChoiceField(choices=OnIdle.choices)
     last_active_at = serializers.DateTimeField(allow_null=True)
     idle_stop_at = serializers.DateTimeField(
         allow_null=True, help_text="When a ready instance will be stopped unless active before."

@@ -226,6 +226,9 @@ def build_parser(out: IO[str], err: IO[str]) -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="stop it once ready this long without a heartbeat",
     )
+    create.add_argument(
+        "--on-idle", choices=["stop", "delete"], help="what the idle timeout does (default stop)"
+    )
     create.add_argument("--max-price", type=_usd, metavar="USD", help="USD per hour, at most")
     create.add_argument("--webhook", metavar="URL", help="where its webhooks go")
     create.add_argument(
@@ -270,6 +273,7 @@ def build_parser(out: IO[str], err: IO[str]) -> argparse.ArgumentParser:
         default=_NOT_GIVEN,
         help="stop it once ready this long without a heartbeat ('never': no idle stop)",
     )
+    change.add_argument("--on-idle", choices=["stop", "delete"], help="what an idle timeout does")
     change.add_argument("--webhook", metavar="URL|none", help="where later webhooks go")
 
     for verb, help_text in (
@@ -346,6 +350,7 @@ def create_body(args: argparse.Namespace) -> dict[str, Any]:
         "billing_mode": "spot" if args.spot else None,
         "on_preempt": args.on_preempt,
         "idle_timeout_seconds": args.idle_timeout,
+        "on_idle": args.on_idle,
         "max_price_per_hour": args.max_price,
         "webhook_url": args.webhook,
     }
@@ -525,12 +530,16 @@ def cmd_set(ctx: Context) -> int:
     body: dict[str, Any] = {}
     if args.on_preempt is not None:
         body["on_preempt"] = args.on_preempt
+    if args.on_idle is not None:
+        body["on_idle"] = args.on_idle
     if args.idle_timeout is not _NOT_GIVEN:
         body["idle_timeout_seconds"] = args.idle_timeout
     if args.webhook is not None:
         body["webhook_url"] = None if args.webhook.lower() == "none" else args.webhook
     if not body:
-        ctx.note("novitai: nothing to change (give --on-preempt, --idle-timeout or --webhook)")
+        ctx.note(
+            "novitai: nothing to change (give --on-preempt, --on-idle, --idle-timeout or --webhook)"
+        )
         return EXIT_USAGE
     instance = ctx.client.request("PATCH", _instance(args.id), body=body)
     ctx.emit(instance, render.instance_view(instance))

@@ -140,7 +140,10 @@ def instance_view(instance: dict[str, Any]) -> str:
         ]
     if instance.get("idle_timeout_seconds") is not None:
         pairs += [
-            ("idle timeout", f"{instance['idle_timeout_seconds']} s"),
+            (
+                "idle timeout",
+                f"{instance['idle_timeout_seconds']} s, then {instance.get('on_idle') or 'stop'}",
+            ),
             ("last active", when(instance.get("last_active_at"))),
             ("idle stop at", when(instance.get("idle_stop_at"))),
         ]

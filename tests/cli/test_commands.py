@@ -72,7 +72,7 @@ def test_create_sends_every_option_and_prints_the_instance(
     assert shown["billing"] == "spot"
     assert shown["webhook"] == "http://127.0.0.1:9/hook"
     assert fields(result.out)["on preempt"] == "reprovision"
-    assert fields(result.out)["idle timeout"] == "600 s"
+    assert fields(result.out)["idle timeout"] == "600 s, then stop"
     assert "hf_abc" not in result.out  # env values are never shown
     assert result.err == f"follow it: novitai wait {instance.pk}\n"
 
@@ -352,10 +352,15 @@ def test_summary(cli: Cli) -> None:
 
 def test_set_changes_a_live_instance(cli: Cli) -> None:
     created = cli(*create_args("set-me"), "--spot", "--json").json()
-    changed = cli("set", created["id"], "--on-preempt", "restart", "--idle-timeout", "900")
+    changed = cli(
+        "set", created["id"], "--on-preempt", "restart", "--idle-timeout", "900", "--on-idle",
+        "delete",
+    )  # fmt: skip
     assert changed.code == 0, changed.err
+    assert "900 s, then delete" in changed.out
     stored = Instance.objects.get(pk=created["id"])
     assert (stored.on_preempt, stored.idle_timeout) == ("restart", timedelta(seconds=900))
+    assert stored.on_idle == "delete"
     never = cli("set", created["id"], "--idle-timeout", "never", "--webhook", "none", "--json")
     assert never.json()["idle_timeout_seconds"] is None
     assert never.json()["webhook_url"] is None

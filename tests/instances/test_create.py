@@ -61,6 +61,7 @@ def test_create_answers_202_and_enqueues_one_job_on_commit(
         "on_preempt": "notify",
         "recoveries": 0,
         "idle_timeout_seconds": None,
+        "on_idle": "stop",
         "last_active_at": None,
         "idle_stop_at": None,
         "job": {

@@ -454,3 +454,26 @@ def test_an_idle_instance_is_stopped_on_novita_and_notified(
         if e.from_status != e.to_status
     ][-2:]
     assert history == [("ready", "stopping", "idle_timeout"), ("stopping", "stopped", "stopped")]
+
+
+def test_on_idle_delete_deletes_instead(make: Any, sent_tasks: SentTasks) -> None:
+    instance = make(idle_timeout_seconds=60, on_idle="delete")
+    assert instance_representation(reload(instance))["on_idle"] == "delete"
+    ready(instance, idle_for=120)
+    assert instances_idle_stop() == 1
+    gone = reload(instance)
+    assert gone.status == InstanceStatus.TERMINATING
+    assert gone.current_job is not None
+    assert gone.current_job.kind == "delete"
+    event = InstanceEvent.objects.filter(instance=instance).latest("at", "id")
+    assert (event.reason, event.actor) == ("idle_timeout", "system")
+    assert event.message == "No activity for 60 s: deleted."
+
+
+def test_on_idle_is_validated(api_client: APIClient, catalog: SandboxControl) -> None:
+    response = create(api_client, create_body(idle_timeout_seconds=60, on_idle="shutdown"))
+    assert response.status_code == 400
+    assert "on_idle" in response.json()["error"]["details"]
+    assert not Instance.objects.exists()
+    default = create(api_client, create_body(name="with-default"))
+    assert default.json()["on_idle"] == "stop"

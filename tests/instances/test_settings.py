@@ -123,3 +123,12 @@ def test_another_tenants_instance_is_a_404(make: Any, other_tenant_client: APICl
     response = patch(other_tenant_client, instance, {"idle_timeout_seconds": 600})
     assert response.status_code == 404
     assert Instance.objects.get(pk=instance.pk).idle_timeout is None
+
+
+def test_on_idle_can_change(api_client: APIClient, make: Any) -> None:
+    instance = make(idle_timeout_seconds=60)
+    response = patch(api_client, instance, {"on_idle": "delete"})
+    assert response.status_code == 200
+    assert response.json()["on_idle"] == "delete"
+    assert Instance.objects.get(pk=instance.pk).on_idle == "delete"
+    assert patch(api_client, instance, {"on_idle": "archive"}).status_code == 400
