@@ -627,7 +627,7 @@ class Monitor:
     def preempted(self, row: Instance) -> None:
         """A reclaimed spot instance: recovered once the reclaim is over (on_preempt restart or
         reprovision); started outside novitai, watched again; otherwise left as it is."""
-        if row.on_preempt == OnPreempt.NOTIFY or not recoverable(row):
+        if not recoverable(row):
             self.stopped(row)
             return
         item = self.upstream_of(row) if row.novita_instance_id else None
@@ -642,7 +642,7 @@ class Monitor:
         """Starts a preempted instance again, or provisions a new one, once Novita has finished
         reclaiming it (exited, or gone). Until then — spot instances get a notice period in
         which they still run — it waits; a start then would race the reclaim."""
-        if row.on_preempt == OnPreempt.NOTIFY or not recoverable(row):
+        if not recoverable(row):
             return
         gone = item is None or item.status in GONE or item.status in U.REMOVING_STATES
         if not gone and item is not None and item.status != U.EXITED:

@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -48,17 +48,17 @@ def metrics_summary(*, tenant: Tenant | None, now: datetime | None = None) -> di
     now = now or timezone.now()
     instances = _scoped(Instance.objects.all(), tenant)
     by_status = _by_status(instances, list(S.values))
-    held = instances.filter(status__in=HOLDING_A_GPU).aggregate(
-        n=Count("pk"),
-        gpus=Coalesce(Sum("gpu_num"), 0),
-        usd=Sum("price_per_hour"),
-        recoveries=Coalesce(Sum("recoveries"), 0),
+    holding, living = Q(status__in=HOLDING_A_GPU), ~Q(status=S.TERMINATED)
+    totals = instances.aggregate(
+        held_n=Count("pk", filter=holding),
+        held_gpus=Coalesce(Sum("gpu_num", filter=holding), 0),
+        held_usd=Sum("price_per_hour", filter=holding),
+        live_n=Count("pk", filter=living),
+        live_gpus=Coalesce(Sum("gpu_num", filter=living), 0),
+        recoveries=Coalesce(Sum("recoveries", filter=living), 0),
     )
-    live = instances.exclude(status=S.TERMINATED).aggregate(
-        n=Count("pk"),
-        gpus=Coalesce(Sum("gpu_num"), 0),
-        recoveries=Coalesce(Sum("recoveries"), 0),
-    )
+    held = {"n": totals["held_n"], "gpus": totals["held_gpus"], "usd": totals["held_usd"]}
+    live = {"n": totals["live_n"], "gpus": totals["live_gpus"], "recoveries": totals["recoveries"]}
     summary: dict[str, Any] = {
         "scope": "tenant" if tenant is not None else "all",
         "tenant": tenant.name if tenant is not None else None,
