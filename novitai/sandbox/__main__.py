@@ -10,12 +10,16 @@ import threading
 from typing import Any
 
 from .config import (
+    DEFAULT_BALANCE,
+    MONEY_PER_USD,
     STATUS_DWELL_FIELDS,
     TIMING_PRESETS,
     ConfigError,
     Faults,
+    Fidelity,
     SandboxConfig,
     faults_update,
+    fidelity_update,
     timing_update,
 )
 from .server import SandboxServer
@@ -45,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--public-host", default="", help="host used in endpoint URLs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--verbose", action="store_true", help="log every request")
+    parser.add_argument(
+        "--balance",
+        type=float,
+        default=DEFAULT_BALANCE / MONEY_PER_USD,
+        metavar="USD",
+        help="starting cash balance in USD (default 1000000)",
+    )
 
     timing = parser.add_argument_group("timing")
     timing.add_argument("--timing", choices=sorted(TIMING_PRESETS), default="fast")
@@ -80,7 +91,50 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument("--proxy-error-name", metavar="GLOB")
     faults.add_argument("--list-lag", type=float, metavar="SECONDS")
     faults.add_argument("--faults", metavar="JSON", help="any faults as a JSON object")
+
+    fidelity = parser.add_argument_group(
+        "fidelity (readings of Novita's docs; POST /_sandbox/fidelity)"
+    )
+    fidelity.add_argument(
+        "--numeric-cluster-ids", action="store_true", help='cluster ids like "5" named "EU-01"'
+    )
+    fidelity.add_argument(
+        "--no-instance-timestamps",
+        action="store_true",
+        help="instances without createdAt, lastStartedAt, lastStoppedAt",
+    )
+    fidelity.add_argument(
+        "--empty-product-regions",
+        action="store_true",
+        help="products with regions: [] (every cluster)",
+    )
+    fidelity.add_argument(
+        "--spot-status-list-only",
+        action="store_true",
+        help="spotStatus and spotReclaimTime only on GET /gpu/instances",
+    )
+    fidelity.add_argument(
+        "--bills-settle-hourly",
+        action="store_true",
+        help="bills and the balance count only hours that have ended",
+    )
+    fidelity.add_argument("--fidelity", metavar="JSON", help="any switches as a JSON object")
     return parser
+
+
+def fidelity_from_args(args: argparse.Namespace) -> Fidelity:
+    changes: dict[str, Any] = json.loads(args.fidelity) if args.fidelity else {}
+    if args.numeric_cluster_ids:
+        changes["cluster_ids"] = "numeric"
+    if args.no_instance_timestamps:
+        changes["instance_timestamps"] = False
+    if args.empty_product_regions:
+        changes["product_regions"] = "empty"
+    if args.spot_status_list_only:
+        changes["spot_status_on_get"] = False
+    if args.bills_settle_hourly:
+        changes["bills_settle_hourly"] = True
+    return fidelity_update(Fidelity(), changes)
 
 
 def config_from_args(args: argparse.Namespace) -> SandboxConfig:
@@ -113,7 +167,16 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
             capacity[region] = int(count) if count else -1
         changes["capacity_errors"] = capacity
     faults = faults_update(Faults(), changes)
-    return SandboxConfig(timing=timing, faults=faults, seed=args.seed, public_host=args.public_host)
+    if args.balance < 0:
+        raise ConfigError("--balance must be >= 0")
+    return SandboxConfig(
+        timing=timing,
+        faults=faults,
+        fidelity=fidelity_from_args(args),
+        seed=args.seed,
+        public_host=args.public_host,
+        balance=round(args.balance * MONEY_PER_USD),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,7 +186,13 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_args(args)
     except (ConfigError, ValueError) as error:
         parser.error(str(error))
-    server = SandboxServer(args.host, args.port, args.api_key, config, verbose=args.verbose)
+    server = SandboxServer(
+        args.host,
+        args.port,
+        args.api_key,
+        config,
+        verbose=args.verbose,
+    )
     try:
         server.start()
     except OSError as error:

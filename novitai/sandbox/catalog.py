@@ -1,4 +1,5 @@
-"""The sandbox's seed catalog: regions, GPU products per region, templates, registry auths.
+"""The sandbox's seed catalog: regions, GPU products per region, templates, registry auths,
+prices, and the network storage that exists from the start.
 
 Tests of other parts of novitai are written against these values; change them only with care
 (README.md in this package lists them).
@@ -15,6 +16,9 @@ class Cluster:
     name: str  # display name, "EU-NL-01 (Amsterdam)"
     support_network_storage: bool
     support_instance_network: bool
+    # The same cluster under Fidelity(cluster_ids="numeric"): id "5", name "EU-01".
+    numeric_id: str = ""
+    numeric_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,9 @@ class Product:
     min_local_storage: int = 0
     max_local_storage: int = 200
     billing_methods: tuple[str, ...] = field(default=())
+    # A stopped (exited) instance's local disk: 1/100000 USD per GB per day (Novita's console
+    # field; $0.005/GB/day is the disk price of its pricing page).
+    exited_local_storage_price: int = 500
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -71,6 +78,10 @@ class Template:
     volume_size: int = 0
     tools: tuple[tuple[str, str, int], ...] = ()  # (name, describe, http port)
     create_time: int = 1754032100
+    # Only on GET /template (novita-api.md §7.5):
+    entrypoint: str = ""
+    min_cuda_version: str = ""
+    recommend_cards: tuple[tuple[str, int], ...] = ()  # (product id, cards)
 
 
 @dataclass(frozen=True)
@@ -81,13 +92,30 @@ class RegistryAuth:
     password: str
 
 
+@dataclass(frozen=True)
+class SeedStorage:
+    id: str
+    name: str
+    cluster_id: str
+    size: int  # GB
+
+
 CLUSTERS: tuple[Cluster, ...] = (
-    Cluster("us-tx-2", "US-TX-02 (Dallas)", True, True),
-    Cluster("us-ca-6", "US-CA-06 (California)", True, False),
-    Cluster("eu-nl-1", "EU-NL-01 (Amsterdam)", True, False),
-    Cluster("eu-de-1", "EU-DE-01 (Frankfurt)", False, False),
-    Cluster("as-jp-3", "AS-JP-03 (Osaka)", False, False),
+    Cluster("us-tx-2", "US-TX-02 (Dallas)", True, True, "1", "US-01"),
+    Cluster("us-ca-6", "US-CA-06 (California)", True, False, "2", "US-02"),
+    Cluster("eu-nl-1", "EU-NL-01 (Amsterdam)", True, False, "5", "EU-01"),
+    Cluster("eu-de-1", "EU-DE-01 (Frankfurt)", False, False, "6", "EU-02"),
+    Cluster("as-jp-3", "AS-JP-03 (Osaka)", False, False, "8", "AS-01"),
 )
+
+# Network storage: 1/100000 USD per GB per day, per cluster ($0.002/GB/day, Novita's pricing
+# page); the same in every cluster that has network storage until the control API changes it.
+NETWORK_STORAGE_PRICE = 200
+NETWORK_STORAGE_MIN_GB = 10
+NETWORK_STORAGE_MAX_GB = 10_000  # above: NETWORK_STORAGE_TOO_LARGE
+
+# The volume of novita-api.md §5.1 exists from the start (and after every reset).
+SEED_STORAGES: tuple[SeedStorage, ...] = (SeedStorage("ns-7f3c21", "datasets", "us-tx-2", 100),)
 
 
 def _offer(state: str) -> Offer:
@@ -219,6 +247,8 @@ TEMPLATES: tuple[Template, ...] = (
         readme="# PyTorch\nJupyter on 8888, Gradio on 7860",
         volume_size=30,
         tools=(("Jupyter", "JupyterLab", 8888),),
+        min_cuda_version="12.4",
+        recommend_cards=(("4090.16c62g.sim", 1),),
     ),
     Template(
         id="212",
@@ -245,6 +275,9 @@ TEMPLATES: tuple[Template, ...] = (
         tcp_ports=(),
         envs=(("HF_HOME", "/workspace/hf"),),
         readme="# vLLM\nOpenAI-compatible server on 8000",
+        entrypoint="python3 -m vllm.entrypoints.openai.api_server",
+        min_cuda_version="12.1",
+        recommend_cards=(("4090.16c62g.sim", 1), ("a100.16c120g.sim", 1)),
     ),
     Template(
         id="50211",
@@ -262,6 +295,7 @@ TEMPLATES: tuple[Template, ...] = (
 )
 
 CLUSTERS_BY_ID = {c.id: c for c in CLUSTERS}
+CLUSTERS_BY_NUMERIC_ID = {c.numeric_id: c for c in CLUSTERS}
 PRODUCTS_BY_ID = {p.id: p for p in PRODUCTS}
 TEMPLATES_BY_ID = {t.id: t for t in TEMPLATES}
 REGISTRY_AUTHS_BY_ID = {a.id: a for a in REGISTRY_AUTHS}

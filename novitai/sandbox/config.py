@@ -1,9 +1,10 @@
-"""Sandbox configuration: lifecycle timing and fault injection.
+"""Sandbox configuration: lifecycle timing, fault injection and fidelity switches.
 
-Both are plain dataclasses that can be set at start (SandboxConfig, CLI flags) and changed at
-runtime through the control endpoints (POST /_sandbox/timing, POST /_sandbox/faults). The JSON
-form of each is its field names in snake_case; `timing_update` and `faults_update` validate a
-partial change and return a new value (the current one is never half-changed).
+All three are plain dataclasses that can be set at start (SandboxConfig, CLI flags) and changed
+at runtime through the control endpoints (POST /_sandbox/timing, /_sandbox/faults,
+/_sandbox/fidelity). The JSON form of each is its field names in snake_case; `timing_update`,
+`faults_update` and `fidelity_update` validate a partial change and return a new value (the
+current one is never half-changed).
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class Timing:
     app_boot: float = 0.3  # seconds after `running` until the app's http ports answer 200
     reclaim_notice: float = 0.2  # spot reclaim: notified -> reclaiming
     reclaiming: float = 0.2  # spot reclaim: reclaiming -> terminated (status exited)
+    save_image: float = 0.3  # a save-image job runs this long, then succeeds (or fails)
+    # GPU metrics: the newest point is this much older than now (Novita's "about a minute").
+    metrics_lag: float = 60.0
 
 
 TIMING_PRESETS: dict[str, Timing] = {
@@ -61,6 +65,8 @@ TIMING_PRESETS: dict[str, Timing] = {
         app_boot=15.0,
         reclaim_notice=120.0,
         reclaiming=30.0,
+        save_image=90.0,
+        metrics_lag=60.0,
     ),
 }
 
@@ -172,6 +178,7 @@ class Faults:
     proxy_error_name: str = ""
     proxy_error_image: str = ""
     proxy_error_body: str = NGINX_502_PAGE
+    save_image_fail_image: str = ""  # a save-image job whose target contains this fails
     not_found_status: int = 404  # 404 or 400 for an unknown instance
     not_found_spelling: str = "not found"  # or "not fount", as the live API sometimes says
     list_lag_s: float = 0.0  # a new instance shows up in GET /gpu/instances this much later
@@ -294,14 +301,70 @@ def faults_activate(faults: Faults, now: float) -> Faults:
     return dataclasses.replace(faults, fail_next=rules)
 
 
+# --- fidelity: where Novita's documentation leaves room, the answer it may really give -----------
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """Switches between equally plausible readings of Novita's docs (novita-api.md §7.5).
+
+    The defaults are the sandbox's usual answers; each switch turns on the other reading, so that
+    a client can be tested against both.
+    """
+
+    # "slug": cluster ids like "us-tx-2" named "US-TX-02 (Dallas)"; "numeric": ids like "5" named
+    # "EU-01" (what the current docs show). Only the wire changes: the control API keeps slugs.
+    cluster_ids: str = "slug"
+    # False: get/list instance omit createdAt, lastStartedAt, lastStoppedAt (the current docs).
+    instance_timestamps: bool = True
+    # "names": products list the names of their clusters; "empty": `regions: []`, which Novita
+    # documents as "available in every cluster".
+    product_regions: str = "names"
+    # False: spotStatus and spotReclaimTime only on GET /gpu/instances (where they are documented),
+    # not on GET /gpu/instance.
+    spot_status_on_get: bool = True
+    # True: bill/list and the balance only count hours that have ended ("settled hourly").
+    bills_settle_hourly: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_FIDELITY_CHOICES: dict[str, tuple[str, ...]] = {
+    "cluster_ids": ("slug", "numeric"),
+    "product_regions": ("names", "empty"),
+}
+
+
+def fidelity_update(current: Fidelity, changes: dict[str, Any]) -> Fidelity:
+    values: dict[str, Any] = {}
+    for key, value in changes.items():
+        if key not in {f.name for f in dataclasses.fields(Fidelity)}:
+            raise ConfigError(f"unknown fidelity switch: {key}")
+        choices = _FIDELITY_CHOICES.get(key)
+        if choices is not None:
+            if value not in choices:
+                raise ConfigError(f"{key} must be one of {list(choices)}")
+        elif not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false")
+        values[key] = value
+    return dataclasses.replace(current, **values)
+
+
 # --- the whole configuration ---------------------------------------------------------------------
 
 API_PREFIX = "/gpu-instance/openapi/v1"
+# Novita's "core" surface (billing, GPU metrics): https://api.novita.ai/openapi/v1, same host.
+CORE_PREFIX = "/openapi/v1"
+MONEY_PER_USD = 10_000  # billing money (bills, balance) is in 1/10000 USD
+DEFAULT_BALANCE = 1_000_000 * MONEY_PER_USD  # a million dollars: demos and benchmarks never run dry
 
 
 @dataclass(frozen=True)
 class SandboxConfig:
     timing: Timing = field(default_factory=Timing)
     faults: Faults = field(default_factory=Faults)
+    fidelity: Fidelity = field(default_factory=Fidelity)
     seed: int = 0  # ids, passwords, random cluster choice and error_rate draws
     public_host: str = ""  # host in endpoint URLs; "" = the host the server listens on
+    balance: int = DEFAULT_BALANCE  # starting cash balance, 1/10000 USD

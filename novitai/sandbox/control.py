@@ -14,7 +14,7 @@ import urllib.request
 from typing import Any
 from urllib.parse import quote
 
-from .config import API_PREFIX
+from .config import API_PREFIX, CORE_PREFIX
 
 
 class SandboxControlError(RuntimeError):
@@ -34,6 +34,10 @@ class SandboxControl:
     @property
     def api_base(self) -> str:
         return self.url + API_PREFIX
+
+    @property
+    def core_api_base(self) -> str:
+        return self.url + CORE_PREFIX
 
     def _call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
         data = None if payload is None else json.dumps(payload).encode()
@@ -79,6 +83,31 @@ class SandboxControl:
     def offers(self) -> list[dict[str, Any]]:
         return self._call("GET", "/offers")["offers"]
 
+    def fidelity(self) -> dict[str, Any]:
+        return self._call("GET", "/fidelity")
+
+    def clock(self) -> dict[str, Any]:
+        """{"now", "offset", "frozen"}: the sandbox's clock (unix seconds)."""
+        return self._call("GET", "/clock")
+
+    def prices(self) -> dict[str, Any]:
+        return self._call("GET", "/prices")
+
+    def balance(self) -> dict[str, Any]:
+        """Novita's balance detail (1/10000 USD) and "billed": everything billed so far."""
+        return self._call("GET", "/balance")
+
+    def capacity(self) -> list[dict[str, str]]:
+        """The (clusterId, productId, billingMode) turned off; "*" = every one."""
+        return self._call("GET", "/capacity")["off"]
+
+    def storages(self) -> list[dict[str, Any]]:
+        """Every network storage since the last reset (deleted ones too), oldest first."""
+        return self._call("GET", "/storages")["storages"]
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/jobs")["jobs"]
+
     # --- changes ------------------------------------------------------------------------------
 
     def set_faults(self, **changes: Any) -> dict[str, Any]:
@@ -98,8 +127,70 @@ class SandboxControl:
         }
         return self._call("POST", "/offers", payload)["offers"]
 
-    def reclaim(self, instance_id: str) -> dict[str, Any]:
-        return self._call("POST", f"/instances/{quote(instance_id)}/reclaim", {})
+    def set_fidelity(self, **switches: Any) -> dict[str, Any]:
+        return self._call("POST", "/fidelity", switches)
+
+    def advance_clock(self, seconds: float) -> dict[str, Any]:
+        """Move the sandbox's clock forward: every plan, bill and metric moves with it."""
+        return self._call("POST", "/clock", {"advance": seconds})
+
+    def freeze_clock(self, frozen: bool = True) -> dict[str, Any]:
+        """Hold the clock still (until unfrozen, only advance_clock moves it)."""
+        return self._call("POST", "/clock", {"freeze": frozen})
+
+    def set_prices(self, product_id: str, **prices: int) -> dict[str, Any]:
+        """price=, spotPrice=, exitedLocalStoragePrice= (1/100000 USD), billed from now on."""
+        return self._call("POST", "/prices", {"productId": product_id, **prices})
+
+    def set_storage_price(self, cluster_id: str, price: int) -> dict[str, Any]:
+        """Network storage in a cluster, 1/100000 USD per GB per day, billed from now on."""
+        return self._call(
+            "POST", "/prices", {"clusterId": cluster_id, "networkStoragePrice": price}
+        )
+
+    def set_balance(
+        self, *, cash: int | None = None, credit_limit: int | None = None
+    ) -> dict[str, Any]:
+        """Set the cash balance (as of now) and the credit limit, 1/10000 USD."""
+        payload: dict[str, Any] = {}
+        if cash is not None:
+            payload["cashBalance"] = cash
+        if credit_limit is not None:
+            payload["creditLimit"] = credit_limit
+        return self._call("POST", "/balance", payload)
+
+    def set_capacity(
+        self,
+        product_id: str,
+        available: bool,
+        *,
+        billing_mode: str = "*",
+        cluster_id: str = "*",
+    ) -> list[dict[str, str]]:
+        payload = {
+            "productId": product_id,
+            "available": available,
+            "billingMode": billing_mode,
+            "clusterId": cluster_id,
+        }
+        return self._call("POST", "/capacity", payload)["off"]
+
+    def reclaim(
+        self, instance_id: str, *, notice: float | None = None, reclaiming: float | None = None
+    ) -> dict[str, Any]:
+        """A spot reclaim: notified now, reclaimed `notice` seconds later (the timing's
+        reclaim_notice by default), terminated `reclaiming` seconds after that."""
+        payload: dict[str, Any] = {}
+        if notice is not None:
+            payload["notice"] = notice
+        if reclaiming is not None:
+            payload["reclaiming"] = reclaiming
+        return self._call("POST", f"/instances/{quote(instance_id)}/reclaim", payload)
+
+    def set_load(self, instance_id: str, **load: Any) -> dict[str, Any]:
+        """What the instance's GPU metrics show from now on: gpu=, gpu_memory= (a percentage,
+        or one per card), cpu=, memory=, root_disk=."""
+        return self._call("POST", f"/instances/{quote(instance_id)}/load", load)
 
     def vanish(self, instance_id: str) -> dict[str, Any]:
         return self._call("POST", f"/instances/{quote(instance_id)}/vanish", {})

@@ -1,9 +1,11 @@
 """The HTTP server: the v1 API, the apps behind instance endpoints, and the control endpoints.
 
     /gpu-instance/openapi/v1/...      the Novita v1 API (Bearer auth), see api.py
+    /openapi/v1/...                   Novita's core surface: billing, GPU metrics (Bearer auth)
     /_app/<instanceId>/<port>/...     what an instance's http endpoint serves
     /_sandbox/...                     control (no auth): stats, instances, calls, faults, timing,
-                                      offers, reset, reclaim, vanish
+                                      fidelity, offers, capacity, prices, balance, clock, reset,
+                                      reclaim, vanish, load
 
 One ThreadingHTTPServer, HTTP/1.1 keep-alive, a thread per connection.
 """
@@ -23,16 +25,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
-from .api import ROUTES, Reply, Request
+from .api import BILLING_MODES, CORE_ROUTES, ROUTES, Reply, Request
+from .billing import value_at as billing_value_at
 from .catalog import CLUSTERS_BY_ID, PRODUCTS_BY_ID, Offer
 from .config import (
     API_PREFIX,
+    CORE_PREFIX,
     ConfigError,
     SandboxConfig,
     faults_update,
+    fidelity_update,
     timing_update,
 )
-from .state import RUNNING, ApiError, Sandbox, rule_error
+from .state import RUNNING, ApiError, Instance, Load, Sandbox, rule_error
 
 NO_ANSWER = 0  # the status recorded for a call whose connection was closed unanswered
 INVENTORY_GPUS = {"none": 0, "low": 2, "normal": 8, "high": 8}
@@ -143,9 +148,11 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._read_body()
         path, _, query = self.path.partition("?")
         if path.startswith(API_PREFIX + "/"):
-            self._api(path[len(API_PREFIX) :], query, body, arrived)
+            self._api(path[len(API_PREFIX) :], query, body, arrived, ROUTES)
+        elif path.startswith(CORE_PREFIX + "/"):
+            self._api(path[len(CORE_PREFIX) :], query, body, arrived, CORE_ROUTES)
         elif path.startswith("/_app/"):
-            self._app(path, arrived)
+            self._app(path)
         elif path.startswith("/_sandbox/"):
             try:
                 status, payload = self._control(path, query, body)
@@ -167,27 +174,36 @@ class _Handler(BaseHTTPRequestHandler):
             key.strip().encode(), expected.encode()
         )
 
-    def _api(self, route: str, query: str, body: bytes, arrived: float) -> None:
+    def _api(
+        self, route: str, query: str, body: bytes, arrived: float, routes: dict[Any, Any]
+    ) -> None:
         sb = self.server.sandbox
         method = self.command
         latency = sb.faults.latency_ms
         if latency > 0:
             self.server.stopping.wait(latency / 1000)
         drop = False
+        # Calls to the core surface are logged (and matched by fail_next) under their full path.
+        logged = route if routes is ROUTES else CORE_PREFIX + route
         try:
-            handler = ROUTES.get((method, route))
+            handler = routes.get((method, route))
             if not self._authorized():
                 raise ApiError(401, "UNAUTHORIZED", "unauthorized")
             if handler is None:
                 raise ApiError(404, "NOT_FOUND", f"no route {method} {route}")
-            now = time.time()
             with sb.lock:
-                refused, drop = sb.admit_locked(method, route, now)
+                refused, drop = sb.admit_locked(method, logged, time.time())
             if refused is not None:
                 raise refused
-            reply = handler(sb, Request(method, route, parse_qs(query), body, now))
+            request = Request(method, route, parse_qs(query), body, sb.now())
+            try:
+                reply = handler(sb, request)
+            finally:
+                if method == "POST":
+                    with sb.lock:
+                        sb.changes += 1
             with sb.lock:
-                rule = sb.take_rule_locked(method, route, time.time(), after_effect=True)
+                rule = sb.take_rule_locked(method, logged, time.time(), after_effect=True)
             if rule is not None:
                 drop = rule.drop
                 raise rule_error(rule)
@@ -200,7 +216,7 @@ class _Handler(BaseHTTPRequestHandler):
             drop = True
         status = NO_ANSWER if drop else reply.status
         with sb.lock:
-            sb.record_locked(method, route, status, arrived)
+            sb.record_locked(method, logged, status, arrived)
         if drop:
             self._drop()
             return
@@ -210,8 +226,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- what instance endpoints serve ---------------------------------------------------------
 
-    def _app(self, path: str, now: float) -> None:
+    def _app(self, path: str) -> None:
         sb = self.server.sandbox
+        now = sb.now()
         parts = path.split("/")  # "", "_app", id, port, ...
         instance_id = parts[2] if len(parts) > 2 else ""
         what = parts[3] if len(parts) > 3 else ""
@@ -244,17 +261,26 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _control(self, path: str, query: str, body: bytes) -> tuple[int, Any]:
         sb = self.server.sandbox
-        method = self.command
-        parts = path.rstrip("/").split("/")[2:]  # after "/_sandbox"
-        now = time.time()
         data: dict[str, Any] = {}
-        if method == "POST" and body:
+        if self.command == "POST" and body:
             try:
                 data = json.loads(body)
             except ValueError:
                 raise _ControlError(400, "body is not valid JSON") from None
             if not isinstance(data, dict):
                 raise _ControlError(400, "body must be a JSON object")
+        try:
+            return self._control_call(path, query, data)
+        finally:
+            if self.command == "POST":
+                with sb.lock:
+                    sb.changes += 1
+
+    def _control_call(self, path: str, query: str, data: dict[str, Any]) -> tuple[int, Any]:
+        sb = self.server.sandbox
+        method = self.command
+        parts = path.rstrip("/").split("/")[2:]  # after "/_sandbox"
+        now = sb.now()
         match (method, parts):
             case ("GET", ["stats"]):
                 with sb.lock:
@@ -274,12 +300,74 @@ class _Handler(BaseHTTPRequestHandler):
                     instance = self._ledger(instance_id)
                     try:
                         if action == "reclaim":
-                            sb.reclaim_locked(instance, now)
+                            sb.reclaim_locked(
+                                instance,
+                                now,
+                                notice=_seconds(data, "notice"),
+                                reclaiming=_seconds(data, "reclaiming"),
+                            )
                         else:
                             sb.vanish_locked(instance, now)
                     except ValueError as error:
                         raise _ControlError(409, str(error)) from None
                     return 200, sb.instance_view_locked(instance, now)
+            case ("POST", ["instances", instance_id, "load"]):
+                with sb.lock:
+                    instance = self._ledger(instance_id)
+                    load = sb.set_load_locked(instance, now, **_load_changes(data, instance))
+                    return 200, dataclasses.asdict(load)
+            case ("GET", ["storages"]):
+                with sb.lock:
+                    return 200, {"storages": [sb.storage_view(s) for s in sb.storages.values()]}
+            case ("GET", ["jobs"]):
+                with sb.lock:
+                    return 200, {"jobs": [sb.job_view(j, now) for j in sb.jobs.values()]}
+            case ("GET", ["clock"]):
+                return 200, sb.clock.to_json()
+            case ("POST", ["clock"]):
+                with sb.lock:
+                    advance = _seconds(data, "advance")
+                    if advance:
+                        sb.clock.advance(advance)
+                    freeze = data.get("freeze")
+                    if freeze is not None:
+                        if not isinstance(freeze, bool):
+                            raise _ControlError(400, "freeze must be true or false")
+                        sb.clock.freeze(freeze)
+                    sb.forget_spent_locked()
+                    return 200, sb.clock.to_json()
+            case ("GET", ["fidelity"]):
+                return 200, sb.fidelity.to_json()
+            case ("POST", ["fidelity"]):
+                with sb.lock:
+                    sb.fidelity = fidelity_update(sb.fidelity, data)
+                    sb.forget_spent_locked()  # bills_settle_hourly moves the cutoff
+                    return 200, sb.fidelity.to_json()
+            case ("GET", ["prices"]):
+                with sb.lock:
+                    return 200, self._prices(now)
+            case ("POST", ["prices"]):
+                with sb.lock:
+                    self._set_prices(data, now)
+                    return 200, self._prices(now)
+            case ("GET", ["balance"]):
+                with sb.lock:
+                    return 200, {**sb.balance_locked(now), "billed": sb.spent_locked(now)}
+            case ("POST", ["balance"]):
+                with sb.lock:
+                    sb.set_balance_locked(
+                        now,
+                        cash=_money(data, "cashBalance"),
+                        credit_limit=_money(data, "creditLimit"),
+                    )
+                    return 200, {**sb.balance_locked(now), "billed": sb.spent_locked(now)}
+            case ("GET", ["capacity"]):
+                with sb.lock:
+                    return 200, {"off": self._capacity_off()}
+            case ("POST", ["capacity"]):
+                with sb.lock:
+                    self._set_capacity(data)
+                    return 200, {"off": self._capacity_off()}
             case ("GET", ["calls"]):
                 since_raw = parse_qs(query).get("since", [""])[-1]
                 try:
@@ -292,7 +380,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return 200, sb.faults.to_json()
             case ("POST", ["faults"]):
                 with sb.lock:
-                    sb.faults = faults_update(sb.faults, data, now=now)
+                    sb.faults = faults_update(sb.faults, data, now=time.time())
                     return 200, sb.faults.to_json()
             case ("GET", ["timing"]):
                 return 200, dataclasses.asdict(sb.timing)
@@ -312,7 +400,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return 200, {"reset": True}
         raise _ControlError(404, f"no control endpoint {method} {path}")
 
-    def _ledger(self, instance_id: str) -> Any:
+    def _ledger(self, instance_id: str) -> Instance:
         instance = self.server.sandbox.instances.get(instance_id)
         if instance is None:
             raise _ControlError(404, f"no instance {instance_id}")
@@ -351,6 +439,128 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(available, bool) or not isinstance(gpus, int):
             raise _ControlError(400, "availableDeploy is a boolean, availableGpus an integer")
         sb.offer_overrides[(cluster_id, product_id)] = Offer(available, state, gpus)
+
+    def _prices(self, now: float) -> dict[str, Any]:
+        sb = self.server.sandbox
+        return {
+            "products": [
+                {
+                    "productId": product_id,
+                    "price": p.price,
+                    "spotPrice": p.spot_price,
+                    "exitedLocalStoragePrice": p.exited_local_storage_price,
+                }
+                for product_id in PRODUCTS_BY_ID
+                for p in [sb.prices(product_id, now)]
+            ],
+            "networkStorage": [
+                {"clusterId": cluster_id, "price": billing_value_at(timeline, now)}
+                for cluster_id, timeline in sb.storage_prices.items()
+            ],
+        }
+
+    def _set_prices(self, data: dict[str, Any], now: float) -> None:
+        """{productId, price?, spotPrice?, exitedLocalStoragePrice?} or {clusterId,
+        networkStoragePrice}: 1/100000 USD, billed from now on."""
+        sb = self.server.sandbox
+        if "productId" in data:
+            product_id = data["productId"]
+            if product_id not in PRODUCTS_BY_ID:
+                raise _ControlError(400, "productId must exist")
+            names = {
+                "price": "price",
+                "spotPrice": "spot_price",
+                "exitedLocalStoragePrice": "exited_local_storage_price",
+            }
+            unknown = set(data) - {"productId", *names}
+            if unknown:
+                raise _ControlError(400, f"unknown price keys: {sorted(unknown)}")
+            changes = {names[key]: _units(data, key) for key in names if key in data}
+            sb.set_prices_locked(product_id, now, **changes)
+        elif "clusterId" in data:
+            cluster_id = data["clusterId"]
+            if cluster_id not in sb.storage_prices:
+                raise _ControlError(400, "clusterId must be a cluster with network storage")
+            sb.set_storage_price_locked(cluster_id, now, _units(data, "networkStoragePrice"))
+        else:
+            raise _ControlError(400, "give productId or clusterId")
+
+    def _capacity_off(self) -> list[dict[str, str]]:
+        return [
+            {"clusterId": cluster, "productId": product, "billingMode": mode}
+            for cluster, product, mode in sorted(self.server.sandbox.capacity_off)
+        ]
+
+    def _set_capacity(self, data: dict[str, Any]) -> None:
+        """{productId, billingMode?, clusterId?, available}: billingMode and clusterId absent
+        (or "*") mean every mode, every cluster."""
+        sb = self.server.sandbox
+        product_id = data.get("productId")
+        mode = data.get("billingMode") or "*"
+        cluster_id = data.get("clusterId") or "*"
+        available = data.get("available")
+        if product_id not in PRODUCTS_BY_ID:
+            raise _ControlError(400, "productId must exist")
+        if mode != "*" and mode not in BILLING_MODES:
+            raise _ControlError(400, f"billingMode must be one of {', '.join(BILLING_MODES)}")
+        if cluster_id != "*" and cluster_id not in CLUSTERS_BY_ID:
+            raise _ControlError(400, "clusterId must exist")
+        if not isinstance(available, bool):
+            raise _ControlError(400, "available must be true or false")
+        key = (cluster_id, product_id, mode)
+        if available:
+            sb.capacity_off.discard(key)
+        else:
+            sb.capacity_off.add(key)
+
+
+def _seconds(data: dict[str, Any], key: str) -> float | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise _ControlError(400, f"{key} must be a number of seconds >= 0")
+    return float(value)
+
+
+def _units(data: dict[str, Any], key: str) -> int:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _ControlError(400, f"{key} must be an integer >= 0 (1/100000 USD)")
+    return value
+
+
+def _money(data: dict[str, Any], key: str) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _ControlError(400, f"{key} must be an integer >= 0 (1/10000 USD)")
+    return value
+
+
+def _percent(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100:
+        raise _ControlError(400, f"{key} must be a percentage (0-100)")
+    return float(value)
+
+
+def _load_changes(data: dict[str, Any], instance: Instance) -> dict[str, Any]:
+    """{gpu, gpu_memory: a percentage or one per card; cpu, memory, root_disk: percentages}."""
+    known = {f.name for f in dataclasses.fields(Load)}
+    unknown = set(data) - known
+    if unknown:
+        raise _ControlError(400, f"unknown load keys: {sorted(unknown)}")
+    changes: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in ("gpu", "gpu_memory"):
+            values = value if isinstance(value, list) else [value]
+            if len(values) not in (1, instance.spec.gpu_num):
+                raise _ControlError(400, f"{key}: one value, or one per card")
+            changes[key] = tuple(_percent(key, v) for v in values)
+        else:
+            changes[key] = _percent(key, value)
+    return changes
 
 
 class SandboxServer:
@@ -391,6 +601,10 @@ class SandboxServer:
     @property
     def api_base(self) -> str:
         return self.url + API_PREFIX
+
+    @property
+    def core_api_base(self) -> str:
+        return self.url + CORE_PREFIX
 
     def start(self) -> SandboxServer:
         if self._httpd is not None:

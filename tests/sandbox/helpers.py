@@ -79,6 +79,11 @@ class Api:
         query = f"?{urlencode(params)}" if params else ""
         return http("GET", self.base + path + query, key=self.control.api_key)
 
+    def core_get(self, path: str, **params: Any) -> Answer:
+        """Novita's core surface (/openapi/v1: billing, GPU metrics)."""
+        query = f"?{urlencode(params)}" if params else ""
+        return http("GET", self.control.core_api_base + path + query, key=self.control.api_key)
+
     def post(self, path: str, body: Any = None) -> Answer:
         return http(
             "POST", self.base + path, {} if body is None else body, key=self.control.api_key
@@ -98,10 +103,20 @@ class Api:
         return self.post(f"/gpu/instance/{verb}", {"instanceId": instance_id})
 
 
+def frozen_at(sandbox: SandboxControl, boundary: int, past: float = 0.0) -> float:
+    """Freeze the sandbox's clock, then move it to `past` seconds after the next multiple of
+    `boundary` (3600: an hour, 86400: a UTC day); return that moment."""
+    sandbox.freeze_clock()
+    now = sandbox.clock()["now"]
+    target = (now // boundary + 1) * boundary + past
+    return float(sandbox.advance_clock(target - now)["now"])
+
+
 def instant_timing(sandbox: SandboxControl, **overrides: float) -> None:
     """Every status passes at once and apps boot at once, except what `overrides` sets."""
     zero: dict[str, float] = dict.fromkeys(STATUS_DWELL_FIELDS.values(), 0.0)
     zero.update(app_boot=0.0, removed_linger=0.0, reclaim_notice=0.0, reclaiming=0.0)
+    zero.update(save_image=0.0, metrics_lag=0.0)
     sandbox.set_timing(**{**zero, **overrides})
 
 

@@ -85,10 +85,32 @@ def test_fault_flags() -> None:
     assert faults.fail_next == (FailRule(path="/gpu/instance/create", count=2, status=503),)
 
 
+def test_fidelity_balance_and_state_flags() -> None:
+    from novitai.sandbox.config import DEFAULT_BALANCE, Fidelity
+
+    assert parse().fidelity == Fidelity()
+    assert parse().balance == DEFAULT_BALANCE
+    config = parse(
+        "--numeric-cluster-ids", "--no-instance-timestamps", "--empty-product-regions",
+        "--spot-status-list-only", "--bills-settle-hourly", "--balance", "25.5",
+    )  # fmt: skip
+    assert config.fidelity == Fidelity(
+        cluster_ids="numeric",
+        instance_timestamps=False,
+        product_regions="empty",
+        spot_status_on_get=False,
+        bills_settle_hourly=True,
+    )
+    assert config.balance == 255000  # 1/10000 USD
+    assert parse("--fidelity", '{"cluster_ids": "numeric"}').fidelity.cluster_ids == "numeric"
+
+
 @pytest.mark.parametrize(
     "argv",
     [
         ["--timing", "slow"],
+        ["--balance", "-1"],
+        ["--fidelity", '{"cluster_ids": "uuid"}'],
         ["--dwell", "pulling"],
         ["--dwell", "boiling=1"],
         ["--error-rate", "2"],

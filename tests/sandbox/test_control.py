@@ -169,3 +169,23 @@ def test_fixture_points_novitai_settings_at_the_sandbox(novita_settings: Sandbox
     assert novita_settings.api_base == settings.NOVITA_API_BASE_URL
     assert settings.NOVITA_API_BASE_URL.endswith("/gpu-instance/openapi/v1")
     assert settings.NOVITA_API_KEY == novita_settings.api_key == "sandbox-key"
+
+
+def test_the_clock_moves_forward_freezes_and_never_goes_back(api: Api) -> None:
+    instant_timing(api.control, pulling=60)
+    iid = api.create()
+    assert api.instance(iid)["status"] == "pulling"
+    frozen = api.control.freeze_clock()
+    assert frozen["frozen"] is True
+    assert api.control.clock()["now"] == frozen["now"]
+    moved = api.control.advance_clock(60)
+    assert moved["now"] == frozen["now"] + 60
+    assert api.instance(iid)["status"] == "running"  # its plan moved with the clock
+    thawed = api.control.freeze_clock(False)
+    assert thawed["frozen"] is False
+    assert api.control.clock()["now"] >= moved["now"]
+    for bad in ({"advance": -1}, {"advance": "1"}, {"freeze": "yes"}):
+        answer = http("POST", api.control.url + "/_sandbox/clock", bad, key=None)
+        assert answer.status == 400
+    api.control.reset()
+    assert api.control.clock()["offset"] == 0.0

@@ -72,6 +72,10 @@ INSTANCES = json.loads("""
   "createdAt":"1754035200"}],
  "total":1}""")
 
+# §7.1: products also carry a stopped instance's disk price (1/100000 USD per GB per day).
+for _product in PRODUCTS["data"]:
+    _product["exitedLocalStoragePrice"] = 500
+
 AUTHS = json.loads("""
 {"data":[{"id":"k2m8q0z3w5r7t9y1a4c6e8g0i2l4n6p8","name":"ghcr.io","username":"sim-bot","password":"ghp_simulated"},
          {"id":"d9f1h3j5l7n9p1r3t5v7x9z1b3d5f7h9","name":"registry.example.com","username":"ci","password":"not-a-real-secret"}]}""")
@@ -165,6 +169,7 @@ def test_products_have_the_documented_shape(api: Api) -> None:
         "billingMethods": ["onDemand", "monthly", "spot"],
         "spotPrice": "17000",
         "inventoryState": "high",
+        "exitedLocalStoragePrice": 500,
     }
 
 
@@ -298,11 +303,38 @@ def test_templates_pages_treat_zero_and_one_as_the_first(api: Api) -> None:
     assert api.get("/templates", name="vllm").body["total"] == 1
 
 
+def _detail(item: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """novita-api.md §7.5: get-template is the list item with createdAt instead of createTime,
+    plus entrypoint, minCudaVersion and recommendCards."""
+    detail = {key: value for key, value in item.items() if key != "createTime"}
+    return {**detail, "createdAt": item["createTime"], **extra}
+
+
+TEMPLATE_DETAIL = _detail(
+    TEMPLATES["template"][0],
+    entrypoint="",
+    minCudaVersion="12.4",
+    recommendCards=[{"gpuSpecId": "4090.16c62g.sim", "cardNum": 1}],
+)
+
+
 def test_template_by_id(api: Api) -> None:
     one = api.get("/template", templateId="40117")
     assert one.status == 200
-    assert_same_shape(one.body, {"template": TEMPLATES["template"][0]})
-    assert one.body["template"] == api.get("/templates", pageSize=1).body["template"][0]
+    assert_same_shape(one.body, {"template": TEMPLATE_DETAIL})
+    listed = api.get("/templates", pageSize=1).body["template"][0]
+    assert one.body["template"] == _detail(
+        listed,
+        entrypoint="",
+        minCudaVersion="12.4",
+        recommendCards=[{"gpuSpecId": "4090.16c62g.sim", "cardNum": 1}],
+    )
+    vllm = api.get("/template", templateId="107672").body["template"]
+    assert (vllm["entrypoint"], vllm["minCudaVersion"], vllm["createdAt"]) == (
+        "python3 -m vllm.entrypoints.openai.api_server",
+        "12.1",
+        "1754032100",
+    )
     missing = api.get("/template", templateId="999")
     assert (missing.status, missing.body) == (
         400,
