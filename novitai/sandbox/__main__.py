@@ -22,6 +22,7 @@ from .config import (
     fidelity_update,
     timing_update,
 )
+from .persist import PersistError
 from .server import SandboxServer
 
 
@@ -56,6 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="USD",
         help="starting cash balance in USD (default 1000000)",
     )
+
+    state = parser.add_argument_group("state")
+    state.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="keep instances, volumes, jobs, prices and the bill in DIR/sandbox-state.json "
+        "across restarts (written within a second of every change, and on stop)",
+    )
+    state.add_argument("--fresh", action="store_true", help="ignore the saved state: start clean")
 
     timing = parser.add_argument_group("timing")
     timing.add_argument("--timing", choices=sorted(TIMING_PRESETS), default="fast")
@@ -192,9 +202,14 @@ def main(argv: list[str] | None = None) -> int:
         args.api_key,
         config,
         verbose=args.verbose,
+        state_dir=args.state_dir,
+        fresh=args.fresh,
     )
     try:
         server.start()
+    except PersistError as error:
+        print(f"novita sandbox: {error}", file=sys.stderr)
+        return 1
     except OSError as error:
         print(f"novita sandbox: cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
         return 1
@@ -207,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     print(f"Novita sandbox listening on {server.url} (API base {server.api_base})", flush=True)
     print(f"  timing={args.timing}  control: {server.url}/_sandbox/stats", flush=True)
+    if server.persister is not None:
+        restored = "restored from" if server.restored else "new state in"
+        print(f"  {restored} {server.persister.path}", flush=True)
     while not stop.wait(0.5):
         pass
     server.stop()

@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import hmac
 import json
+import os
 import socket
 import sys
 import threading
@@ -37,6 +38,7 @@ from .config import (
     fidelity_update,
     timing_update,
 )
+from .persist import Persister
 from .state import RUNNING, ApiError, Instance, Load, Sandbox, rule_error
 
 NO_ANSWER = 0  # the status recorded for a call whose connection was closed unanswered
@@ -578,12 +580,20 @@ class SandboxServer:
         config: SandboxConfig | None = None,
         *,
         verbose: bool = False,
+        state_dir: str | os.PathLike[str] | None = None,
+        fresh: bool = False,
     ) -> None:
+        """state_dir: keep the world in <state_dir>/sandbox-state.json across restarts
+        (persist.py); fresh: ignore what is there and start clean."""
         self.host = host
         self.port = port
         self.config = config or SandboxConfig()
         self.sandbox = Sandbox(self.config, api_key=api_key)
         self.verbose = verbose
+        self.persister = (
+            Persister(self.sandbox, state_dir, fresh=fresh) if state_dir is not None else None
+        )
+        self.restored = False  # True when start() read a saved state
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -607,9 +617,14 @@ class SandboxServer:
         return self.url + CORE_PREFIX
 
     def start(self) -> SandboxServer:
+        """Listen and serve; with a state_dir, read the saved state first (PersistError)."""
         if self._httpd is not None:
             return self
+        if self.persister is not None:
+            self.restored = self.persister.load()
         httpd = _HTTPServer((self.host, self.port), self.sandbox, verbose=self.verbose)
+        if self.persister is not None:
+            self.persister.start()
         self._httpd = httpd
         port = httpd.server_address[1]
         public = self.config.public_host or self.url.split("//")[1].rsplit(":", 1)[0]
@@ -639,6 +654,8 @@ class SandboxServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        if self.persister is not None:
+            self.persister.stop()
 
     def __enter__(self) -> SandboxServer:
         return self.start()

@@ -103,6 +103,8 @@ def test_fidelity_balance_and_state_flags() -> None:
     )
     assert config.balance == 255000  # 1/10000 USD
     assert parse("--fidelity", '{"cluster_ids": "numeric"}').fidelity.cluster_ids == "numeric"
+    args = build_parser().parse_args(["--state-dir", "var/sandbox", "--fresh"])
+    assert (args.state_dir, args.fresh) == ("var/sandbox", True)
 
 
 @pytest.mark.parametrize(
