@@ -221,6 +221,10 @@ NOVITA_API_KEY = env.str("NOVITA_API_KEY", default="")
 NOVITA_API_BASE_URL = (
     env.str("NOVITA_API_BASE_URL", default="") or "https://api.novita.ai/gpu-instance/openapi/v1"
 ).rstrip("/")
+# Novita's core surface (billing, GPU metrics). "" derives it from NOVITA_API_BASE_URL when
+# the client is built (…/gpu-instance/openapi/v1 -> …/openapi/v1), so tests that point the base
+# URL at a sandbox get its core surface too.
+NOVITA_CORE_API_BASE_URL = env.str("NOVITA_CORE_API_BASE_URL", default="").rstrip("/")
 NOVITA_CONNECT_TIMEOUT = env.float("NOVITA_CONNECT_TIMEOUT", default=5.0)
 NOVITA_READ_TIMEOUT = env.float("NOVITA_READ_TIMEOUT", default=15.0)
 NOVITA_CREATE_TIMEOUT = env.float("NOVITA_CREATE_TIMEOUT", default=30.0)

@@ -1,4 +1,7 @@
-"""The one client of the Novita v1 API (docs/novita-api.md). Nothing else imports `requests`.
+"""The one client of the Novita API (docs/novita-api.md). Nothing else imports `requests`.
+
+Two surfaces on one host: the GPU-instance API (NOVITA_API_BASE_URL, …/gpu-instance/openapi/v1)
+and the core one (NOVITA_CORE_API_BASE_URL, …/openapi/v1: bills, the balance, GPU metrics).
 
 Every call: the shared circuit breaker (breaker.py), a slot under the shared request-rate ceiling
 (ratelimit.py), one HTTP attempt with (connect, read) timeouts, metrics and a debug line, and the
@@ -35,8 +38,10 @@ from novitai.novita.errors import (
     CircuitOpen,
     ConnectFailed,
     MalformedResponse,
+    NotFound,
     NovitaError,
     RateLimited,
+    RejectedInput,
     Unavailable,
     UnknownOutcome,
 )
@@ -49,9 +54,14 @@ from novitai.novita.responses import (
 )
 from novitai.novita.retry import backoff_delay, parse_retry_after
 from novitai.novita.types import (
+    Balance,
+    Bill,
     Cluster,
     CreateInstanceRequest,
+    GpuMetrics,
     Instance,
+    Job,
+    NetworkStorage,
     PortSpec,
     Product,
     RegistryAuth,
@@ -63,6 +73,13 @@ logger = logging.getLogger("novitai.novita")
 USER_AGENT = "novitai/0.1 (+https://github.com/novitai)"
 # A listing that has not ended after this many pages is a server that never ends.
 MAX_PAGES = 1000
+
+# GPU metrics: where Novita's official CLI calls them (the core surface, `instanceId`); one SDK
+# uses the GPU-instance surface with `instance_id` instead (novita-api.md §7.4). This is the one
+# place that knows: change it here if the live API proves the other. One instance a call.
+GPU_METRICS_SURFACE = "core"  # "core" | "gpu-instance"
+GPU_METRICS_PATH = "/metrics/gpu/instance"
+GPU_METRICS_ID_PARAM = "instanceId"
 
 
 class Repeat(Enum):
@@ -179,6 +196,15 @@ class NovitaClient:
             body["ports"] = ",".join(f"{port.port}/{port.type}" for port in request.ports)
         if request.image_auth_id:
             body["imageAuthId"] = request.image_auth_id
+        if request.entrypoint:
+            body["entrypoint"] = request.entrypoint
+        if request.min_cuda_version:
+            body["minCudaVersion"] = request.min_cuda_version
+        if request.network_storages:
+            body["networkStorages"] = [
+                {"Id": mount.id, "mountPoint": mount.mount_point}
+                for mount in request.network_storages
+            ]
         payload = self._call(
             "POST",
             endpoint,
@@ -211,7 +237,8 @@ class NovitaClient:
         )
 
     def find_instances_by_name(self, name: str) -> list[Instance]:
-        """The instances named exactly `name` (oldest first)."""
+        """The instances named exactly `name`, oldest first when Novita gives createdAt (its
+        current docs do not: then by id, which is at least the same order every time)."""
         found = [i for i in self.list_instances(name=name) if i.name == name]
         return sorted(found, key=lambda i: (i.created_at or 0, i.id))
 
@@ -257,6 +284,152 @@ class NovitaClient:
         )
         new_id = payload.get("newInstanceId") if isinstance(payload, Mapping) else None
         return new_id if isinstance(new_id, str) and new_id else None
+
+    # --- network storage ------------------------------------------------------------------------
+
+    def list_network_storages(
+        self, *, name: str | None = None, storage_id: str | None = None
+    ) -> list[NetworkStorage]:
+        """Every volume on every page (`pageNo`, not `pageNum`, and 1-based). `name` is Novita's
+        storageName filter; `storage_id` one volume."""
+        return self._pages(
+            "/networkstorages/list",
+            "data",
+            _params(storageName=name, storageId=storage_id),
+            parsing.parse_network_storage,
+            page_param="pageNo",
+            first_page=1,
+        )
+
+    def create_network_storage(self, *, cluster_id: str, name: str, size_gb: int) -> str:
+        """Create a volume (≥ 10 GB, in a cluster with network storage); its id. Never retried
+        once it may have been sent: UnknownOutcome means "look for it by name first"."""
+        endpoint = "/networkstorage/create"
+        payload = self._call(
+            "POST",
+            endpoint,
+            body={"clusterId": cluster_id, "storageName": name, "storageSize": size_gb},
+            repeat=Repeat.UNSAFE,
+        )
+        # Novita answers a bare JSON string; an object carrying the id is read too.
+        if isinstance(payload, Mapping):
+            payload = payload.get("storageId") or payload.get("id") or payload.get("data")
+        if not isinstance(payload, str) or not payload:
+            raise UnknownOutcome(
+                "Novita accepted the volume but its answer has no id", endpoint=endpoint
+            )
+        return payload
+
+    def update_network_storage(
+        self, storage_id: str, *, name: str | None = None, size_gb: int | None = None
+    ) -> None:
+        """Rename and/or grow a volume (it cannot shrink: RejectedInput). NotFound if gone."""
+        body = {"storageId": storage_id, **_params(storageName=name, storageSize=size_gb)}
+        with _storage_target():
+            self._mutate("/networkstorage/update", body)
+
+    def delete_network_storage(self, storage_id: str) -> None:
+        """InUse while an instance holds it; NotFound once gone."""
+        with _storage_target():
+            self._mutate("/networkstorage/delete", {"storageId": storage_id})
+
+    # --- jobs: save image ----------------------------------------------------------------------
+
+    def save_image(
+        self, instance_id: str, *, image: str, registry_auth_id: str | None = None
+    ) -> str:
+        """Start saving a running or stopped instance as `image`; the job id. Not retried once it
+        may have been sent (a second job, or OPERATION_LIMIT): UnknownOutcome means "look at the
+        instance's jobs first"."""
+        endpoint = "/job/save/image"
+        body = {"instanceId": instance_id, "image": image}
+        body.update(_params(registryAuthId=registry_auth_id))
+        payload = self._call("POST", endpoint, body=body, repeat=Repeat.UNSAFE)
+        job_id = payload.get("jobId") if isinstance(payload, Mapping) else None
+        if not isinstance(job_id, str) or not job_id:
+            raise UnknownOutcome(
+                "Novita accepted the save-image job but its answer has no job id",
+                endpoint=endpoint,
+            )
+        return job_id
+
+    def list_jobs(
+        self,
+        *,
+        job_id: str | None = None,
+        state: str | None = None,
+        type: str | None = None,
+        start_time: int | None = None,
+        end_time: int | None = None,
+    ) -> list[Job]:
+        """Every job on every page, newest first (state: see JobState; start_time and end_time
+        bound its createdAt, unix seconds)."""
+        params = _params(
+            jobId=job_id, state=state, type=type, startTime=start_time, endTime=end_time
+        )
+        return self._pages("/jobs", "jobs", params, parsing.parse_job)
+
+    def break_job(self, job_id: str) -> None:
+        """Cancel a running job (InvalidStateChange once it is over; NotFound if unknown)."""
+        self._mutate("/job/break", {"jobId": job_id})
+
+    # --- the core surface: money and metrics ---------------------------------------------------
+
+    def list_bills(
+        self,
+        *,
+        cycle_type: str,
+        start_time: int,
+        end_time: int,
+        product_category: str | None = None,
+        product_name: str | None = None,
+        owner_id: str | None = None,
+    ) -> list[Bill]:
+        """Usage bills, one row per cycle period (Hour, Day, Week, Month), owner, product and
+        price, over [start_time, end_time) (unix seconds, at most 31 days: Novita refuses more).
+        `owner_id` is an instance or storage id. No pagination."""
+        endpoint = "/billing/bill/list"
+        params = _params(
+            cycleType=cycle_type,
+            startTime=start_time,
+            endTime=end_time,
+            productCategory=product_category,
+            productName=product_name,
+            ownerId=owner_id,
+        )
+        payload = self._call("GET", endpoint, params=params, base_url=self.config.core_base_url)
+        with self._parsing(endpoint):
+            if isinstance(payload, list):  # a bare list is read too
+                payload = {"data": payload}
+            rows = parsing.as_list(parsing.as_object(payload, "answer").get("data"), "data")
+            return [parsing.parse_bill(row, f"data[{i}]") for i, row in enumerate(rows)]
+
+    def balance(self) -> Balance:
+        endpoint = "/billing/balance/detail"
+        payload = self._call("GET", endpoint, base_url=self.config.core_base_url)
+        with self._parsing(endpoint):
+            obj = parsing.as_object(payload, "answer")
+            inner = obj.get("data")  # an envelope is read too
+            return parsing.parse_balance(inner if isinstance(inner, Mapping) else obj)
+
+    def gpu_metrics(
+        self, instance_id: str, *, start_time: int, end_time: int, interval: int = 60
+    ) -> GpuMetrics:
+        """One instance's cpu, memory, root disk, GPU and GPU-memory utilization series over
+        [start_time, end_time] (unix seconds) every `interval` seconds (> 15). Per instance:
+        Novita has no batch read. The newest point lags about a minute."""
+        base = self.config.core_base_url if GPU_METRICS_SURFACE == "core" else None
+        params = {
+            GPU_METRICS_ID_PARAM: instance_id,
+            "startTime": start_time,
+            "endTime": end_time,
+            "interval": interval,
+        }
+        payload = self._call("GET", GPU_METRICS_PATH, params=params, base_url=base)
+        with self._parsing(GPU_METRICS_PATH):
+            obj = parsing.as_object(payload, "answer")
+            inner = obj.get("data")
+            return parsing.parse_gpu_metrics(inner if isinstance(inner, Mapping) else obj)
 
     def ping(self) -> float:
         """One cheap call (GET /clusters), short timeouts, no retry: seconds it took."""
@@ -319,6 +492,9 @@ class NovitaClient:
         key: str,
         params: dict[str, Any],
         parse: Callable[[object, str], ItemT],
+        *,
+        page_param: str = "pageNum",
+        first_page: int | None = None,
     ) -> list[ItemT]:
         """Every item of a page-numbered listing, deduplicated by id.
 
@@ -332,10 +508,10 @@ class NovitaClient:
         size = max(1, self.config.list_page_size)
         seen: dict[str, ItemT] = {}
         first_ids: list[str] = []
-        page = self._first_page
+        page = self._first_page if first_page is None else first_page
         for _ in range(self.max_pages):
             payload = self._get_object(
-                endpoint, params={**params, "pageSize": size, "pageNum": page}
+                endpoint, params={**params, "pageSize": size, page_param: page}
             )
             with self._parsing(endpoint):
                 items = self._items(payload, key, parse)
@@ -344,7 +520,7 @@ class NovitaClient:
             ids = [item.id for item in items]
             if page == 0:
                 first_ids = ids
-            elif page == 1 and ids and ids == first_ids:
+            elif page == 1 and first_page is None and ids and ids == first_ids:
                 # 1-based pages, with 0 read as 1: page 1 was page 0 again. Go on from 2.
                 self._first_page = 1
                 page = 2
@@ -385,7 +561,10 @@ class NovitaClient:
         read_timeout: float | None = None,
         retries: int | None = None,
         max_wait: float | None = None,
+        base_url: str | None = None,
     ) -> Any:
+        """One call, retried as its `repeat` allows. base_url: the core surface's for bills and
+        metrics (the GPU-instance one by default)."""
         timeout = (
             self.config.connect_timeout if connect_timeout is None else connect_timeout,
             self.config.read_timeout if read_timeout is None else read_timeout,
@@ -400,6 +579,7 @@ class NovitaClient:
                     endpoint,
                     params=params,
                     body=body,
+                    base_url=base_url or self.config.base_url,
                     timeout=timeout,
                     repeat=repeat,
                     expect_body=expect_body,
@@ -465,6 +645,7 @@ class NovitaClient:
         *,
         params: dict[str, Any] | None,
         body: dict[str, Any] | None,
+        base_url: str,
         timeout: tuple[float, float],
         repeat: Repeat,
         expect_body: bool,
@@ -474,7 +655,9 @@ class NovitaClient:
         started = time.perf_counter()
         status: int | None = None
         try:
-            response = self._send(method, endpoint, params=params, body=body, timeout=timeout)
+            response = self._send(
+                method, base_url + endpoint, endpoint, params=params, body=body, timeout=timeout
+            )
             status = response.status_code
             if not 200 <= status < 300:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
@@ -511,6 +694,7 @@ class NovitaClient:
     def _send(
         self,
         method: str,
+        url: str,
         endpoint: str,
         *,
         params: dict[str, Any] | None,
@@ -520,7 +704,7 @@ class NovitaClient:
         try:
             return self._session.request(
                 method,
-                self.config.base_url + endpoint,
+                url,
                 params=params,
                 json=body,
                 timeout=timeout,
@@ -576,6 +760,20 @@ class NovitaClient:
 
 def _params(**values: Any) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
+
+
+@contextlib.contextmanager
+def _storage_target() -> Iterator[None]:
+    """On the storage's own endpoints NETWORK_STORAGE_NOT_FOUND means the target is gone (on a
+    create-instance it means the request names a volume that does not exist)."""
+    try:
+        yield
+    except RejectedInput as exc:
+        if exc.reason != "NETWORK_STORAGE_NOT_FOUND":
+            raise
+        raise NotFound(
+            exc.message, status=exc.status, reason=exc.reason, endpoint=exc.endpoint
+        ) from None
 
 
 # --- the process-wide client --------------------------------------------------------------------

@@ -16,10 +16,27 @@ MAX_RETRY_AFTER_SECONDS = 30.0
 RATE_LIMIT_MAX_WAIT_SECONDS = 10.0
 
 
+GPU_INSTANCE_PATH = "/gpu-instance/openapi/v1"
+CORE_PATH = "/openapi/v1"
+
+
+def core_base_url_from(base_url: str) -> str:
+    """Novita's core surface (billing, metrics) beside the GPU-instance one:
+    https://api.novita.ai/gpu-instance/openapi/v1 -> https://api.novita.ai/openapi/v1. A base URL
+    of another shape keeps its scheme and host, with /openapi/v1."""
+    base = base_url.rstrip("/")
+    if base.endswith(GPU_INSTANCE_PATH):
+        return base[: -len(GPU_INSTANCE_PATH)] + CORE_PATH
+    scheme, sep, rest = base.partition("://")
+    host = rest.split("/", 1)[0] if sep else base.split("/", 1)[0]
+    return f"{scheme}{sep}{host}{CORE_PATH}"
+
+
 @dataclass(frozen=True)
 class NovitaConfig:
     base_url: str
     api_key: str = field(repr=False)
+    core_base_url: str = ""  # "" = core_base_url_from(base_url)
     connect_timeout: float = 5.0
     read_timeout: float = 15.0
     create_timeout: float = 30.0
@@ -33,10 +50,16 @@ class NovitaConfig:
     max_retry_after: float = MAX_RETRY_AFTER_SECONDS
     rate_limit_max_wait: float = RATE_LIMIT_MAX_WAIT_SECONDS
 
+    def __post_init__(self) -> None:
+        if not self.core_base_url:
+            object.__setattr__(self, "core_base_url", core_base_url_from(self.base_url))
+
     @classmethod
     def from_settings(cls) -> NovitaConfig:
+        base_url = settings.NOVITA_API_BASE_URL.rstrip("/")
         return cls(
-            base_url=settings.NOVITA_API_BASE_URL.rstrip("/"),
+            base_url=base_url,
+            core_base_url=settings.NOVITA_CORE_API_BASE_URL.rstrip("/"),
             api_key=settings.NOVITA_API_KEY,
             connect_timeout=settings.NOVITA_CONNECT_TIMEOUT,
             read_timeout=settings.NOVITA_READ_TIMEOUT,

@@ -6,6 +6,7 @@
     ├── CapacityUnavailable   no capacity for this offer: try another offer
     ├── RejectedInput         Novita refused the request as invalid: do not retry
     │   ├── QuotaExceeded     account limits or balance: do not retry, tell a human
+    │   ├── InUse             still used (a mounted volume, a registry auth in use): detach first
     │   └── MalformedResponse an answer of the wrong shape (API drift, wrong base URL): tell a human
     ├── AuthFailed            the API key is wrong or lacks permission: do not retry
     ├── RateLimited           slow down: retry after `retry_after` seconds
@@ -67,6 +68,10 @@ class RejectedInput(NovitaError):
 
 class QuotaExceeded(RejectedInput):
     pass
+
+
+class InUse(RejectedInput):
+    """The thing is still used by another (NETWORK_STORAGE_IN_USE, IMAGE_AUTH_IN_USE, …)."""
 
 
 class MalformedResponse(RejectedInput):

@@ -6,26 +6,43 @@ fields absent, and extra fields everywhere. All of that parses. What cannot be r
 where a list belongs, "abc" for a price, a missing id) raises ShapeError, which names the
 field and the expected type but never the value: a value may be a password.
 
-Secrets Novita sends (ssh and web-terminal passwords, `sshPassword`) are never read.
+The ssh password is read into a Secret (types.py); the web-terminal password is never read.
+Money (bills, the balance) is read as exact Decimal: 1/10000 USD units become USD.
 """
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from novitai.novita.types import (
+    Balance,
+    Bill,
     Cluster,
     EnvVar,
+    GpuCardMetrics,
+    GpuMetrics,
     Instance,
+    InstanceJob,
+    Job,
+    LogAddresses,
+    MetricPoint,
     MonthlyPrice,
+    NetworkStorage,
     PortMapping,
     PortSpec,
     Product,
     RegistryAuth,
+    Secret,
+    SshAccess,
     StatusError,
     Template,
+    VolumeMount,
 )
+
+MONEY_DECIMALS = 4  # billing money is in 1/10000 USD
 
 
 class ShapeError(ValueError):
@@ -103,6 +120,34 @@ def get_int(obj: Obj, key: str, where: str, default: int = 0) -> int:
     return to_int(obj.get(key), f"{where}.{key}", default)
 
 
+def to_decimal(value: object, where: str) -> Decimal | None:
+    """An exact Decimal from an int, a float (its shortest repr: 0.05 -> 0.05) or a numeric
+    string ("170", " 170.5 "); None for null or ""."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise ShapeError(where, "number", value)
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float | str):
+        try:
+            number = Decimal(repr(value) if isinstance(value, float) else value.strip())
+        except InvalidOperation:
+            raise ShapeError(where, "number", value) from None
+        if number.is_finite():
+            return number
+    raise ShapeError(where, "number", value)
+
+
+def get_decimal(obj: Obj, key: str, where: str) -> Decimal:
+    return to_decimal(obj.get(key), f"{where}.{key}") or Decimal(0)
+
+
+def get_money(obj: Obj, key: str, where: str) -> Decimal:
+    """Billing money: 1/10000 USD units, as Decimal USD (170 -> 0.0170), exactly."""
+    return get_decimal(obj, key, where).scaleb(-MONEY_DECIMALS)
+
+
 def get_timestamp(obj: Obj, key: str, where: str) -> int | None:
     """Unix seconds, usually a string; "0", "" or absent mean "never"."""
     value = get_int(obj, key, where)
@@ -157,7 +202,6 @@ def parse_cluster(value: object, where: str = "cluster") -> Cluster:
 
 def parse_product(value: object, where: str = "product") -> Product:
     obj = as_object(value, where)
-    available = obj.get("availableGpuNumber")
     return Product(
         id=required_str(obj, "id", where),
         name=get_str(obj, "name", where),
@@ -178,12 +222,14 @@ def parse_product(value: object, where: str = "product") -> Product:
         ),
         billing_methods=get_str_tuple(obj, "billingMethods", where),
         inventory_state=get_str(obj, "inventoryState", where),
-        available_gpu_number=(
-            None
-            if available is None or available == ""
-            else to_int(available, f"{where}.availableGpuNumber")
-        ),
+        available_gpu_number=_optional_int(obj, "availableGpuNumber", where),
+        exited_local_storage_price=_optional_int(obj, "exitedLocalStoragePrice", where),
     )
+
+
+def _optional_int(obj: Obj, key: str, where: str) -> int | None:
+    value = obj.get(key)
+    return None if value is None or value == "" else to_int(value, f"{where}.{key}")
 
 
 def _template_ports(obj: Obj, where: str) -> tuple[PortSpec, ...]:
@@ -216,7 +262,11 @@ def parse_template(value: object, where: str = "template") -> Template:
         envs=_envs(obj, where),
         channel=get_str(obj, "channel", where),
         type=get_str(obj, "type", where) or "instance",
-        create_time=get_timestamp(obj, "createTime", where),
+        # the list has createTime, get-template createdAt (novita-api.md §7.5)
+        create_time=get_timestamp(obj, "createTime", where)
+        or get_timestamp(obj, "createdAt", where),
+        entrypoint=get_str(obj, "entrypoint", where),
+        min_cuda_version=get_str(obj, "minCudaVersion", where),
     )
 
 
@@ -265,4 +315,191 @@ def parse_instance(value: object, where: str = "instance") -> Instance:
         created_at=get_timestamp(obj, "createdAt", where),
         last_started_at=get_timestamp(obj, "lastStartedAt", where),
         last_stopped_at=get_timestamp(obj, "lastStoppedAt", where),
+        entrypoint=get_str(obj, "entrypoint", where),
+        volume_mounts=tuple(
+            VolumeMount(
+                type=get_str(item, "type", at),
+                size=get_int(item, "size", at),  # an int on get, a string on list
+                id=get_str(item, "id", at),
+                mount_path=get_str(item, "mountPath", at),
+            )
+            for at, item in objects(obj, "volumeMounts", where)
+        ),
+        jobs=tuple(
+            InstanceJob(id=get_str(item, "id", at), type=get_str(item, "type", at))
+            for at, item in objects(obj, "jobs", where)
+        ),
+        ssh=_ssh(obj, where),
+        logs=_logs(obj, where),
+    )
+
+
+def ssh_target(command: str) -> tuple[str, int, str]:
+    """(host, port, user) of an ssh command line; ("", 0, "") when it is not one."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return "", 0, ""
+    if not words or words[0] != "ssh":
+        return "", 0, ""
+    host, port, user = "", 22, ""
+    rest = iter(words[1:])
+    for word in rest:
+        if word == "-p":
+            text = next(rest, "")
+            port = int(text) if text.isdigit() else 0
+        elif word.startswith("-p") and word[2:].isdigit():
+            port = int(word[2:])
+        elif word in ("-o", "-i", "-l", "-J", "-F", "-L", "-R", "-D"):
+            value = next(rest, "")
+            if word == "-l":
+                user = value
+        elif not word.startswith("-") and not host:
+            user_part, at, host_part = word.rpartition("@")
+            host = host_part
+            if at:
+                user = user_part
+    return (host, port, user) if host else ("", 0, "")
+
+
+def _ssh(obj: Obj, where: str) -> SshAccess | None:
+    """connectComponentSSH {sshCommand, password, isRunning}; an older flat sshCommand and
+    sshPassword; explicit host, port, user(name) keys win over the command's."""
+    raw = obj.get("connectComponentSSH")
+    at = f"{where}.connectComponentSSH"
+    if raw is None or raw == {}:
+        if not obj.get("sshCommand"):
+            return None
+        component: Obj = {"sshCommand": obj.get("sshCommand"), "password": obj.get("sshPassword")}
+        at = where
+    else:
+        component = as_object(raw, at)
+    command = get_str(component, "sshCommand", at) or get_str(component, "command", at)
+    host, port, user = ssh_target(command)
+    return SshAccess(
+        host=get_str(component, "host", at) or host,
+        port=get_int(component, "port", at) or port,
+        user=get_str(component, "user", at) or get_str(component, "username", at) or user,
+        password=Secret(get_str(component, "password", at)),
+        command=command,
+        running=get_bool(component, "isRunning", at),
+    )
+
+
+def _logs(obj: Obj, where: str) -> LogAddresses | None:
+    raw = obj.get("connectComponentLog")
+    if raw is None:
+        return None
+    at = f"{where}.connectComponentLog"
+    component = as_object(raw, at)
+    return LogAddresses(
+        system=get_str(component, "systemLogAddress", at),
+        instance=get_str(component, "instanceLogAddress", at),
+    )
+
+
+# --- network storage and jobs ---------------------------------------------------------------------
+
+
+def parse_network_storage(value: object, where: str = "storage") -> NetworkStorage:
+    obj = as_object(value, where)
+    return NetworkStorage(
+        id=required_str(obj, "storageId", where),
+        name=get_str(obj, "storageName", where),
+        size_gb=get_int(obj, "storageSize", where),
+        cluster_id=get_str(obj, "clusterId", where),
+        cluster_name=get_str(obj, "clusterName", where),
+        price=to_decimal(obj.get("price"), f"{where}.price"),
+        status=get_str(obj, "status", where),
+    )
+
+
+def parse_job(value: object, where: str = "job") -> Job:
+    obj = as_object(value, where)
+    raw_state = obj.get("state")
+    at = f"{where}.state"
+    # {state, error, message}; a bare string is read as the state alone
+    state: Obj = (
+        {"state": raw_state} if isinstance(raw_state, str) else as_object(raw_state or {}, at)
+    )
+    return Job(
+        id=required_str(obj, "Id", where) if obj.get("Id") else required_str(obj, "id", where),
+        type=get_str(obj, "type", where),
+        state=get_str(state, "state", at),
+        instance_id=get_str(obj, "instanceId", where),
+        error=get_str(state, "error", at),
+        message=get_str(state, "message", at),
+        log_address=get_str(obj, "logAddress", where),
+        created_at=get_timestamp(obj, "createdAt", where),
+    )
+
+
+# --- the core surface: money and metrics ----------------------------------------------------------
+
+
+def parse_bill(value: object, where: str = "bill") -> Bill:
+    obj = as_object(value, where)
+    precision = obj.get("pricePrecision")
+    return Bill(
+        owner_id=get_str(obj, "ownerID", where) or get_str(obj, "ownerId", where),
+        product_name=get_str(obj, "productName", where),
+        category=get_str(obj, "category", where),
+        billing_method=get_str(obj, "billingMethod", where),
+        start_time=get_timestamp(obj, "startTime", where),
+        end_time=get_timestamp(obj, "endTime", where),
+        quantity=get_decimal(obj, "billNum0", where),
+        unit_price=get_decimal(obj, "discountPrice0", where),
+        price_precision=None
+        if precision is None or precision == ""
+        else to_int(precision, f"{where}.pricePrecision"),
+        amount_usd=get_money(obj, "amount", where),
+        pay_amount_usd=get_money(obj, "payAmount", where),
+        voucher_amount_usd=get_money(obj, "voucherAmount", where),
+    )
+
+
+def parse_balance(value: object, where: str = "balance") -> Balance:
+    obj = as_object(value, where)
+    return Balance(
+        available_usd=get_money(obj, "availableBalance", where),
+        cash_usd=get_money(obj, "cashBalance", where),
+        credit_limit_usd=get_money(obj, "creditLimit", where),
+        outstanding_invoices_usd=get_money(obj, "outstandingInvoices", where),
+    )
+
+
+def _points(obj: Obj, key: str, where: str) -> tuple[MetricPoint, ...]:
+    """[{time, value}] (or timestamp / [time, value] pairs), numbers or numeric strings."""
+    out = []
+    for index, item in enumerate(as_list(obj.get(key), f"{where}.{key}")):
+        at = f"{where}.{key}[{index}]"
+        if isinstance(item, list) and len(item) == 2:
+            raw_time, raw_value = item
+        else:
+            point = as_object(item, at)
+            raw_time = point.get("time", point.get("timestamp"))
+            raw_value = point.get("value")
+        number = to_decimal(raw_value, f"{at}.value")
+        if number is None:
+            continue  # a gap in the series
+        out.append(MetricPoint(time=to_int(raw_time, f"{at}.time"), value=float(number)))
+    return tuple(out)
+
+
+def parse_gpu_metrics(value: object, where: str = "metrics") -> GpuMetrics:
+    obj = as_object(value, where)
+    return GpuMetrics(
+        instance_id=get_str(obj, "instanceId", where),
+        interval=get_int(obj, "interval", where),
+        cpu=_points(obj, "cpuUtilization", where),
+        memory=_points(obj, "memoryUtilization", where),
+        root_disk=_points(obj, "rootDiskUtilization", where),
+        gpus=tuple(
+            GpuCardMetrics(
+                index=get_int(card, "index", at, default=position),
+                utilization=_points(card, "gpuUtilization", at),
+                memory_utilization=_points(card, "gpuMemoryUtilization", at),
+            )
+            for position, (at, card) in enumerate(objects(obj, "gpus", where))
+        ),
     )

@@ -19,6 +19,7 @@ from novitai.novita.errors import (
     CapacityUnavailable,
     ConnectFailed,
     GarbledResponse,
+    InUse,
     InvalidStateChange,
     MalformedResponse,
     NotFound,
@@ -49,6 +50,7 @@ NOT_FOUND_REASONS = frozenset({"RESOURCE_NOT_FOUND", "TEMPLATE_NOT_FOUND", "JOB_
 MISSING_REFERENCE_REASONS = frozenset(
     {"IMAGE_NOT_FOUND", "NETWORK_STORAGE_NOT_FOUND", "NETWORK_NOT_FOUND"}
 )
+IN_USE_REASONS = frozenset({"NETWORK_STORAGE_IN_USE", "IMAGE_AUTH_IN_USE", "NETWORK_IN_USE"})
 NOT_FOUND_WORDS = ("not found", "not fount")  # the live API's typo (novita-api.md §1.3)
 MAX_MESSAGE_CHARS = 300
 
@@ -81,6 +83,8 @@ def error_for_status(
         return MalformedResponse(f"Novita answered an unexpected HTTP {status}", **kwargs)
     if reason in MISSING_REFERENCE_REASONS:
         return RejectedInput(f"Novita rejected the request: {detail}", **kwargs)
+    if reason in IN_USE_REASONS:
+        return InUse(f"Novita: still in use: {detail}", **kwargs)
     if reason in NOT_FOUND_REASONS or any(word in lowered for word in NOT_FOUND_WORDS):
         return NotFound(f"Novita: {detail}", **kwargs)
     if status == 404:

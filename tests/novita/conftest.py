@@ -67,7 +67,8 @@ def create_request(name: str = "novitai-test-1", **changes: Any) -> CreateInstan
 
 
 def api_calls(sandbox: SandboxControl, path: str, method: str = "") -> list[dict[str, Any]]:
-    """The sandbox's log of calls to one API path (below /gpu-instance/openapi/v1)."""
+    """The sandbox's log of calls to one API path (below /gpu-instance/openapi/v1; the core
+    surface's under their full path, /openapi/v1/…)."""
     return [
         call
         for call in sandbox.calls()
@@ -96,6 +97,10 @@ class Seen:
     query: dict[str, list[str]]
     headers: dict[str, str]
     body: Any
+
+
+GPU = "/gpu-instance/openapi/v1"
+CORE = "/openapi/v1"
 
 
 class OddNovita:
@@ -155,14 +160,15 @@ class OddNovita:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_port}/gpu-instance/openapi/v1"
 
-    def on(self, method: str, path: str, *answers: Canned) -> None:
-        """Answer `method path` with these, in order; the last one repeats."""
+    def on(self, method: str, path: str, *answers: Canned, surface: str = GPU) -> None:
+        """Answer `method path` with these, in order; the last one repeats. surface=CORE: below
+        /openapi/v1 (bills, balance, metrics) instead of /gpu-instance/openapi/v1."""
         with self.lock:
-            self.routes[(method, "/gpu-instance/openapi/v1" + path)] = list(answers)
+            self.routes[(method, surface + path)] = list(answers)
 
-    def seen(self, path: str) -> list[Seen]:
+    def seen(self, path: str, surface: str = GPU) -> list[Seen]:
         with self.lock:
-            return [r for r in self.requests if r.path == "/gpu-instance/openapi/v1" + path]
+            return [r for r in self.requests if r.path == surface + path]
 
 
 @pytest.fixture

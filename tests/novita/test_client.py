@@ -76,6 +76,7 @@ def test_list_products_in_a_region(client: NovitaClient) -> None:
         billing_methods=("onDemand", "monthly", "spot"),
         inventory_state="high",
         available_gpu_number=products["4090.16c62g.sim"].available_gpu_number,
+        exited_local_storage_price=500,
     )
     assert products["3090.8c31g.sim"].available_deploy is False  # none in us-tx-2
 
@@ -126,6 +127,17 @@ def test_get_template(client: NovitaClient) -> None:
     with pytest.raises(NotFound) as caught:
         client.get_template("999999")
     assert caught.value.reason == "TEMPLATE_NOT_FOUND"
+
+
+def test_get_template_carries_entrypoint_cuda_and_created_at(client: NovitaClient) -> None:
+    vllm = client.get_template("107672")
+    assert (vllm.entrypoint, vllm.min_cuda_version, vllm.create_time) == (
+        "python3 -m vllm.entrypoints.openai.api_server",
+        "12.1",
+        1754032100,  # createdAt on the detail, createTime on the list
+    )
+    listed = next(t for t in client.list_templates(name="vllm"))
+    assert (listed.entrypoint, listed.min_cuda_version, listed.create_time) == ("", "", 1754032100)
 
 
 def test_list_registry_auths(client: NovitaClient) -> None:

@@ -9,7 +9,14 @@ import pytest
 
 from novitai.novita.client import NovitaClient, get_client
 from novitai.novita.errors import GarbledResponse, MalformedResponse, RateLimited, UnknownOutcome
-from novitai.novita.types import Instance, PortMapping, PortSpec, StatusError
+from novitai.novita.types import (
+    Instance,
+    PortMapping,
+    PortSpec,
+    Secret,
+    SshAccess,
+    StatusError,
+)
 from tests.novita.conftest import Canned, OddNovita, create_request, sample
 
 
@@ -53,6 +60,7 @@ def test_an_odd_instance_parses(odd_novita: OddNovita, odd_client: NovitaClient)
         rootfs_size=60,
         port_mappings=(PortMapping(8888, "", "http"), PortMapping(22, "", "")),
         created_at=1754035200,
+        ssh=SshAccess(host="", port=0, user="", password=Secret("Sim-Pass-1234")),
     )
     (seen,) = odd_novita.seen("/gpu/instance")
     assert seen.query == {"instanceId": ["9c41e07ab25d6f13"]}

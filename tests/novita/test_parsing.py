@@ -24,8 +24,11 @@ from novitai.novita.types import (
     PortMapping,
     PortSpec,
     Product,
+    Secret,
+    SshAccess,
     StatusError,
     Template,
+    VolumeMount,
 )
 
 RUNNING = {  # novita-api.md §5.1, get-instance while running
@@ -95,6 +98,14 @@ def test_a_running_instance_parses_exactly() -> None:
         created_at=1754035200,
         last_started_at=1754035262,
         last_stopped_at=None,
+        volume_mounts=(VolumeMount("local", 60, "", "/"),),
+        ssh=SshAccess(
+            host="x",
+            port=31622,
+            user="root",
+            password=Secret("Sim-Pass-1234"),
+            command="ssh -p 31622 root@x",
+        ),
     )
 
 
@@ -102,6 +113,9 @@ def test_no_password_survives_parsing() -> None:
     instance = parse_instance(RUNNING)
     assert "Sim-Pass-1234" not in repr(instance)
     assert "Sim-Pass-1234" not in repr(dataclasses.asdict(instance))
+    assert "Sim-Pass-1234" not in str(instance.ssh)
+    assert instance.ssh is not None
+    assert instance.ssh.password.reveal() == "Sim-Pass-1234"
 
 
 def test_odd_values_are_coerced() -> None:

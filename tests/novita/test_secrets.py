@@ -50,6 +50,16 @@ CALLS: list[Callable[[NovitaClient], object]] = [
     lambda c: c.delete_instance("9c41e07ab25d6f13"),
     lambda c: c.edit_instance("9c41e07ab25d6f13", expand_root_disk=80),
     lambda c: c.migrate_instance("9c41e07ab25d6f13"),
+    lambda c: c.list_network_storages(),
+    lambda c: c.create_network_storage(cluster_id="us-tx-2", name="v", size_gb=10),
+    lambda c: c.update_network_storage("ns-7f3c21", size_gb=200),
+    lambda c: c.delete_network_storage("ns-7f3c21"),
+    lambda c: c.save_image("9c41e07ab25d6f13", image="x/y:1"),
+    lambda c: c.list_jobs(),
+    lambda c: c.break_job("job-1"),
+    lambda c: c.list_bills(cycle_type="Hour", start_time=0, end_time=3600),
+    lambda c: c.balance(),
+    lambda c: c.gpu_metrics("9c41e07ab25d6f13", start_time=0, end_time=60),
 ]
 
 
@@ -120,3 +130,24 @@ def test_registry_passwords_stay_out_of_logs_and_errors(
         odd_client.list_registry_auths()
     assert "ghp_canary_password" not in everything_raised(caught.value)
     assert "ghp_canary_password" not in everything_logged(caplog)
+
+
+def test_ssh_passwords_stay_out_of_logs_and_errors(
+    odd_novita: OddNovita, odd_client: NovitaClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    ssh = {"sshCommand": "ssh -p 1 root@h", "password": "ssh-canary-pw", "isRunning": True}
+    odd_novita.on("GET", "/gpu/instance", Canned(200, {"id": "a1", "connectComponentSSH": ssh}))
+    instance = odd_client.get_instance("a1")
+    assert instance.ssh is not None
+    assert instance.ssh.password.reveal() == "ssh-canary-pw"
+    assert "ssh-canary-pw" not in repr(instance) + str(instance.ssh.password)
+    odd_novita.on(
+        "GET",
+        "/gpu/instance",
+        Canned(200, {"id": "a1", "connectComponentSSH": {**ssh, "password": ["ssh-canary-pw"]}}),
+    )
+    with pytest.raises(NovitaError) as caught:
+        odd_client.get_instance("a1")
+    assert "ssh-canary-pw" not in everything_raised(caught.value)
+    assert "ssh-canary-pw" not in everything_logged(caplog)
