@@ -212,8 +212,8 @@ class NovitaClient:
             repeat=Repeat.UNSAFE,
             read_timeout=self.config.create_timeout,
         )
-        instance_id = payload.get("id") if isinstance(payload, Mapping) else None
-        if not isinstance(instance_id, str) or not instance_id:
+        instance_id = _answer_id(payload, "id")
+        if instance_id is None:
             # 2xx, so Novita probably created it; without its id only the name can find it.
             raise UnknownOutcome(
                 "Novita accepted the create but its answer has no instance id",
@@ -282,8 +282,7 @@ class NovitaClient:
         payload = self._call(
             "POST", "/gpu/instance/migrate", body={"instanceId": instance_id}, repeat=Repeat.UNSAFE
         )
-        new_id = payload.get("newInstanceId") if isinstance(payload, Mapping) else None
-        return new_id if isinstance(new_id, str) and new_id else None
+        return _answer_id(payload, "newInstanceId")
 
     # --- network storage ------------------------------------------------------------------------
 
@@ -312,13 +311,12 @@ class NovitaClient:
             repeat=Repeat.UNSAFE,
         )
         # Novita answers a bare JSON string; an object carrying the id is read too.
-        if isinstance(payload, Mapping):
-            payload = payload.get("storageId") or payload.get("id") or payload.get("data")
-        if not isinstance(payload, str) or not payload:
+        storage_id = _answer_id(payload, "storageId", "id", "data", bare=True)
+        if storage_id is None:
             raise UnknownOutcome(
                 "Novita accepted the volume but its answer has no id", endpoint=endpoint
             )
-        return payload
+        return storage_id
 
     def update_network_storage(
         self, storage_id: str, *, name: str | None = None, size_gb: int | None = None
@@ -345,8 +343,8 @@ class NovitaClient:
         body = {"instanceId": instance_id, "image": image}
         body.update(_params(registryAuthId=registry_auth_id))
         payload = self._call("POST", endpoint, body=body, repeat=Repeat.UNSAFE)
-        job_id = payload.get("jobId") if isinstance(payload, Mapping) else None
-        if not isinstance(job_id, str) or not job_id:
+        job_id = _answer_id(payload, "jobId")
+        if job_id is None:
             raise UnknownOutcome(
                 "Novita accepted the save-image job but its answer has no job id",
                 endpoint=endpoint,
@@ -760,6 +758,16 @@ class NovitaClient:
 
 def _params(**values: Any) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
+
+
+def _answer_id(payload: Any, *keys: str, bare: bool = False) -> str | None:
+    """The id an answer carries: the first non-empty string under `keys` of an object, or (with
+    bare) the answer itself when it is a string; None when there is none."""
+    if isinstance(payload, Mapping):
+        payload = next((payload[key] for key in keys if payload.get(key)), None)
+    elif not bare:
+        return None
+    return payload if isinstance(payload, str) and payload else None
 
 
 @contextlib.contextmanager

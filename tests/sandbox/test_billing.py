@@ -168,35 +168,21 @@ def test_network_storage_is_billed_per_gb_day(api: Api) -> None:
     api.post("/networkstorage/delete", {"storageId": storage_id})
     api.control.advance_clock(HOUR)
     rows = bills(api, day, day + DAY + HOUR, "Day", productCategory="cloud_storage")
+    volume = {
+        "ownerID": storage_id,
+        "productName": "Network Storage",
+        "category": "cloud_storage",
+        "startTime": str(int(day)),
+        "endTime": str(int(day + DAY)),
+        "billingMethod": "onDemand",
+        "voucherAmount": 0,
+        "pricePrecision": 5,
+    }
     assert rows == [
-        {
-            "ownerID": storage_id,
-            "productName": "Network Storage",
-            "category": "cloud_storage",
-            "startTime": str(int(day)),
-            "endTime": str(int(day + DAY)),
-            "billingMethod": "onDemand",
-            "billNum0": 50.0,  # 50 GB x 12 h + 100 GB x 6 h = 50 GB-days at 200
-            "discountPrice0": 200,
-            "amount": 1000,  # $0.10
-            "voucherAmount": 0,
-            "payAmount": 1000,
-            "pricePrecision": 5,
-        },
-        {
-            "ownerID": storage_id,
-            "productName": "Network Storage",
-            "category": "cloud_storage",
-            "startTime": str(int(day)),
-            "endTime": str(int(day + DAY)),
-            "billingMethod": "onDemand",
-            "billNum0": 25.0,  # 100 GB x 6 h at the new price
-            "discountPrice0": 400,
-            "amount": 1000,
-            "voucherAmount": 0,
-            "payAmount": 1000,
-            "pricePrecision": 5,
-        },
+        # 50 GB x 12 h + 100 GB x 6 h = 50 GB-days at 200: $0.10
+        {**volume, "billNum0": 50.0, "discountPrice0": 200, "amount": 1000, "payAmount": 1000},
+        # 100 GB x 6 h at the new price
+        {**volume, "billNum0": 25.0, "discountPrice0": 400, "amount": 1000, "payAmount": 1000},
     ]
     assert bills(api, day, day + DAY, "Day", productCategory="gpu") == []
 
