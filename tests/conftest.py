@@ -92,8 +92,9 @@ def sandbox_server() -> Iterator[SandboxServer]:
 
 @pytest.fixture
 def sandbox(sandbox_server: SandboxServer) -> SandboxControl:
-    """The session sandbox, reset (instances, stats, calls, faults, timing); .url, .api_base,
-    .api_key and the control methods (stats, instances, calls, set_faults, set_timing, …)."""
+    """The session sandbox, reset (instances, volumes, jobs, stats, calls, faults, timing,
+    fidelity, capacity, prices, balance, the clock); .url, .api_base, .core_api_base, .api_key
+    and the control methods (stats, instances, calls, set_faults, set_timing, advance_clock, …)."""
     control = SandboxControl(sandbox_server.url, sandbox_server.api_key)
     control.reset()
     return control
@@ -101,7 +102,9 @@ def sandbox(sandbox_server: SandboxServer) -> SandboxControl:
 
 @pytest.fixture
 def novita_settings(settings: Any, sandbox: SandboxControl) -> SandboxControl:
-    """Point novitai's Novita client at the sandbox (NOVITA_API_BASE_URL, NOVITA_API_KEY)."""
+    """Point novitai's Novita client at the sandbox (NOVITA_API_BASE_URL, its core surface,
+    NOVITA_API_KEY)."""
     settings.NOVITA_API_BASE_URL = sandbox.api_base
+    settings.NOVITA_CORE_API_BASE_URL = sandbox.core_api_base
     settings.NOVITA_API_KEY = sandbox.api_key
     return sandbox

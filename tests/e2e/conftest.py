@@ -158,6 +158,7 @@ def e2e_worker(
         "NOVITAI_VAR_DIR": str(settings.VAR_DIR),
         "CELERY_BROKER_URL": str(settings.CELERY_BROKER_URL),
         "NOVITA_API_BASE_URL": sandbox_server.api_base,
+        "NOVITA_CORE_API_BASE_URL": sandbox_server.core_api_base,
         "NOVITA_API_KEY": sandbox_server.api_key,
         "PYTHONUNBUFFERED": "1",
     }

@@ -176,6 +176,7 @@ def odd_novita(settings: Any, fast: Any) -> Iterator[OddNovita]:
     server = OddNovita()
     server.thread.start()
     settings.NOVITA_API_BASE_URL = server.base_url
+    settings.NOVITA_CORE_API_BASE_URL = ""  # derived: the same server's /openapi/v1
     settings.NOVITA_API_KEY = "odd-novita-key"
     yield server
     server.server.shutdown()

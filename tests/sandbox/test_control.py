@@ -169,6 +169,8 @@ def test_fixture_points_novitai_settings_at_the_sandbox(novita_settings: Sandbox
     assert novita_settings.api_base == settings.NOVITA_API_BASE_URL
     assert settings.NOVITA_API_BASE_URL.endswith("/gpu-instance/openapi/v1")
     assert settings.NOVITA_API_KEY == novita_settings.api_key == "sandbox-key"
+    assert settings.NOVITA_CORE_API_BASE_URL.endswith("/openapi/v1")
+    assert novita_settings.core_api_base == settings.NOVITA_CORE_API_BASE_URL
 
 
 def test_the_clock_moves_forward_freezes_and_never_goes_back(api: Api) -> None:
