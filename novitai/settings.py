@@ -355,6 +355,10 @@ CELERY_BEAT_SCHEDULE["webhooks-sweep"] = {
 # --- API ------------------------------------------------------------------------------------
 
 API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", default="1200/min")
+# Retry-After of the 503 `service_unavailable` answered while the database cannot be reached.
+SERVICE_UNAVAILABLE_RETRY_AFTER_SECONDS = env.int(
+    "SERVICE_UNAVAILABLE_RETRY_AFTER_SECONDS", default=5
+)
 API_PAGE_SIZE = env.int("API_PAGE_SIZE", default=50)
 
 REST_FRAMEWORK = {

@@ -4,11 +4,15 @@ caches and the broker at it, a closed port. Never the shared Redis or Postgres."
 from __future__ import annotations
 
 import contextlib
+import glob
+import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -110,3 +114,56 @@ def broker_at(url: str) -> Iterator[None]:
     finally:
         app.conf.broker_url, app.conf.broker_transport_options = old_url, old_options
         _reset_broker_pools()
+
+
+class PostgresCluster:
+    """A throwaway Postgres cluster of the test's own (initdb in a temp folder, a free port),
+    which a test can really stop and start again. Never the shared one on 5432."""
+
+    def __init__(self) -> None:
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or [
+            shutil.which("initdb") or ""
+        ]
+        if not found[-1]:
+            pytest.skip("Postgres' initdb is not installed")
+        self.bin = Path(found[-1]).parent
+        # Its own folder under /tmp: pytest's are private to the user running the tests.
+        self.directory = Path(tempfile.mkdtemp(prefix="novitai-pg-"))
+        directory = self.directory
+        self.data = directory / "data"
+        self.port = free_port()
+        if os.geteuid() == 0:  # initdb and postgres refuse to run as root
+            shutil.chown(directory, user="postgres")
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync")
+
+    def _run(self, tool: str, *args: str, check: bool = True) -> None:
+        command = [str(self.bin / tool), *args]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=check, capture_output=True, timeout=60)
+
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/novitai"
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        log = str(self.data / "log")
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", log, "-w", "start")
+
+    def create_database(self) -> None:
+        import psycopg
+
+        with psycopg.connect(
+            f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True
+        ) as conn:
+            conn.execute("CREATE DATABASE novitai")
+
+    def stop(self) -> None:
+        """`pg_ctl stop -m fast`: every connection is cut, no new one is accepted."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def remove(self) -> None:
+        """Stopped (if it runs) and deleted."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop", check=False)
+        shutil.rmtree(self.directory, ignore_errors=True)

@@ -18,7 +18,7 @@ from instances.models import Instance
 from jobs.models import Job, JobStatus
 from jobs.services import jobs_sweep
 from tests.instances.conftest import catalog, create, create_body, novita  # noqa: F401 (fixtures)
-from tests.outages import RedisServer, broker_at, redis_caches
+from tests.outages import RedisServer, broker_at, free_port, redis_caches
 
 pytestmark = pytest.mark.django_db
 
@@ -105,3 +105,18 @@ def test_the_api_answers_while_redis_is_down_and_loses_nothing_it_accepted(
     assert message["headers"]["task"] == "instances.provision"
     assert json.loads(base64.b64decode(message["body"]))[0] == [str(job.pk)]  # its args
     assert Job.objects.get(pk=job.pk).dispatched_at is not None
+
+
+def test_the_cache_api_answers_503_while_the_cache_is_down(
+    staff_client: APIClient, settings: Any
+) -> None:
+    """Statistics and clears are about the cache itself: they cannot fail open."""
+    settings.CACHES = redis_caches(f"redis://127.0.0.1:{free_port()}")
+    for response in (staff_client.get("/api/v1/cache/"), staff_client.delete("/api/v1/cache/")):
+        assert response.status_code == 503, response.content
+        assert response["Retry-After"] == "5"
+        error = response.json()["error"]
+        assert (error["code"], error["message"]) == (
+            "service_unavailable",
+            "The cache cannot be reached right now; try again shortly.",
+        )
