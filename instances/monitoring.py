@@ -1,7 +1,8 @@
 """The monitoring pass: one listing of Novita's instances advances every instance we watch.
 
-    instances.monitor (beat, every MONITOR_INTERVAL_SECONDS; one pass at a time by a cache lock
-    with a TTL — and safe if two run anyway: every change is a conditional UPDATE)
+    instances.monitor (beat, every MONITOR_INTERVAL_SECONDS; one pass at a time by a lock that
+    dies with its holder, novitai/locks.py — a killed pass delays the next by no more than the
+    next tick — and safe if two run anyway: every change is a conditional UPDATE)
 
 1. List Novita's instances, every page (upstream calls grow with pages, not with instances).
 2. Read every watched row at once (one query): in transit, ready/stopped (drift), terminating,
@@ -28,7 +29,6 @@ from __future__ import annotations
 import functools
 import logging
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -63,6 +63,7 @@ from instances.services import (
 )
 from jobs.models import JobStatus
 from novitai.errors import Conflict
+from novitai.locks import held_lock
 from novitai.novita import errors as novita
 from novitai.novita.client import NovitaClient, get_client
 from novitai.novita.types import Instance as Upstream
@@ -72,7 +73,7 @@ from novitai.outages import cache_guard
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-LOCK_KEY = "instances:monitor:lock"
+LOCK_NAME = "instances.monitor"
 AGAIN_KEY = "instances:monitor:again"
 PASSES_KEY = "instances:monitor:passes"
 ORPHAN_KEY = "instances:orphan:{}"
@@ -141,20 +142,12 @@ class PassReport:
 def monitor_pass(*, client: NovitaClient | None = None) -> PassReport:
     """One pass, unless another holds the lock (then an empty, skipped report, and the pass
     that holds it is asked to go again: see `again`)."""
-    token = uuid.uuid4().hex
-    if not cache_guard(
-        "monitor_lock",
-        lambda: cache.add(LOCK_KEY, token, timeout=settings.MONITOR_LOCK_SECONDS),
-        False,
-        cache=cache,
-    ):
-        _noted("monitor_again", lambda: cache.set(AGAIN_KEY, True, timeout=_again_ttl()))
-        return PassReport(skipped=True)
-    _noted("monitor_again", lambda: cache.delete(AGAIN_KEY))
-    try:
+    with held_lock(LOCK_NAME) as held:
+        if not held:
+            _noted("monitor_again", lambda: cache.set(AGAIN_KEY, True, timeout=_again_ttl()))
+            return PassReport(skipped=True)
+        _noted("monitor_again", lambda: cache.delete(AGAIN_KEY))
         report = Monitor(client or get_client()).run()
-    finally:
-        _noted("monitor_lock", lambda: cache.get(LOCK_KEY) == token and cache.delete(LOCK_KEY))
     # A tick that came while this pass ran was skipped: rather than wait for the next tick
     # (up to one interval more of notification lag), the caller runs the next pass now.
     again = cache_guard("monitor_again", lambda: cache.get(AGAIN_KEY), None, cache=cache)

@@ -298,8 +298,6 @@ JOB_RETRY_BACKOFF_BASE_SECONDS = env.float("JOB_RETRY_BACKOFF_BASE_SECONDS", def
 JOB_RETRY_BACKOFF_CAP_SECONDS = env.float("JOB_RETRY_BACKOFF_CAP_SECONDS", default=120.0)
 # A due job whose task was sent but not claimed is sent again after this long (lost message).
 JOB_REDISPATCH_SECONDS = env.float("JOB_REDISPATCH_SECONDS", default=60.0)
-# The monitor pass holds a lock this long at most (a pass killed mid-way frees it by expiry).
-MONITOR_LOCK_SECONDS = env.float("MONITOR_LOCK_SECONDS", default=60.0)
 # Health checks of one pass run in a thread pool of this size.
 HEALTH_CHECK_CONCURRENCY = env.int("HEALTH_CHECK_CONCURRENCY", default=16)
 # The monitor pass writes in batches of this many rows (a transaction per batch of transitions).
