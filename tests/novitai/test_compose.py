@@ -49,11 +49,16 @@ def run_until_answering(command: list[str], url: str, timeout: float = 40.0) -> 
                 time.sleep(0.3)
         raise AssertionError(f"{command[0]} did not answer at {url}")
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process, grace=15)
+
+
+def stop(process: subprocess.Popen[bytes], *, grace: float) -> None:
+    """SIGTERM, then SIGKILL after `grace` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
 
 
 def test_every_service_has_a_healthcheck_or_is_one_shot() -> None:
@@ -189,9 +194,5 @@ def test_compose_webhooks_worker_command_delivers(tmp_path: Path) -> None:
         assert len(receiver.requests) == 1
         assert receiver.requests[0].headers["webhook-id"] == delivery.event_id
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop(worker, grace=30)
         receiver.close()
