@@ -176,6 +176,11 @@ else:
         env.str("CELERY_BROKER_URL", default="") or f"sqla+sqlite:///{VAR_DIR / 'broker.sqlite3'}"
     )
 
+# While Redis (a cache or the broker) is unreachable the API carries on without it
+# (novitai/outages.py); a process that saw it fail tries it again after this many seconds, so that
+# a Redis that hangs rather than refuses costs one socket timeout per period, not one per call.
+OUTAGE_RETRY_SECONDS = env.float("OUTAGE_RETRY_SECONDS", default=5.0)
+
 # --- Celery (see docs/reliability-notes.md §1) ----------------------------------------------
 
 CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=1800)
@@ -202,16 +207,28 @@ CELERY_TASK_ROUTES = {
     "jobs.*": {"queue": "monitor"},
     "webhooks.*": {"queue": "webhooks"},
 }
+# A publish to a Redis that stopped answering (but still accepts connections) would wait forever
+# without a socket timeout, and with it a create request; kombu's BRPOP polls every second.
+CELERY_BROKER_SOCKET_TIMEOUT = env.float("CELERY_BROKER_SOCKET_TIMEOUT", default=5.0)
 if CELERY_BROKER_URL.startswith("redis"):
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+        "socket_timeout": CELERY_BROKER_SOCKET_TIMEOUT,
+        "socket_connect_timeout": min(2.0, CELERY_BROKER_SOCKET_TIMEOUT),
+    }
     CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Beat claims each tick's interval slot in the cache, so that a second beat sends nothing twice.
+CELERY_BEAT_SCHEDULER = "novitai.beat:Scheduler"
 # Periodic tasks; each is safe if run twice at once (claims rows, conditional updates).
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
 
 # A worker writes a heartbeat into the cache this often; /health/ready reports the newest.
 WORKER_HEARTBEAT_SECONDS = env.int("WORKER_HEARTBEAT_SECONDS", default=10)
 HEALTH_WORKER_MAX_AGE_SECONDS = env.int("HEALTH_WORKER_MAX_AGE_SECONDS", default=60)
+# /health/ready reports a queue as down when its oldest due job or webhook delivery has waited
+# longer than this (seconds), or the last monitoring pass ended longer ago: not served.
+HEALTH_QUEUE_MAX_AGE_SECONDS = env.int("HEALTH_QUEUE_MAX_AGE_SECONDS", default=120)
 # Checks whose failure makes /health/ready answer 503. The others are reported only.
 HEALTH_REQUIRED_CHECKS = env.list("HEALTH_REQUIRED_CHECKS", default=["database", "cache", "broker"])
 
@@ -232,6 +249,11 @@ NOVITA_MAX_RETRIES = env.int("NOVITA_MAX_RETRIES", default=3)
 NOVITA_BACKOFF_BASE = env.float("NOVITA_BACKOFF_BASE", default=0.5)
 NOVITA_BACKOFF_CAP = env.float("NOVITA_BACKOFF_CAP", default=8.0)
 NOVITA_RATE_LIMIT_PER_SECOND = env.float("NOVITA_RATE_LIMIT_PER_SECOND", default=10.0)
+# While the shared cache is unreachable (Redis down) each process keeps its own ceiling at this
+# rate (default: a quarter of the shared one), so that an outage never means unlimited calls.
+NOVITA_RATE_LIMIT_LOCAL_PER_SECOND = env.float(
+    "NOVITA_RATE_LIMIT_LOCAL_PER_SECOND", default=NOVITA_RATE_LIMIT_PER_SECOND / 4
+)
 NOVITA_BREAKER_FAILURE_THRESHOLD = env.int("NOVITA_BREAKER_FAILURE_THRESHOLD", default=5)
 NOVITA_BREAKER_RESET_SECONDS = env.float("NOVITA_BREAKER_RESET_SECONDS", default=30.0)
 NOVITA_LIST_PAGE_SIZE = env.int("NOVITA_LIST_PAGE_SIZE", default=100)
@@ -285,8 +307,6 @@ JOB_RETRY_BACKOFF_BASE_SECONDS = env.float("JOB_RETRY_BACKOFF_BASE_SECONDS", def
 JOB_RETRY_BACKOFF_CAP_SECONDS = env.float("JOB_RETRY_BACKOFF_CAP_SECONDS", default=120.0)
 # A due job whose task was sent but not claimed is sent again after this long (lost message).
 JOB_REDISPATCH_SECONDS = env.float("JOB_REDISPATCH_SECONDS", default=60.0)
-# The monitor pass holds a lock this long at most (a pass killed mid-way frees it by expiry).
-MONITOR_LOCK_SECONDS = env.float("MONITOR_LOCK_SECONDS", default=60.0)
 # Health checks of one pass run in a thread pool of this size.
 HEALTH_CHECK_CONCURRENCY = env.int("HEALTH_CHECK_CONCURRENCY", default=16)
 # The monitor pass writes in batches of this many rows (a transaction per batch of transitions).
@@ -342,6 +362,10 @@ CELERY_BEAT_SCHEDULE["webhooks-sweep"] = {
 # --- API ------------------------------------------------------------------------------------
 
 API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", default="1200/min")
+# Retry-After of the 503 `service_unavailable` answered while the database cannot be reached.
+SERVICE_UNAVAILABLE_RETRY_AFTER_SECONDS = env.int(
+    "SERVICE_UNAVAILABLE_RETRY_AFTER_SECONDS", default=5
+)
 API_PAGE_SIZE = env.int("API_PAGE_SIZE", default=50)
 
 REST_FRAMEWORK = {

@@ -30,6 +30,7 @@ from standardwebhooks import Webhook
 
 from novitai.errors import Conflict
 from novitai.logging import log_context
+from novitai.outages import broker_guard
 from tenants.models import Tenant
 from tenants.services import tenant_signing_secrets, tenant_webhook_secret_rotate
 from webhooks import metrics
@@ -123,20 +124,43 @@ def webhook_events_record(*, events: Sequence[WebhookEvent]) -> list[WebhookDeli
     return deliveries
 
 
-def _enqueue_delivery(delivery_id: uuid.UUID) -> None:
-    """Wakes a worker up to deliver now (the sweeper is the guarantee)."""
-    from celery import current_app
+def _enqueue_delivery(delivery_id: uuid.UUID) -> bool:
+    """Wakes a worker up to deliver now (the sweeper is the guarantee). False when the broker did
+    not take the message (Redis down: counted and logged once by novitai/outages.py): the row is
+    marked not dispatched, so that the next sweep sends it again."""
+    from novitai.celery import app
 
-    task = current_app.tasks.get("webhooks.deliver")
-    if task is not None:
-        task.delay(str(delivery_id))
+    def send() -> object:
+        # A web process has no task modules imported (Celery imports them in workers): there the
+        # task is sent by name, as jobs are, where a registry lookup used to find nothing and
+        # send nothing (the sweeper delivered it up to a sweep later).
+        task = app.tasks.get("webhooks.deliver")
+        if task is not None:
+            return task.apply_async(args=[str(delivery_id)])
+        return app.send_task("webhooks.deliver", args=[str(delivery_id)])
+
+    if broker_guard("webhook", send):
+        return True
+    WebhookDelivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING).update(
+        dispatched_at=None
+    )
+    return False
+
+
+def webhook_deliveries_wake(*, delivery_ids: Sequence[uuid.UUID]) -> int:
+    """A wake-up for each delivery; returns how many were sent. The first one the broker does
+    not take stops the rest, which are marked not dispatched for the next sweep."""
+    for sent, delivery_id in enumerate(delivery_ids):
+        if _enqueue_delivery(delivery_id) is False:
+            WebhookDelivery.objects.filter(
+                pk__in=list(delivery_ids[sent + 1 :]), status=DeliveryStatus.PENDING
+            ).update(dispatched_at=None)
+            return sent
+    return len(delivery_ids)
 
 
 def _enqueue_deliveries(delivery_ids: list[uuid.UUID]) -> None:
-    """Wake-ups of many deliveries. The first failure (the broker is down) stops the rest: each
-    row's `dispatched_at` lets the sweeper send it again after REDISPATCH_AFTER."""
-    for delivery_id in delivery_ids:
-        _enqueue_delivery(delivery_id)
+    webhook_deliveries_wake(delivery_ids=delivery_ids)
 
 
 # --- signing ----------------------------------------------------------------------------------
@@ -208,9 +232,20 @@ def _max_round_attempts() -> int:
     return len(settings.WEBHOOK_RETRY_SCHEDULE) + 1
 
 
+# What a delivery task may take besides its POST (bounded by WEBHOOK_TIMEOUT_SECONDS, see
+# transport.py): its few queries and the signing, with room to spare.
+DELIVER_OVERHEAD_SECONDS = 30
+
+
+def deliver_time_limit() -> float:
+    """The hard time limit of the "webhooks.deliver" task (its soft one is 10 s shorter)."""
+    return float(settings.WEBHOOK_TIMEOUT_SECONDS) + DELIVER_OVERHEAD_SECONDS
+
+
 def _lease() -> timedelta:
-    """How long a claimed attempt owns its row: well past the attempt's own deadline."""
-    return timedelta(seconds=max(60.0, 3 * settings.WEBHOOK_TIMEOUT_SECONDS))
+    """How long a claimed attempt owns its row: longer than its task may run at all, so that the
+    sweeper never sends a delivery again while its first attempt is still under way."""
+    return timedelta(seconds=deliver_time_limit() + DELIVER_OVERHEAD_SECONDS)
 
 
 # --- delivering -------------------------------------------------------------------------------
