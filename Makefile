@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SANDBOX_PORT ?= 8765
 WEB_PORT ?= 8000
+# `make run` listens on loopback only; WEB_HOST=0.0.0.0 (and ALLOWED_HOSTS) to serve others.
+WEB_HOST ?= 127.0.0.1
 
 .PHONY: help venv run test check lint format typecheck migrations-check schema compose-check \
         flower bench fuzz sandbox clean
@@ -39,7 +41,7 @@ run: venv
 	else procs="web worker events beat"; fi; \
 	$(BIN)/python manage.py migrate --noinput -v 0 && \
 	$(BIN)/python manage.py bootstrap_demo && \
-	export PATH="$(CURDIR)/$(BIN):$$PATH" WEB_PORT=$(WEB_PORT) SANDBOX_PORT=$(SANDBOX_PORT) && \
+	export PATH="$(CURDIR)/$(BIN):$$PATH" WEB_HOST=$(WEB_HOST) WEB_PORT=$(WEB_PORT) SANDBOX_PORT=$(SANDBOX_PORT) && \
 	exec $(BIN)/honcho start -f Procfile $$procs
 
 test: venv

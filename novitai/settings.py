@@ -63,6 +63,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "novitai.middleware.RequestIdMiddleware",
+    # Outside the others, so that it sees every error answer (a foreign Host is refused inside).
+    "novitai.debug.LoopbackDebugPagesMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -401,6 +403,8 @@ WHITENOISE_USE_FINDERS = DEBUG
 
 SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# Debug pages and error reports mask every URL's password (novitai/debug.py).
+DEFAULT_EXCEPTION_REPORTER = "novitai.debug.ExceptionReporter"
 
 # --- Metrics --------------------------------------------------------------------------------
 
