@@ -230,6 +230,7 @@ class Stack:
             "DEBUG": "false",
             "SECRET_KEY": "bench-" + os.urandom(16).hex(),
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "SECURE_HTTPS": "false",  # plain HTTP on loopback
             "DATABASE_URL": f"postgres://{PG['user']}@{PG['host']}:{PG['port']}/{DATABASE}",
             "REDIS_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}",
             "CELERY_BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{BROKER_DB}",

@@ -39,6 +39,8 @@ if not SECRET_KEY:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+# Origins allowed to POST forms (the admin, the browsable API): the public https:// origin when
+# a proxy serves novitai under another host or port than the one Django sees.
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
@@ -403,6 +405,31 @@ WHITENOISE_USE_FINDERS = DEBUG
 
 SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# --- HTTPS ----------------------------------------------------------------------------------
+# Served over HTTPS (gunicorn behind a TLS-terminating proxy): secure cookies, HSTS and a
+# redirect of plain HTTP. On by default without DEBUG; each setting below can still say
+# otherwise. SECURE_HTTPS=false serves plain HTTP (a local try-out of the containers). The test
+# suite's client speaks plain HTTP: its tests of these settings set them.
+SECURE_HTTPS = env.bool("SECURE_HTTPS", default=not (DEBUG or UNDER_PYTEST))
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=SECURE_HTTPS)
+# Probes and the Prometheus scraper talk to the process directly, over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^health/", r"^metrics$"]
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=SECURE_HTTPS)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=SECURE_HTTPS)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if SECURE_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=SECURE_HTTPS)
+# Consent to the browsers' preload list is the domain owner's decision (hard to undo): off
+# unless set, and `check --deploy` says so (security.W021) until it is.
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# The header a TLS-terminating proxy sets, "HTTP_X_FORWARDED_PROTO,https". Only behind a proxy
+# that always sets it (overwriting the client's): otherwise any client can claim HTTPS.
+_proxy_ssl_header = env.list("SECURE_PROXY_SSL_HEADER", default=[])
+if _proxy_ssl_header and len(_proxy_ssl_header) != 2:
+    raise ImproperlyConfigured("SECURE_PROXY_SSL_HEADER must be '<META name>,<value>'")
+SECURE_PROXY_SSL_HEADER = (
+    (_proxy_ssl_header[0], _proxy_ssl_header[1]) if _proxy_ssl_header else None
+)
 # Debug pages and error reports mask every URL's password (novitai/debug.py).
 DEFAULT_EXCEPTION_REPORTER = "novitai.debug.ExceptionReporter"
 
