@@ -23,6 +23,7 @@ from http import HTTPStatus
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse
+from django.utils.safestring import SafeString, mark_safe
 from django.views import debug
 
 from novitai.logging import URL_PASSWORD
@@ -92,8 +93,9 @@ class LoopbackDebugPagesMiddleware:
 class ExceptionReporter(debug.ExceptionReporter):
     """Django's, with every URL's password masked in what it renders."""
 
-    def get_traceback_html(self) -> str:
-        return mask_url_passwords(super().get_traceback_html())
+    # Still safe HTML: a password's characters become '*', nothing else changes.
+    def get_traceback_html(self) -> SafeString:
+        return mark_safe(mask_url_passwords(super().get_traceback_html()))  # noqa: S308
 
-    def get_traceback_text(self) -> str:
-        return mask_url_passwords(super().get_traceback_text())
+    def get_traceback_text(self) -> SafeString:
+        return mark_safe(mask_url_passwords(super().get_traceback_text()))  # noqa: S308

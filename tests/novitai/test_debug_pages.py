@@ -15,7 +15,7 @@ from django.test import Client
 from novitai.logging import RedactingFilter
 
 # What runserver puts in request.META: the process environment, DATABASE_URL included.
-ENVIRON = {"DATABASE_URL": "postgres://novitai:canary-env-pw@db:5432/novitai"}
+ENVIRON: dict[str, Any] = {"DATABASE_URL": "postgres://novitai:canary-env-pw@db:5432/novitai"}
 NETWORK = "203.0.113.9"
 
 
