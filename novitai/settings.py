@@ -8,6 +8,7 @@ REDIS_URL set the same code runs on Postgres and Redis.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -53,6 +54,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework_api_key",
+    "axes",
     "drf_spectacular",
     "novitai",
     "tenants",
@@ -76,6 +78,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "novitai.middleware.ApiErrorEnvelopeMiddleware",
+    # Turns a locked-out admin login into its 429 page (django-axes; the API is not affected).
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -342,6 +346,11 @@ CELERY_BEAT_SCHEDULE["webhooks-sweep"] = {
 # --- API ------------------------------------------------------------------------------------
 
 API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", default="1200/min")
+# Failed API keys per client address per period; past it the address is answered 429 (any key).
+API_AUTH_FAILURE_RATE = env.str("API_AUTH_FAILURE_RATE", default="20/min")
+# Proxies in front of novitai that append to X-Forwarded-For (0: clients connect directly). The
+# client address of every throttle and lockout is counted from the right of that header.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 API_PAGE_SIZE = env.int("API_PAGE_SIZE", default=50)
 
 REST_FRAMEWORK = {
@@ -352,6 +361,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["tenants.permissions.IsTenantOrStaff"],
     "DEFAULT_THROTTLE_CLASSES": ["tenants.throttling.ApiKeyRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"api_key": API_THROTTLE_RATE},
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,  # never an X-Forwarded-For the client wrote itself
     "DEFAULT_PAGINATION_CLASS": "novitai.pagination.Pagination",
     "PAGE_SIZE": API_PAGE_SIZE,
     "DEFAULT_SCHEMA_CLASS": "novitai.schema.AutoSchema",
@@ -387,6 +397,20 @@ SPECTACULAR_SETTINGS = {
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
+# The admin's login (the browsable API's too: LOGIN_URL) goes through django-axes, which locks a
+# username out from the client address that keeps failing it (another address can still log
+# in: an attacker cannot lock the operators out). API keys never reach Django's authenticate():
+# failed keys are throttled per address instead (tenants/auth_throttle.py).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ONLY_ADMIN_SITE = True
+AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("ADMIN_LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "novitai.client_ip.client_ip"
 LOGIN_URL = "/admin/login/"
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -8,6 +8,8 @@ from typing import Any, cast
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from novitai.client_ip import client_ip
+from tenants.auth_throttle import auth_failure_record, auth_throttle_check
 from tenants.models import Tenant, TenantAPIKey
 
 
@@ -33,12 +35,24 @@ class TenantPrincipal:
 
 
 class TenantKeyAuthentication(authentication.BaseAuthentication):
+    """A tenant's key; a client address that keeps sending bad keys is throttled before its
+    keys are looked at (auth_throttle)."""
+
     keyword = "Bearer"
 
     def authenticate(self, request: Request) -> tuple[TenantPrincipal, TenantAPIKey] | None:
         header = authentication.get_authorization_header(request).split()
         if not header or header[0].lower() != self.keyword.lower().encode():
             return None
+        address = client_ip(request)
+        auth_throttle_check(address=address)
+        try:
+            return self._verify(header)
+        except exceptions.AuthenticationFailed:
+            auth_failure_record(address=address)
+            raise
+
+    def _verify(self, header: list[bytes]) -> tuple[TenantPrincipal, TenantAPIKey]:
         if len(header) != 2:
             raise exceptions.AuthenticationFailed("Invalid Authorization header: 'Bearer <key>'.")
         try:
