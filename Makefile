@@ -80,8 +80,9 @@ deploy-check: venv
 
 check: lint typecheck migrations-check schema compose-check deploy-check test
 
+# On 127.0.0.1 (FLOWER_ADDRESS to change it); with DEBUG off it needs FLOWER_BASIC_AUTH.
 flower: venv
-	$(BIN)/celery -A novitai flower --port=$${FLOWER_PORT:-5555}
+	DEBUG=$${DEBUG:-true} $(BIN)/celery -A novitai flower --port=$${FLOWER_PORT:-5555}
 
 sandbox: venv
 	$(BIN)/python -m novitai.sandbox --port $(SANDBOX_PORT)
