@@ -77,6 +77,22 @@ class CatalogSnapshot:
     version: int
     last_success_at: datetime | None
 
+    def to_json(self) -> dict[str, Any]:
+        at = self.last_success_at
+        return {"version": self.version, "last_success_at": at.isoformat() if at else None}
+
+    @classmethod
+    def from_json(cls, data: Any) -> CatalogSnapshot | None:
+        """None for anything that is not what `to_json` wrote."""
+        try:
+            at = data["last_success_at"]
+            return cls(
+                version=int(data["version"]),
+                last_success_at=datetime.fromisoformat(at) if at is not None else None,
+            )
+        except (TypeError, KeyError, ValueError):
+            return None
+
 
 SNAPSHOT_KEY = "catalog:state-snapshot"
 SNAPSHOT_TTL_SECONDS = 5.0
@@ -113,12 +129,12 @@ def catalog_snapshot() -> CatalogSnapshot:
     if pinned is not None:
         return pinned
     cache = caches["catalog"]
-    snapshot = cache.get(SNAPSHOT_KEY)
-    if isinstance(snapshot, CatalogSnapshot):
+    snapshot = CatalogSnapshot.from_json(cache.get(SNAPSHOT_KEY))
+    if snapshot is not None:
         return snapshot
     state = catalog_state()
     snapshot = CatalogSnapshot(version=state.version, last_success_at=state.last_success_at)
-    cache.set(SNAPSHOT_KEY, snapshot, SNAPSHOT_TTL_SECONDS)
+    cache.set(SNAPSHOT_KEY, snapshot.to_json(), SNAPSHOT_TTL_SECONDS)
     return snapshot
 
 
@@ -503,6 +519,39 @@ class TemplateConfig:
     ports: tuple[novita.PortSpec, ...]
     envs: tuple[novita.EnvVar, ...]
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "image": self.image,
+            "image_auth_id": self.image_auth_id,
+            "start_command": self.start_command,
+            "rootfs_size": self.rootfs_size,
+            "ports": [{"port": p.port, "type": p.type} for p in self.ports],
+            "envs": [{"key": e.key, "value": e.value} for e in self.envs],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> TemplateConfig | None:
+        """None for anything that is not what `to_json` wrote."""
+        try:
+            return cls(
+                id=str(data["id"]),
+                name=str(data["name"]),
+                image=str(data["image"]),
+                image_auth_id=str(data["image_auth_id"]),
+                start_command=str(data["start_command"]),
+                rootfs_size=int(data["rootfs_size"]),
+                ports=tuple(
+                    novita.PortSpec(port=int(p["port"]), type=str(p["type"])) for p in data["ports"]
+                ),
+                envs=tuple(
+                    novita.EnvVar(key=str(e["key"]), value=str(e["value"])) for e in data["envs"]
+                ),
+            )
+        except (TypeError, KeyError, ValueError):
+            return None
+
 
 _TEMPLATE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -551,8 +600,8 @@ def template_get(*, template_id: str, now: datetime | None = None) -> TemplateCo
     ttl = settings.CATALOG_TEMPLATE_TTL_SECONDS
     cache = NamedCache("templates")
     key = f"template:{template_id}"
-    cached = cache.get(key, now=now.timestamp())
-    if isinstance(cached, TemplateConfig):
+    cached = TemplateConfig.from_json(cache.get(key, now=now.timestamp()))
+    if cached is not None:
         return cached
 
     row = Template.objects.filter(novita_id=template_id).first()
@@ -561,7 +610,7 @@ def template_get(*, template_id: str, now: datetime | None = None) -> TemplateCo
         row = _template_fetch(template_id, now)
         age = 0.0
     config = _template_config(row)
-    cache.set(key, config, ttl - age, now=now.timestamp())
+    cache.set(key, config.to_json(), ttl - age, now=now.timestamp())
     return config
 
 

@@ -163,6 +163,8 @@ if REDIS_URL:
             "TIMEOUT": 300,
             "OPTIONS": {
                 "CLIENT_CLASS": "django_redis.client.DefaultClient",
+                # JSON, not pickle: a write to Redis must never become code run here.
+                "SERIALIZER": "novitai.cache_backends.JSONSerializer",
                 "SOCKET_CONNECT_TIMEOUT": 2,
                 "SOCKET_TIMEOUT": 2,
             },
@@ -173,7 +175,8 @@ if REDIS_URL:
 else:
     CACHES = {
         alias: {
-            "BACKEND": "django_prometheus.cache.backends.filebased.FileBasedCache",
+            # django-prometheus' file cache, storing JSON instead of pickles.
+            "BACKEND": "novitai.cache_backends.FileBasedCache",
             "LOCATION": str(VAR_DIR / "cache" / alias),
             "TIMEOUT": 300,
             "OPTIONS": {"MAX_ENTRIES": 100_000},
