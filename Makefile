@@ -71,11 +71,13 @@ compose-check: venv
 	else echo "docker-compose not installed: validated against the Compose Specification schema only"; fi
 
 # `manage.py check --deploy` with the settings of a production deployment: DEBUG off, a long
-# random SECRET_KEY, a host name, HTTPS behind a TLS-terminating proxy (throwaway values).
+# random SECRET_KEY, a host name, HTTPS behind a TLS-terminating proxy, an encryption key
+# (throwaway values).
 deploy-check: venv
 	@DEBUG=false SECRET_KEY="$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
 	  ALLOWED_HOSTS=novitai.example.com CSRF_TRUSTED_ORIGINS=https://novitai.example.com \
 	  SECURE_HTTPS=true SECURE_HSTS_PRELOAD=true SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO,https \
+	  ENCRYPTION_KEYS="$$($(BIN)/python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')" \
 	  $(BIN)/python manage.py check --deploy --fail-level WARNING
 
 check: lint typecheck migrations-check schema compose-check deploy-check test

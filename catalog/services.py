@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import json
 import logging
 import re
 import time
@@ -30,6 +31,7 @@ from prometheus_client import Counter, Histogram
 from catalog.caches import NamedCache
 from catalog.errors import TemplateNotFound
 from catalog.models import INVENTORY_STATES, CatalogState, Product, Region, Template
+from novitai.crypto import UndecryptableValue, decrypt, encrypt, json_text
 from novitai.errors import UpstreamUnavailable
 from novitai.novita import errors as novita_errors
 from novitai.novita import types as novita
@@ -528,13 +530,15 @@ class TemplateConfig:
             "start_command": self.start_command,
             "rootfs_size": self.rootfs_size,
             "ports": [{"port": p.port, "type": p.type} for p in self.ports],
-            "envs": [{"key": e.key, "value": e.value} for e in self.envs],
+            # Env values may hold tokens: encrypted in the cache too (ENCRYPTION_KEYS).
+            "envs": encrypt(json_text([{"key": e.key, "value": e.value} for e in self.envs])),
         }
 
     @classmethod
     def from_json(cls, data: Any) -> TemplateConfig | None:
         """None for anything that is not what `to_json` wrote."""
         try:
+            envs = json.loads(decrypt(data["envs"]))
             return cls(
                 id=str(data["id"]),
                 name=str(data["name"]),
@@ -545,11 +549,9 @@ class TemplateConfig:
                 ports=tuple(
                     novita.PortSpec(port=int(p["port"]), type=str(p["type"])) for p in data["ports"]
                 ),
-                envs=tuple(
-                    novita.EnvVar(key=str(e["key"]), value=str(e["value"])) for e in data["envs"]
-                ),
+                envs=tuple(novita.EnvVar(key=str(e["key"]), value=str(e["value"])) for e in envs),
             )
-        except (TypeError, KeyError, ValueError):
+        except (TypeError, KeyError, ValueError, AttributeError, UndecryptableValue):
             return None
 
 

@@ -69,7 +69,11 @@ def _literal_secrets() -> list[str]:
     try:
         from django.conf import settings
 
-        values = [getattr(settings, "NOVITA_API_KEY", ""), getattr(settings, "SECRET_KEY", "")]
+        values = [
+            getattr(settings, "NOVITA_API_KEY", ""),
+            getattr(settings, "SECRET_KEY", ""),
+            *getattr(settings, "ENCRYPTION_KEYS", []),
+        ]
     except Exception:  # settings not configured (the sandbox runs without Django)
         return []
     return [v for v in values if v and len(v) >= 8]

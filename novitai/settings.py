@@ -7,6 +7,8 @@ REDIS_URL set the same code runs on Postgres and Redis.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -38,6 +40,30 @@ if not SECRET_KEY:
         SECRET_KEY = "django-insecure-development-only-key-never-use-in-production"
     else:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+
+# Fernet keys that encrypt secrets at rest (instances' envs, templates' envs, webhook secrets):
+# the first encrypts, every one decrypts (novitai/crypto.py; `manage.py encryption_rotate`).
+# Without DEBUG they must be set; with DEBUG and in the tests a key derived from SECRET_KEY is
+# used, which is no secret once SECRET_KEY is not one (development only).
+ENCRYPTION_KEYS = env.list("ENCRYPTION_KEYS", default=[])
+if not ENCRYPTION_KEYS:
+    if DEBUG or UNDER_PYTEST:
+        _derived = hashlib.sha256(f"novitai-development-encryption:{SECRET_KEY}".encode())
+        ENCRYPTION_KEYS = [base64.urlsafe_b64encode(_derived.digest()).decode()]
+    else:
+        raise ImproperlyConfigured(
+            "ENCRYPTION_KEYS must be set when DEBUG is off. Generate one: python -c "
+            "'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+        )
+for _key in ENCRYPTION_KEYS:
+    try:
+        _valid = len(base64.urlsafe_b64decode(_key.encode())) == 32
+    except ValueError:
+        _valid = False
+    if not _valid:
+        raise ImproperlyConfigured(
+            "ENCRYPTION_KEYS: every key is a Fernet key (url-safe base64 of 32 bytes)"
+        )
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 # Origins allowed to POST forms (the admin, the browsable API): the public https:// origin when

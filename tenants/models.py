@@ -8,6 +8,8 @@ from django.core.validators import RegexValidator
 from django.db import models
 from rest_framework_api_key.models import AbstractAPIKey, BaseAPIKeyManager
 
+from novitai.crypto import EncryptedTextField
+
 tenant_name_validator = RegexValidator(
     r"^[a-z0-9][a-z0-9-]{0,62}$",
     "Use 1-63 lowercase letters, digits or '-', starting with a letter or digit.",
@@ -18,10 +20,11 @@ class Tenant(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=63, unique=True, validators=[tenant_name_validator])
     is_active = models.BooleanField(default=True)
-    # Standard Webhooks signing secret ("whsec_" + base64 of 32 random bytes). After a rotation
-    # the previous secret keeps signing too until `previous_webhook_secret_expires_at`.
-    webhook_secret = models.CharField(max_length=128, editable=False)
-    previous_webhook_secret = models.CharField(max_length=128, blank=True, editable=False)
+    # Standard Webhooks signing secret ("whsec_" + base64 of 32 random bytes), encrypted at rest
+    # (ENCRYPTION_KEYS). After a rotation the previous secret keeps signing too until
+    # `previous_webhook_secret_expires_at`.
+    webhook_secret = EncryptedTextField(editable=False)
+    previous_webhook_secret = EncryptedTextField(blank=True, editable=False)
     previous_webhook_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Hard limits checked in the create transaction (null: no limit).
     max_instances = models.PositiveIntegerField(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cryptography.fernet import Fernet
 from django.conf import settings
 
 from tests.novitai.test_compose import free_port
@@ -26,6 +27,7 @@ PAGES = ["/", "/workers", "/tasks", "/broker", "/api/workers", "/api/tasks"]
 def flower_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWER_")}
     env.update({"DEBUG": "false", "SECRET_KEY": "x" * 50})
+    env["ENCRYPTION_KEYS"] = Fernet.generate_key().decode()
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
     env.update(extra)
     return env

@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 from django.conf import settings as django_settings
 from django.test import Client
 
@@ -33,6 +34,7 @@ def production_env(**overrides: str) -> dict[str, str]:
             "DEBUG": "false",
             "SECRET_KEY": secrets.token_urlsafe(50),
             "ALLOWED_HOSTS": "novitai.example.com",
+            "ENCRYPTION_KEYS": Fernet.generate_key().decode(),
             "DJANGO_SETTINGS_MODULE": "novitai.settings",
         }
     )
