@@ -375,6 +375,8 @@ CELERY_BEAT_SCHEDULE["webhooks-sweep"] = {
 # --- API ------------------------------------------------------------------------------------
 
 API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", default="1200/min")
+# A key's last_used_at is written at most this often (seconds): no write on most requests.
+API_KEY_LAST_USED_INTERVAL_SECONDS = env.int("API_KEY_LAST_USED_INTERVAL_SECONDS", default=300)
 # Failed API keys per client address per period; past it the address is answered 429 (any key).
 API_AUTH_FAILURE_RATE = env.str("API_AUTH_FAILURE_RATE", default="20/min")
 # Proxies in front of novitai that append to X-Forwarded-For (0: clients connect directly). The

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from novitai.client_ip import client_ip
 from tenants.auth_throttle import auth_failure_record, auth_throttle_check
+from tenants.keys import tenant_api_key_authenticate
 from tenants.models import Tenant, TenantAPIKey
 
 
@@ -59,12 +60,10 @@ class TenantKeyAuthentication(authentication.BaseAuthentication):
             key = header[1].decode("ascii")
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("Invalid API key.") from None
-        try:
-            api_key = cast(TenantAPIKey, TenantAPIKey.objects.get_from_key(key))
-        except TenantAPIKey.DoesNotExist:
-            raise exceptions.AuthenticationFailed("Invalid or revoked API key.") from None
-        if api_key.has_expired:
-            raise exceptions.AuthenticationFailed("The API key has expired.")
+        api_key = tenant_api_key_authenticate(key=key)
+        if api_key is None:
+            # One answer for a wrong, revoked or expired key: none tells a guesser more.
+            raise exceptions.AuthenticationFailed("Invalid, revoked or expired API key.")
         return TenantPrincipal(tenant=api_key.tenant, key_prefix=api_key.prefix), api_key
 
     def authenticate_header(self, request: Request) -> str:
