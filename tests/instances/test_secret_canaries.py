@@ -140,20 +140,18 @@ def test_no_secret_canary_is_found_in_plaintext_anywhere(
         deliver()
         return reached
 
+    body: dict[str, Any] = {
+        "name": "canary-1",
+        "product_name": "RTX 4090 24GB",
+        "template_id": "40117",
+        "envs": [{"key": "HF_TOKEN", "value": ENV_CANARY}],
+        "webhook_url": receiver.url(),
+    }
     try:
         # Tasks are sent to the real broker (at the end of the block, as on commit).
         with django_capture_on_commit_callbacks(execute=True):
             created = call(
-                "post",
-                "/api/v1/instances/",
-                data={
-                    "name": "canary-1",
-                    "product_name": "RTX 4090 24GB",
-                    "template_id": "40117",
-                    "envs": [{"key": "HF_TOKEN", "value": ENV_CANARY}],
-                    "webhook_url": receiver.url(),
-                },
-                HTTP_IDEMPOTENCY_KEY="canary-create",
+                "post", "/api/v1/instances/", data=body, HTTP_IDEMPOTENCY_KEY="canary-create"
             )
             instance = Instance.objects.get(pk=created.json()["id"])
             assert instance.envs == [{"key": "HF_TOKEN", "value": ENV_CANARY}]
@@ -186,26 +184,15 @@ def test_no_secret_canary_is_found_in_plaintext_anywhere(
             "/api/v1/",
         ]:
             call("get", get)
-        with django_capture_on_commit_callbacks(execute=True):
-            call(
-                "post",
-                "/api/v1/instances/",
-                data={
-                    "name": "canary-1",
-                    "product_name": "RTX 4090 24GB",
-                    "template_id": "40117",
-                    "envs": [{"key": "HF_TOKEN", "value": ENV_CANARY}],
-                    "webhook_url": receiver.url(),
-                },
-                HTTP_IDEMPOTENCY_KEY="canary-create",
-            )  # a replay: the stored first answer
+        with django_capture_on_commit_callbacks(execute=True):  # a replay: the first answer
+            call("post", "/api/v1/instances/", data=body, HTTP_IDEMPOTENCY_KEY="canary-create")
 
         operator = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
         staff = APIClient()
         staff.force_login(operator)
         findings = Findings(api_key)
-        for where, body in responses:
-            findings.look(f"response {where}", body)
+        for where, content in responses:
+            findings.look(f"response {where}", content)
         for extra in ("/metrics", "/health/ready", "/health/live"):
             findings.look(f"response GET {extra}", staff.get(extra).content)
         for get in ("/api/v1/instances/", "/api/v1/jobs/", "/api/v1/webhooks/deliveries/"):

@@ -5,14 +5,10 @@ production."""
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
 from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
-from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
@@ -21,6 +17,7 @@ from django.db.migrations.executor import MigrationExecutor
 from novitai.crypto import decrypt, is_token
 from tenants.models import Tenant
 from tenants.services import tenant_create, tenant_webhook_secret_rotate
+from tests.novitai.test_https import production_env, setup_error
 
 OLD, NEW = Fernet.generate_key().decode(), Fernet.generate_key().decode()
 
@@ -86,26 +83,11 @@ def test_rotation_reports_values_no_key_decrypts(settings: Any) -> None:
     )
 
 
-def settings_error(**env: str) -> str:
-    full = {k: v for k, v in os.environ.items() if k not in ("PYTEST_VERSION", "ENCRYPTION_KEYS")}
-    full.update({"DEBUG": "false", "SECRET_KEY": "k" * 50, **env})
-    done = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
-        env=full,
-        cwd=django_settings.BASE_DIR,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 1
-    return done.stderr.strip().splitlines()[-1]
-
-
 def test_a_key_is_required_without_debug_and_must_be_a_fernet_key() -> None:
-    assert settings_error().startswith(
+    assert setup_error(production_env(ENCRYPTION_KEYS="")).startswith(
         "django.core.exceptions.ImproperlyConfigured: ENCRYPTION_KEYS must be set when DEBUG is off"
     )
-    assert settings_error(ENCRYPTION_KEYS=f"{NEW},not-a-key") == (
+    assert setup_error(production_env(ENCRYPTION_KEYS=f"{NEW},not-a-key")) == (
         "django.core.exceptions.ImproperlyConfigured: ENCRYPTION_KEYS: every key is a Fernet key "
         "(url-safe base64 of 32 bytes)"
     )

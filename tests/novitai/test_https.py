@@ -103,8 +103,8 @@ def test_https_hardening_follows_the_environment() -> None:
     }
 
 
-def test_a_malformed_proxy_header_is_refused() -> None:
-    env = production_env(SECURE_PROXY_SSL_HEADER="HTTP_X_FORWARDED_PROTO")
+def setup_error(env: dict[str, str]) -> str:
+    """The last line of what django.setup() printed, failing, in that environment."""
     done = subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"],
         env=env,
@@ -114,7 +114,14 @@ def test_a_malformed_proxy_header_is_refused() -> None:
         check=False,
     )
     assert done.returncode == 1
-    assert "SECURE_PROXY_SSL_HEADER must be '<META name>,<value>'" in done.stderr
+    return done.stderr.strip().splitlines()[-1]
+
+
+def test_a_malformed_proxy_header_is_refused() -> None:
+    assert setup_error(production_env(SECURE_PROXY_SSL_HEADER="HTTP_X_FORWARDED_PROTO")) == (
+        "django.core.exceptions.ImproperlyConfigured: "
+        "SECURE_PROXY_SSL_HEADER must be '<META name>,<value>'"
+    )
 
 
 def test_check_deploy_is_clean_with_production_settings() -> None:
