@@ -60,7 +60,7 @@ class TenantAPIKeyAdmin(APIKeyModelAdmin):
     search_fields = (*APIKeyModelAdmin.search_fields, "tenant__name")  # type: ignore[assignment]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
-        # The library's names its own `expiry_date`; a revoked key can no longer be changed.
+        # The library's names `expiry_date` (ours: expires_at); a revoked key cannot change.
         if obj is not None and obj.revoked:
             return ("prefix", "last_used_at", "name", "tenant", "revoked", "expires_at")
         return ("prefix", "last_used_at")
