@@ -11,7 +11,7 @@ COPY catalog ./catalog
 COPY instances ./instances
 COPY jobs ./jobs
 COPY webhooks ./webhooks
-COPY manage.py gunicorn.conf.py Procfile ./
+COPY manage.py gunicorn.conf.py flowerconfig.py Procfile ./
 RUN pip install . \
  && DEBUG=true python manage.py collectstatic --noinput -v 0 \
  && useradd --create-home --uid 10001 novitai \

@@ -6,14 +6,16 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SANDBOX_PORT ?= 8765
 WEB_PORT ?= 8000
+# `make run` listens on loopback only; WEB_HOST=0.0.0.0 (and ALLOWED_HOSTS) to serve others.
+WEB_HOST ?= 127.0.0.1
 
 .PHONY: help venv run test check lint format typecheck migrations-check schema compose-check \
-        flower bench fuzz sandbox clean
+        deploy-check flower bench fuzz sandbox clean
 
 help:
 	@echo "make run      start novitai (web, worker, beat, and the Novita sandbox without NOVITA_API_KEY)"
 	@echo "make test     run the test suite"
-	@echo "make check    lint, format check, types, tests, migrations check, OpenAPI schema"
+	@echo "make check    lint, format check, types, tests, migrations check, OpenAPI schema, deploy check"
 	@echo "make flower   Celery Flower against the broker"
 	@echo "make bench    benchmarks (figures in bench/results/)"
 	@echo "make fuzz     fuzz a running novitai against its OpenAPI schema (FUZZ_KEY=<api key>)"
@@ -39,7 +41,7 @@ run: venv
 	else procs="web worker events webhooks beat"; fi; \
 	$(BIN)/python manage.py migrate --noinput -v 0 && \
 	$(BIN)/python manage.py bootstrap_demo && \
-	export PATH="$(CURDIR)/$(BIN):$$PATH" WEB_PORT=$(WEB_PORT) SANDBOX_PORT=$(SANDBOX_PORT) && \
+	export PATH="$(CURDIR)/$(BIN):$$PATH" WEB_HOST=$(WEB_HOST) WEB_PORT=$(WEB_PORT) SANDBOX_PORT=$(SANDBOX_PORT) && \
 	exec $(BIN)/honcho start -f Procfile $$procs
 
 test: venv
@@ -68,10 +70,21 @@ compose-check: venv
 	  docker-compose -f docker-compose.yml config -q && echo "docker-compose config: ok"; \
 	else echo "docker-compose not installed: validated against the Compose Specification schema only"; fi
 
-check: lint typecheck migrations-check schema compose-check test
+# `manage.py check --deploy` with the settings of a production deployment: DEBUG off, a long
+# random SECRET_KEY, a host name, HTTPS behind a TLS-terminating proxy, an encryption key
+# (throwaway values).
+deploy-check: venv
+	@DEBUG=false SECRET_KEY="$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
+	  ALLOWED_HOSTS=novitai.example.com CSRF_TRUSTED_ORIGINS=https://novitai.example.com \
+	  SECURE_HTTPS=true SECURE_HSTS_PRELOAD=true SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO,https \
+	  ENCRYPTION_KEYS="$$($(BIN)/python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')" \
+	  $(BIN)/python manage.py check --deploy --fail-level WARNING
 
+check: lint typecheck migrations-check schema compose-check deploy-check test
+
+# On 127.0.0.1 (FLOWER_ADDRESS to change it); with DEBUG off it needs FLOWER_BASIC_AUTH.
 flower: venv
-	$(BIN)/celery -A novitai flower --port=$${FLOWER_PORT:-5555}
+	DEBUG=$${DEBUG:-true} $(BIN)/celery -A novitai flower --port=$${FLOWER_PORT:-5555}
 
 sandbox: venv
 	$(BIN)/python -m novitai.sandbox --port $(SANDBOX_PORT)

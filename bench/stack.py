@@ -12,6 +12,7 @@ SIGKILL), so nothing is left behind. Their output goes to log files in the run f
 from __future__ import annotations
 
 import atexit
+import base64
 import contextlib
 import os
 import shutil
@@ -230,6 +231,8 @@ class Stack:
             "DEBUG": "false",
             "SECRET_KEY": "bench-" + os.urandom(16).hex(),
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "SECURE_HTTPS": "false",  # plain HTTP on loopback
+            "ENCRYPTION_KEYS": base64.urlsafe_b64encode(os.urandom(32)).decode(),
             "DATABASE_URL": f"postgres://{PG['user']}@{PG['host']}:{PG['port']}/{DATABASE}",
             "REDIS_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}",
             "CELERY_BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{BROKER_DB}",

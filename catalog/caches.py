@@ -10,7 +10,8 @@ the cache's own storage, so that web, worker and beat add to the same figures:
 - File (embedded mode): a JSON file in the alias' folder, updated under an flock. Django's
   FileBasedCache only lists and clears its `*.djcache` files, so the file survives a clear.
 
-Values are stored wrapped with their expiry time: a falsy value is still a hit (django-prometheus'
+Values are JSON data (novitai's caches store JSON, never pickle: novitai/cache_backends.py), stored
+wrapped with their expiry time: a falsy value is still a hit (django-prometheus'
 FileBasedCache.get answers `cached or default`), an entry past its expiry is counted as expired,
 and the expiry can be compared against an injected `now` in tests.
 """
@@ -200,7 +201,8 @@ class NamedCache:
         now = time.time() if now is None else now
         backend = self.backend
         raw = self._guard(lambda: backend.get(key), None)
-        if isinstance(raw, tuple) and len(raw) == 3 and raw[0] == _MARK:
+        # The wrapper was stored as a JSON list (a tuple from a cache that keeps Python values).
+        if isinstance(raw, list | tuple) and len(raw) == 3 and raw[0] == _MARK:
             _, value, expires_at = raw
             if expires_at is None or now < expires_at:
                 return self._hit(value)
@@ -223,7 +225,7 @@ class NamedCache:
         expires_at = None if ttl is None else now + ttl
         timeout = None if ttl is None else math.ceil(ttl) + _EXPIRED_GRACE_SECONDS
         backend = self.backend
-        self._guard(lambda: backend.set(key, (_MARK, value, expires_at), timeout=timeout), None)
+        self._guard(lambda: backend.set(key, [_MARK, value, expires_at], timeout=timeout), None)
         self._count("sets")
 
     def get_or_set(

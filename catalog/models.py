@@ -11,6 +11,8 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
+from novitai.crypto import EncryptedJSONField
+
 # Inventory states as Novita sends them; "" when Novita did not say.
 INVENTORY_STATES = ("high", "normal", "low", "none", "")
 
@@ -112,7 +114,8 @@ class Template(models.Model):
     start_command = models.TextField(blank=True)
     rootfs_size = models.PositiveIntegerField(default=0, help_text="GB")
     ports = models.JSONField(default=list, blank=True)  # [{"port": 8888, "type": "http"}]
-    envs = models.JSONField(default=list, blank=True)  # [{"key": …, "value": …}]
+    # [{"key": …, "value": …}]: values may hold tokens, so encrypted at rest (ENCRYPTION_KEYS).
+    envs = EncryptedJSONField(default=list, blank=True)
     channel = models.CharField(max_length=32, blank=True)
     fetched_at = models.DateTimeField(help_text="When Novita was last asked for it.")
 

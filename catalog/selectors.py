@@ -13,10 +13,10 @@ import json
 import operator
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 from django.conf import settings
 from django.core.cache import caches
@@ -52,46 +52,59 @@ def _per_version(name: str, build: Callable[[], T]) -> T:
     """A read of catalog rows, kept in the "catalog" cache under the catalog version: a sync
     that changed something (or a capacity failure) moves the version on, so these never outlive
     the rows they were read from. Every create request checks regions and products, and this
-    spares it the queries."""
+    spares it the queries. `build` answers JSON data (lists, not tuples): what the cache holds,
+    so that a hit and a miss answer alike."""
     key = f"rows:{name}:v{catalog_snapshot().version}"
     cache = caches["catalog"]
     stored = cache_guard("catalog_rows", lambda: cache.get(key), None, cache=cache)
-    if isinstance(stored, tuple) and len(stored) == 1:  # wrapped: a falsy value still hits
-        return stored[0]
+    if isinstance(stored, list) and len(stored) == 1:  # wrapped: a falsy value still hits
+        return cast(T, stored[0])
     value = build()
     cache_guard(
         "catalog_rows",
-        lambda: cache.set(key, (value,), settings.CATALOG_SYNC_INTERVAL_SECONDS),
+        lambda: cache.set(key, [value], settings.CATALOG_SYNC_INTERVAL_SECONDS),
         None,
         cache=cache,
     )
     return value
 
 
-def _region_index() -> dict[str, Region]:
-    """Every region under its cluster id and its code, case-folded (a code wins a clash)."""
-    regions = list(Region.objects.order_by("code"))
-    index = {r.cluster_id.casefold(): r for r in regions}
-    index.update({r.code.casefold(): r for r in regions})
-    return index
+_REGION_FIELDS = [f.attname for f in Region._meta.concrete_fields]
+
+
+def _region_table() -> dict[str, Any]:
+    """{"rows": {pk: the region's column values}, "index": {key: pk}}: every region under its
+    cluster id and its code, case-folded (a code wins a clash)."""
+    rows = list(Region.objects.order_by("code").values(*_REGION_FIELDS))
+    index = {row["cluster_id"].casefold(): row["id"] for row in rows}
+    index.update({row["code"].casefold(): row["id"] for row in rows})
+    for row in rows:
+        row["fetched_at"] = row["fetched_at"].isoformat()
+    return {"rows": {str(row["id"]): row for row in rows}, "index": index}
+
+
+def _region_of(row: dict[str, Any]) -> Region:
+    """The Region a `_region_table` row was read from, as if loaded from the database."""
+    values = {**row, "fetched_at": datetime.fromisoformat(row["fetched_at"])}
+    return Region.from_db(None, _REGION_FIELDS, [values[name] for name in _REGION_FIELDS])
 
 
 def region_resolve(value: str, *, field: str = "region") -> Region:
     """A region by its code ("EU-NL-01") or its Novita cluster id, case-insensitive."""
     catalog_ensure_fresh()
-    index = _per_version("regions", _region_index)
-    region = index.get(value.strip().casefold()) if value.strip() else None
-    if region is None:
-        known = sorted({r.code for r in index.values() if r.listed})
+    table = _per_version("regions", _region_table)
+    pk = table["index"].get(value.strip().casefold()) if value.strip() else None
+    if pk is None:
+        known = sorted({row["code"] for row in table["rows"].values() if row["listed"]})
         raise UnknownRegion(value, field=field, known=known)
-    return region
+    return _region_of(table["rows"][str(pk)])
 
 
-def _rootfs_table() -> dict[str, list[tuple[str, int, int]]]:
-    table: dict[str, list[tuple[str, int, int]]] = {}
+def _rootfs_table() -> dict[str, list[list[Any]]]:
+    table: dict[str, list[list[Any]]] = {}
     rows = Product.objects.values_list("name", "min_rootfs", "max_rootfs").distinct()
     for name, low, high in rows.order_by("name", "min_rootfs", "max_rootfs"):
-        table.setdefault(name.casefold(), []).append((name, low, high))
+        table.setdefault(name.casefold(), []).append([name, low, high])
     return table
 
 
@@ -100,17 +113,21 @@ def product_rootfs_limits(names: Sequence[str]) -> list[tuple[str, int, int]]:
     `names`, in any region, available or not; max 0 means no upper limit."""
     catalog_ensure_fresh()
     table = _per_version("rootfs", _rootfs_table)
-    return [limits for name in names for limits in table.get(name.strip().casefold(), [])]
+    return [
+        (str(name), int(low), int(high))
+        for wanted in names
+        for name, low, high in table.get(wanted.strip().casefold(), [])
+    ]
 
 
 def region_fallback_order() -> list[int]:
     """Region pks in CATALOG_REGION_FALLBACK_ORDER order; entries naming no region are skipped."""
     order: list[int] = []
-    index = _per_version("regions", _region_index)
+    index = _per_version("regions", _region_table)["index"]
     for value in settings.CATALOG_REGION_FALLBACK_ORDER:
-        region = index.get(str(value).strip().casefold())
-        if region is not None and region.pk not in order:
-            order.append(region.pk)
+        pk = index.get(str(value).strip().casefold())
+        if pk is not None and pk not in order:
+            order.append(pk)
     return order
 
 
@@ -228,6 +245,38 @@ class OfferSelection:
     @property
     def best(self) -> Offer | None:
         return self.offers[0] if self.offers else None
+
+    def to_json(self) -> dict[str, Any]:
+        """What the "catalog" cache keeps (prices as exact decimal strings)."""
+        return {
+            "offers": [
+                {
+                    **asdict(o),
+                    "price_per_gpu_hour": str(o.price_per_gpu_hour),
+                    "price_per_hour": str(o.price_per_hour),
+                }
+                for o in self.offers
+            ],
+            "rejected": [asdict(r) for r in self.rejected],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> OfferSelection | None:
+        """None for anything that is not what `to_json` wrote."""
+        try:
+            offers = tuple(
+                Offer(
+                    **{
+                        **o,
+                        "price_per_gpu_hour": Decimal(o["price_per_gpu_hour"]),
+                        "price_per_hour": Decimal(o["price_per_hour"]),
+                    }
+                )
+                for o in data["offers"]
+            )
+            return cls(offers=offers, rejected=tuple(Rejection(**r) for r in data["rejected"]))
+        except (TypeError, KeyError, ValueError, ArithmeticError):
+            return None
 
     def rejected_details(self) -> list[dict[str, str]]:
         return [
@@ -488,8 +537,8 @@ def offers_select(
     )
     key = "offers:" + hashlib.sha256(fingerprint.encode()).hexdigest()
     cache = NamedCache("catalog")
-    cached = cache.get(key, now=now.timestamp())
-    if isinstance(cached, OfferSelection):
+    cached = OfferSelection.from_json(cache.get(key, now=now.timestamp()))
+    if cached is not None:
         return cached
 
     selection, changes_at = _compute(
@@ -505,7 +554,7 @@ def offers_select(
     if changes_at is not None:
         ttl = min(ttl, (changes_at - now).total_seconds())
     if ttl > 0:
-        cache.set(key, selection, ttl, now=now.timestamp())
+        cache.set(key, selection.to_json(), ttl, now=now.timestamp())
     return selection
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import json
 import logging
 import re
 import time
@@ -30,6 +31,7 @@ from prometheus_client import Counter, Histogram
 from catalog.caches import NamedCache
 from catalog.errors import TemplateNotFound
 from catalog.models import INVENTORY_STATES, CatalogState, Product, Region, Template
+from novitai.crypto import UndecryptableValue, decrypt, encrypt, json_text
 from novitai.errors import UpstreamUnavailable
 from novitai.novita import errors as novita_errors
 from novitai.novita import types as novita
@@ -78,6 +80,22 @@ class CatalogSnapshot:
     version: int
     last_success_at: datetime | None
 
+    def to_json(self) -> dict[str, Any]:
+        at = self.last_success_at
+        return {"version": self.version, "last_success_at": at.isoformat() if at else None}
+
+    @classmethod
+    def from_json(cls, data: Any) -> CatalogSnapshot | None:
+        """None for anything that is not what `to_json` wrote."""
+        try:
+            at = data["last_success_at"]
+            return cls(
+                version=int(data["version"]),
+                last_success_at=datetime.fromisoformat(at) if at is not None else None,
+            )
+        except (TypeError, KeyError, ValueError):
+            return None
+
 
 SNAPSHOT_KEY = "catalog:state-snapshot"
 SNAPSHOT_TTL_SECONDS = 5.0
@@ -115,14 +133,17 @@ def catalog_snapshot() -> CatalogSnapshot:
         return pinned
     cache = caches["catalog"]
     # Without the cache (Redis down) every read is the query it saves.
-    snapshot = cache_guard("catalog_snapshot", lambda: cache.get(SNAPSHOT_KEY), None, cache=cache)
-    if isinstance(snapshot, CatalogSnapshot):
+    snapshot = CatalogSnapshot.from_json(
+        cache_guard("catalog_snapshot", lambda: cache.get(SNAPSHOT_KEY), None, cache=cache)
+    )
+    if snapshot is not None:
         return snapshot
     state = catalog_state()
     snapshot = CatalogSnapshot(version=state.version, last_success_at=state.last_success_at)
+    payload = snapshot.to_json()
     cache_guard(
         "catalog_snapshot",
-        lambda: cache.set(SNAPSHOT_KEY, snapshot, SNAPSHOT_TTL_SECONDS),
+        lambda: cache.set(SNAPSHOT_KEY, payload, SNAPSHOT_TTL_SECONDS),
         None,
         cache=cache,
     )
@@ -516,6 +537,39 @@ class TemplateConfig:
     ports: tuple[novita.PortSpec, ...]
     envs: tuple[novita.EnvVar, ...]
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "image": self.image,
+            "image_auth_id": self.image_auth_id,
+            "start_command": self.start_command,
+            "rootfs_size": self.rootfs_size,
+            "ports": [{"port": p.port, "type": p.type} for p in self.ports],
+            # Env values may hold tokens: encrypted in the cache too (ENCRYPTION_KEYS).
+            "envs": encrypt(json_text([{"key": e.key, "value": e.value} for e in self.envs])),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> TemplateConfig | None:
+        """None for anything that is not what `to_json` wrote."""
+        try:
+            envs = json.loads(decrypt(data["envs"]))
+            return cls(
+                id=str(data["id"]),
+                name=str(data["name"]),
+                image=str(data["image"]),
+                image_auth_id=str(data["image_auth_id"]),
+                start_command=str(data["start_command"]),
+                rootfs_size=int(data["rootfs_size"]),
+                ports=tuple(
+                    novita.PortSpec(port=int(p["port"]), type=str(p["type"])) for p in data["ports"]
+                ),
+                envs=tuple(novita.EnvVar(key=str(e["key"]), value=str(e["value"])) for e in envs),
+            )
+        except (TypeError, KeyError, ValueError, AttributeError, UndecryptableValue):
+            return None
+
 
 _TEMPLATE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -564,8 +618,8 @@ def template_get(*, template_id: str, now: datetime | None = None) -> TemplateCo
     ttl = settings.CATALOG_TEMPLATE_TTL_SECONDS
     cache = NamedCache("templates")
     key = f"template:{template_id}"
-    cached = cache.get(key, now=now.timestamp())
-    if isinstance(cached, TemplateConfig):
+    cached = TemplateConfig.from_json(cache.get(key, now=now.timestamp()))
+    if cached is not None:
         return cached
 
     row = Template.objects.filter(novita_id=template_id).first()
@@ -574,7 +628,7 @@ def template_get(*, template_id: str, now: datetime | None = None) -> TemplateCo
         row = _template_fetch(template_id, now)
         age = 0.0
     config = _template_config(row)
-    cache.set(key, config, ttl - age, now=now.timestamp())
+    cache.set(key, config.to_json(), ttl - age, now=now.timestamp())
     return config
 
 

@@ -94,10 +94,12 @@ class Transition:
         self.from_status = self.instance.status
 
     def values(self, now: datetime) -> dict[str, Any]:
-        """The columns it writes."""
+        """The columns it writes. Terminated: the caller's env values go (the record stays)."""
         values: dict[str, Any] = {"status": self.to_status, "updated_at": now}
         if self.to_status != self.from_status:
             values["phase_deadline_at"] = phase_deadline(self.to_status, now)
+        if self.to_status == InstanceStatus.TERMINATED:
+            values["envs"] = []
         values.update(self.fields)
         return values
 

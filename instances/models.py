@@ -20,6 +20,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from novitai.crypto import EncryptedJSONField
+
 
 class InstanceStatus(models.TextChoices):
     PENDING = "pending", "pending"
@@ -91,9 +93,10 @@ class Instance(models.Model):
         max_length=16, choices=BillingMode.choices, default=BillingMode.ON_DEMAND
     )
     max_price_per_hour = models.DecimalField(max_digits=12, decimal_places=5, null=True, blank=True)
-    # The caller's environment variables ([{key, value}]): may hold tokens. Never logged,
-    # never in the representation, the admin or webhook bodies; sent to Novita only.
-    envs = models.JSONField(default=list, blank=True)
+    # The caller's environment variables ([{key, value}]): may hold tokens. Encrypted at rest
+    # (ENCRYPTION_KEYS), emptied once the instance is terminated; never logged, never in the
+    # representation, the admin or webhook bodies; sent to Novita only.
+    envs = EncryptedJSONField(default=list, blank=True)
     health_check = models.JSONField(default=dict, blank=True)
     webhook_url = models.URLField(max_length=2048, blank=True)
     on_preempt = models.CharField(

@@ -273,7 +273,13 @@ class Monitor:
             self.by_id[item.id] = item
             self.by_name[item.name].append(item)
         self.report.upstream = len(upstream)
-        rows = list(Instance.objects.filter(WATCHED).select_related("tenant", "current_job"))
+        # Not the secrets (envs, the tenant's webhook secrets): nothing here needs them, and
+        # each row's would be decrypted.
+        rows = list(
+            Instance.objects.filter(WATCHED)
+            .select_related("tenant", "current_job")
+            .defer("envs", "tenant__webhook_secret", "tenant__previous_webhook_secret")
+        )
         self.report.rows = len(rows)
         self.stored_endpoints = {row.pk: row.endpoints for row in rows}
         for row in rows:

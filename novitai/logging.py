@@ -38,6 +38,9 @@ def log_context(**values: Any) -> Iterator[None]:
 # --- redaction ------------------------------------------------------------------------------
 
 REDACTED = "[redacted]"
+# A URL's password: postgres://user:password@host, redis://:password@host. It is what lies
+# between the userinfo's first ':' and the '@' (it may hold '/' or ':' when not percent-encoded).
+URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s\"'<>]*:)[^@\s\"'<>]+@")
 
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(?i)(bearer\s+)[^\s'\"]+"), rf"\1{REDACTED}"),
@@ -46,6 +49,7 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # djangorestframework-api-key keys: <8-char prefix>.<32-char secret>
     (re.compile(r"\b([A-Za-z0-9]{8})\.[A-Za-z0-9]{32}\b"), rf"\1.{REDACTED}"),
     (re.compile(r"\bsk_[A-Za-z0-9_\-]{8,}"), f"sk_{REDACTED}"),
+    (URL_PASSWORD, rf"\1{REDACTED}@"),
     (
         re.compile(
             r"(?i)([\"']?(?:password|passwd|secret|token|imageAuth|api_key)[\"']?\s*[:=]\s*)"
@@ -65,7 +69,11 @@ def _literal_secrets() -> list[str]:
     try:
         from django.conf import settings
 
-        values = [getattr(settings, "NOVITA_API_KEY", ""), getattr(settings, "SECRET_KEY", "")]
+        values = [
+            getattr(settings, "NOVITA_API_KEY", ""),
+            getattr(settings, "SECRET_KEY", ""),
+            *getattr(settings, "ENCRYPTION_KEYS", []),
+        ]
     except Exception:  # settings not configured (the sandbox runs without Django)
         return []
     return [v for v in values if v and len(v) >= 8]

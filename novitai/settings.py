@@ -7,7 +7,10 @@ REDIS_URL set the same code runs on Postgres and Redis.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -38,7 +41,33 @@ if not SECRET_KEY:
     else:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
 
+# Fernet keys that encrypt secrets at rest (instances' envs, templates' envs, webhook secrets):
+# the first encrypts, every one decrypts (novitai/crypto.py; `manage.py encryption_rotate`).
+# Without DEBUG they must be set; with DEBUG and in the tests a key derived from SECRET_KEY is
+# used, which is no secret once SECRET_KEY is not one (development only).
+ENCRYPTION_KEYS = env.list("ENCRYPTION_KEYS", default=[])
+if not ENCRYPTION_KEYS:
+    if DEBUG or UNDER_PYTEST:
+        _derived = hashlib.sha256(f"novitai-development-encryption:{SECRET_KEY}".encode())
+        ENCRYPTION_KEYS = [base64.urlsafe_b64encode(_derived.digest()).decode()]
+    else:
+        raise ImproperlyConfigured(
+            "ENCRYPTION_KEYS must be set when DEBUG is off. Generate one: python -c "
+            "'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+        )
+for _key in ENCRYPTION_KEYS:
+    try:
+        _valid = len(base64.urlsafe_b64decode(_key.encode())) == 32
+    except ValueError:
+        _valid = False
+    if not _valid:
+        raise ImproperlyConfigured(
+            "ENCRYPTION_KEYS: every key is a Fernet key (url-safe base64 of 32 bytes)"
+        )
+
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+# Origins allowed to POST forms (the admin, the browsable API): the public https:// origin when
+# a proxy serves novitai under another host or port than the one Django sees.
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
@@ -51,6 +80,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework_api_key",
+    "axes",
     "drf_spectacular",
     "novitai",
     "tenants",
@@ -63,6 +93,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "novitai.middleware.RequestIdMiddleware",
+    # Outside the others, so that it sees every error answer (a foreign Host is refused inside).
+    "novitai.debug.LoopbackDebugPagesMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -72,6 +104,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "novitai.middleware.ApiErrorEnvelopeMiddleware",
+    # Turns a locked-out admin login into its 429 page (django-axes; the API is not affected).
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -155,6 +189,8 @@ if REDIS_URL:
             "TIMEOUT": 300,
             "OPTIONS": {
                 "CLIENT_CLASS": "django_redis.client.DefaultClient",
+                # JSON, not pickle: a write to Redis must never become code run here.
+                "SERIALIZER": "novitai.cache_backends.JSONSerializer",
                 "SOCKET_CONNECT_TIMEOUT": 2,
                 "SOCKET_TIMEOUT": 2,
             },
@@ -165,7 +201,8 @@ if REDIS_URL:
 else:
     CACHES = {
         alias: {
-            "BACKEND": "django_prometheus.cache.backends.filebased.FileBasedCache",
+            # django-prometheus' file cache, storing JSON instead of pickles.
+            "BACKEND": "novitai.cache_backends.FileBasedCache",
             "LOCATION": str(VAR_DIR / "cache" / alias),
             "TIMEOUT": 300,
             "OPTIONS": {"MAX_ENTRIES": 100_000},
@@ -366,6 +403,13 @@ API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", default="1200/min")
 SERVICE_UNAVAILABLE_RETRY_AFTER_SECONDS = env.int(
     "SERVICE_UNAVAILABLE_RETRY_AFTER_SECONDS", default=5
 )
+# A key's last_used_at is written at most this often (seconds): no write on most requests.
+API_KEY_LAST_USED_INTERVAL_SECONDS = env.int("API_KEY_LAST_USED_INTERVAL_SECONDS", default=300)
+# Failed API keys per client address per period; past it the address is answered 429 (any key).
+API_AUTH_FAILURE_RATE = env.str("API_AUTH_FAILURE_RATE", default="20/min")
+# Proxies in front of novitai that append to X-Forwarded-For (0: clients connect directly). The
+# client address of every throttle and lockout is counted from the right of that header.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 API_PAGE_SIZE = env.int("API_PAGE_SIZE", default=50)
 
 REST_FRAMEWORK = {
@@ -376,6 +420,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["tenants.permissions.IsTenantOrStaff"],
     "DEFAULT_THROTTLE_CLASSES": ["tenants.throttling.ApiKeyRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"api_key": API_THROTTLE_RATE},
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,  # never an X-Forwarded-For the client wrote itself
     "DEFAULT_PAGINATION_CLASS": "novitai.pagination.Pagination",
     "PAGE_SIZE": API_PAGE_SIZE,
     "DEFAULT_SCHEMA_CLASS": "novitai.schema.AutoSchema",
@@ -411,6 +456,20 @@ SPECTACULAR_SETTINGS = {
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
+# The admin's login (the browsable API's too: LOGIN_URL) goes through django-axes, which locks a
+# username out from the client address that keeps failing it (another address can still log
+# in: an attacker cannot lock the operators out). API keys never reach Django's authenticate():
+# failed keys are throttled per address instead (tenants/auth_throttle.py).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ONLY_ADMIN_SITE = True
+AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("ADMIN_LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "novitai.client_ip.client_ip"
 LOGIN_URL = "/admin/login/"
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -429,6 +488,33 @@ WHITENOISE_USE_FINDERS = DEBUG
 
 SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# --- HTTPS ----------------------------------------------------------------------------------
+# Served over HTTPS (gunicorn behind a TLS-terminating proxy): secure cookies, HSTS and a
+# redirect of plain HTTP. On by default without DEBUG; each setting below can still say
+# otherwise. SECURE_HTTPS=false serves plain HTTP (a local try-out of the containers). The test
+# suite's client speaks plain HTTP: its tests of these settings set them.
+SECURE_HTTPS = env.bool("SECURE_HTTPS", default=not (DEBUG or UNDER_PYTEST))
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=SECURE_HTTPS)
+# Probes and the Prometheus scraper talk to the process directly, over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^health/", r"^metrics$"]
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=SECURE_HTTPS)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=SECURE_HTTPS)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if SECURE_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=SECURE_HTTPS)
+# Consent to the browsers' preload list is the domain owner's decision (hard to undo): off
+# unless set, and `check --deploy` says so (security.W021) until it is.
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# The header a TLS-terminating proxy sets, "HTTP_X_FORWARDED_PROTO,https". Only behind a proxy
+# that always sets it (overwriting the client's): otherwise any client can claim HTTPS.
+_proxy_ssl_header = env.list("SECURE_PROXY_SSL_HEADER", default=[])
+if _proxy_ssl_header and len(_proxy_ssl_header) != 2:
+    raise ImproperlyConfigured("SECURE_PROXY_SSL_HEADER must be '<META name>,<value>'")
+SECURE_PROXY_SSL_HEADER = (
+    (_proxy_ssl_header[0], _proxy_ssl_header[1]) if _proxy_ssl_header else None
+)
+# Debug pages and error reports mask every URL's password (novitai/debug.py).
+DEFAULT_EXCEPTION_REPORTER = "novitai.debug.ExceptionReporter"
 
 # --- Metrics --------------------------------------------------------------------------------
 

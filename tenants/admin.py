@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -45,6 +47,20 @@ class TenantAdmin(admin.ModelAdmin):
 
 @admin.register(TenantAPIKey)
 class TenantAPIKeyAdmin(APIKeyModelAdmin):
-    list_display = (*APIKeyModelAdmin.list_display, "tenant")  # type: ignore[assignment]
-    list_filter = (*APIKeyModelAdmin.list_filter, "tenant")  # type: ignore[assignment]
+    list_display = (  # type: ignore[assignment]
+        "prefix",
+        "name",
+        "tenant",
+        "created",
+        "expires_at",
+        "last_used_at",
+        "revoked",
+    )
+    list_filter = ("created", "revoked", "tenant")  # type: ignore[assignment]
     search_fields = (*APIKeyModelAdmin.search_fields, "tenant__name")  # type: ignore[assignment]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        # The library's names `expiry_date` (ours: expires_at); a revoked key cannot change.
+        if obj is not None and obj.revoked:
+            return ("prefix", "last_used_at", "name", "tenant", "revoked", "expires_at")
+        return ("prefix", "last_used_at")

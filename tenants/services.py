@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -19,9 +19,11 @@ def webhook_secret_generate() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-def tenant_api_key_create(*, tenant: Tenant, name: str = "default") -> str:
+def tenant_api_key_create(
+    *, tenant: Tenant, name: str = "default", expires_at: datetime | None = None
+) -> str:
     """Creates a key and returns it in clear; only its hash is stored."""
-    _, key = TenantAPIKey.objects.create_key(tenant=tenant, name=name[:50])
+    _, key = TenantAPIKey.objects.create_key(tenant=tenant, name=name[:50], expires_at=expires_at)
     return key
 
 

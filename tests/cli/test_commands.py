@@ -179,7 +179,7 @@ def test_a_wrong_key_is_an_api_error_and_never_printed(
         result = run(argv)
         assert result.code == 4
         assert secret not in result.out + result.err
-        assert "401 authentication_failed: Invalid or revoked API key." in result.err
+        assert "401 authentication_failed: Invalid, revoked or expired API key." in result.err
     monkeypatch.setenv("NOVITAI_API_KEY", secret)
     from_env = run(["list", "--json"])
     assert from_env.code == 4

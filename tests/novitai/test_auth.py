@@ -71,7 +71,7 @@ def test_revoked_key_is_401(api_client: APIClient, api_key: str) -> None:
 
 def test_expired_key_is_401(api_client: APIClient, api_key: str) -> None:
     TenantAPIKey.objects.filter(prefix=api_key.split(".")[0]).update(
-        expiry_date=timezone.now() - timedelta(seconds=1)
+        expires_at=timezone.now() - timedelta(seconds=1)
     )
     assert_envelope(api_client.get(API_ROOT), 401, "authentication_failed")
 

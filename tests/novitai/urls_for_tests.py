@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.http import HttpRequest, HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -22,11 +23,18 @@ class BoomView(APIView):
         raise RuntimeError("kaboom with Bearer abcdefgh.abcdefghijklmnopqrstuvwxyz012345")
 
 
+def plain_boom(request: HttpRequest) -> HttpResponse:
+    """A page (not the API) that fails with a URL's password in a local variable."""
+    broker = "redis://:canary-local-pw@redis:6379/0"
+    raise RuntimeError(f"cannot reach {broker}")
+
+
 # Mounted before the real patterns so that the /api/ catch-all does not hide them.
 from django.urls import path  # noqa: E402
 
 urlpatterns = [
     path("api/v1/_test/echo/", EchoView.as_view()),
     path("api/v1/_test/boom/", BoomView.as_view()),
+    path("_test/boom/", plain_boom),
     *real_urlpatterns,
 ]
