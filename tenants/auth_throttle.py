@@ -7,8 +7,9 @@ window, whatever key it sends is answered 429 with Retry-After (the end of the w
 it is looked at — a correct key too: a guess that happens to be right is refused as well. Other
 addresses are not affected.
 
-A cache that fails (Redis down) fails open: keys are verified as usual, a warning is logged and
-`novitai_auth_throttle_failed_open_total` counts it. Authentication never becomes a 500.
+A cache that fails (Redis down) fails open: keys are verified as usual and
+`novitai_auth_throttle_failed_open_total` counts every check and record skipped; the outage itself
+is logged once per process (novitai/outages.py). Authentication never becomes a 500.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import time
 
 from django.conf import settings
 from django.core.cache import cache
-from django_redis.exceptions import ConnectionInterrupted
 from prometheus_client import Counter
-from redis.exceptions import RedisError
 from rest_framework.exceptions import Throttled
+
+from novitai.outages import cache_guard_or
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +38,6 @@ FAILED_OPEN = Counter(
     ["operation"],
 )
 
-# What a failing cache raises: django-redis, redis-py (the pipeline of window_hit), the file cache.
-CACHE_ERRORS = (ConnectionInterrupted, RedisError, OSError)
-
 
 def _window(address: str, now: float) -> tuple[str, int, int, float]:
     """The window's counter key, the limit, the period, and the seconds left in the window."""
@@ -50,24 +48,24 @@ def _window(address: str, now: float) -> tuple[str, int, int, float]:
     return f"throttle:auth-failures:{address}:{window}", limit, period, (window + 1) * period - now
 
 
-def _failed_open(operation: str, address: str) -> None:
+def _failed_open(operation: str, address: str) -> int:
+    """Counts a check or record skipped without the cache; 0 failures as far as anyone knows."""
     FAILED_OPEN.labels(operation=operation).inc()
-    logger.warning(
-        "failed-authentication throttle: the cache failed (%s for %s); not throttling",
-        operation,
-        address,
-        exc_info=True,
+    logger.info(
+        "failed-authentication throttle: no cache (%s for %s); not throttling", operation, address
     )
+    return 0
 
 
 def auth_throttle_check(*, address: str, now: float | None = None) -> None:
     """Raises Throttled (429) while `address` is at its limit of failures in this window."""
     key, limit, _, left = _window(address, time.time() if now is None else now)
-    try:
-        failures = int(cache.get(key) or 0)
-    except CACHE_ERRORS:
-        _failed_open("check", address)
-        return
+    failures = cache_guard_or(
+        "auth_throttle",
+        lambda: int(cache.get(key) or 0),
+        lambda: _failed_open("check", address),
+        cache=cache,
+    )
     if failures >= limit:
         AUTH_FAILURES.labels(outcome="throttled").inc()
         # DRF adds "Expected available in <wait> seconds." to the message.
@@ -82,9 +80,11 @@ def auth_failure_record(*, address: str, now: float | None = None) -> None:
     key, _, period, _ = _window(address, time.time() if now is None else now)
     AUTH_FAILURES.labels(outcome="invalid").inc()
     logger.info("API authentication failed from %s", address)
-    from tenants.throttling import window_hit  # see _window
+    from tenants.throttling import window_count  # see _window
 
-    try:
-        window_hit(key, timeout=period + 1)
-    except CACHE_ERRORS:
-        _failed_open("record", address)
+    cache_guard_or(
+        "auth_throttle",
+        lambda: window_count(key, timeout=period + 1),
+        lambda: _failed_open("record", address),
+        cache=cache,
+    )

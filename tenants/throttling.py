@@ -27,10 +27,11 @@ def window_hit(key: str, *, timeout: int) -> int:
     (INCR and EXPIRE pipelined; atomic), add + incr on other caches (not atomic across
     processes there: a little slack, no more). While the cache is unreachable it answers 0: the
     throttle fails open (novitai/outages.py), it never fails the request."""
-    return cache_guard("throttle", lambda: _window_hit(key, timeout=timeout), 0, cache=cache)
+    return cache_guard("throttle", lambda: window_count(key, timeout=timeout), 0, cache=cache)
 
 
-def _window_hit(key: str, *, timeout: int) -> int:
+def window_count(key: str, *, timeout: int) -> int:
+    """`window_hit` without its guard: the cache's errors reach the caller."""
     client = getattr(cache, "client", None)
     if client is not None and hasattr(client, "get_client"):  # django-redis
         full_key = cache.make_key(key)
