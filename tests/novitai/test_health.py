@@ -63,6 +63,22 @@ def test_ready_with_a_stale_worker_heartbeat(client, settings) -> None:
     assert check["error"].startswith("last worker heartbeat 12")
 
 
+def test_ready_counts_no_worker_heartbeat_from_before_this_start(client, settings) -> None:
+    """A restart finds the previous run's last heartbeat in the cache (a file, or Redis with
+    its append-only file): fresh, but its worker may be gone."""
+    settings.NOVITAI_STARTED_AT = time.time()
+    cache.set(WORKER_HEARTBEAT_KEY, {"hostname": "w", "at": settings.NOVITAI_STARTED_AT - 5})
+    body = client.get("/health/ready").json()
+    check = body["checks"]["worker"]
+    assert check["status"] == "down"
+    assert check["error"] == "no worker heartbeat since this start (the last one, 5s ago, is older)"
+    assert body["status"] == "degraded"
+
+    write_worker_heartbeat("worker@test")  # the worker of this run
+    check = client.get("/health/ready").json()["checks"]["worker"]
+    assert (check["status"], check["hostname"]) == ("ok", "worker@test")
+
+
 def test_ready_is_503_when_a_required_dependency_is_down(client, monkeypatch) -> None:
     write_worker_heartbeat("worker@test")
     monkeypatch.setitem(app.conf, "broker_url", "redis://127.0.0.1:1/0")
