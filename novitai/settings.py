@@ -92,6 +92,7 @@ INSTALLED_APPS = [
     "rest_framework_api_key",
     "axes",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "novitai",
     "tenants",
     "catalog",
@@ -468,6 +469,12 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "novitai.schema.postprocess_error_responses",
     ],
+    # Swagger UI and ReDoc from drf-spectacular-sidecar's static files, not a CDN: the docs
+    # work offline and load nothing from another host (no validator badge either).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
     "ENUM_NAME_OVERRIDES": {

@@ -42,7 +42,11 @@ urlpatterns = [
     path("metrics", metrics_view, name="prometheus-metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path(
+        "api/redoc/",
+        SpectacularRedocView.as_view(url_name="schema", template_name="novitai/redoc.html"),
+        name="redoc",
+    ),
     path("api/v1/", include(api_v1)),
     re_path(r"^api/", api_not_found),
 ]

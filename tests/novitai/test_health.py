@@ -118,6 +118,24 @@ def test_openapi_schema_and_docs_are_public(client) -> None:
     assert client.get("/api/redoc/").status_code == 200
 
 
+@pytest.mark.parametrize("page", ["/api/docs/", "/api/redoc/"])
+def test_the_docs_pages_load_nothing_from_another_host(client, page: str) -> None:
+    """Swagger UI and ReDoc come from our static files (drf-spectacular-sidecar): without the
+    internet they render (the browser suite checks the rendering and counts requests)."""
+    import re
+
+    from django.contrib.staticfiles import finders
+
+    html = client.get(page).content.decode()
+    urls = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html)
+    urls += re.findall(r"""["'](https?://[^"']+)["']""", html)
+    assert urls, html
+    assert [u for u in urls if u.startswith(("http:", "https:", "//"))] == []
+    static = [u for u in urls if u.startswith("/static/")]
+    assert len(static) >= (3 if page == "/api/docs/" else 1)
+    assert [u for u in static if finders.find(u.removeprefix("/static/")) is None] == []
+
+
 def test_admin_carries_the_site_header(client) -> None:
     response = client.get("/admin/login/")
     assert response.status_code == 200
