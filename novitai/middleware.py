@@ -9,12 +9,14 @@ import uuid
 from collections.abc import Callable
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from novitai.errors import (
     error_response,
     unavailable_dependency,
     unavailable_logged,
+    too_large_body,
     unavailable_response,
 )
 from novitai.logging import set_request_id
@@ -90,6 +92,8 @@ class ApiErrorEnvelopeMiddleware:
             return unavailable(request, dependency, exception)
         if not is_api_path(request.path):
             return None
+        if isinstance(exception, RequestDataTooBig):
+            return JsonResponse(too_large_body(), status=413)
         logger.exception("unhandled error under /api/")
         details = {"exception": repr(exception)} if settings.DEBUG else {}
         return error_response(500, "internal_error", "An unexpected error occurred.", details)
