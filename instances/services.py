@@ -646,7 +646,7 @@ def instance_reprovision(*, instance_id: uuid.UUID, message: str, actor: str = "
     return old_id
 
 
-def _retry_provision(job: Job) -> None:
+def _retry_provision(job: Job, actor: str) -> None:
     instance = _instance_of(job)
     if instance.status in (InstanceStatus.PENDING, InstanceStatus.PROVISIONING):
         return
@@ -666,12 +666,12 @@ def _retry_provision(job: Job) -> None:
         to_status=InstanceStatus.PENDING,
         reason="retry",
         message="Provisioning retried by an operator.",
-        actor="operator",
+        actor=actor,
         fields=_provision_afresh(),
     )
 
 
-def _retry_action(job: Job) -> None:
+def _retry_action(job: Job, actor: str) -> None:
     instance = _instance_of(job)
     transit = TRANSIT_OF[job.kind]
     if instance.status == transit:
@@ -684,7 +684,7 @@ def _retry_action(job: Job) -> None:
         to_status=transit,
         reason="retry",
         message=f"{job.kind.capitalize()} retried by an operator.",
-        actor="operator",
+        actor=actor,
     )
 
 
@@ -693,7 +693,7 @@ def retry_hooks_register() -> None:
     job_retry_hook_register(task_name=TASK_ACTION, hook=_retry_action)
 
 
-def instance_retry(*, instance_id: uuid.UUID) -> Instance:
+def instance_retry(*, instance_id: uuid.UUID, actor: str = "operator") -> Instance:
     """An operator retries the instance's current job (a failed provisioning or action)."""
     from jobs.services import job_retry
 
@@ -702,7 +702,7 @@ def instance_retry(*, instance_id: uuid.UUID) -> Instance:
         raise NotFound("No such instance.", code="instance_not_found")
     if instance.current_job_id is None:
         raise Conflict("The instance has no job to retry.", code="job_not_retryable")
-    job_retry(job_id=instance.current_job_id)
+    job_retry(job_id=instance.current_job_id, actor=actor)
     return Instance.objects.select_related("current_job", "tenant").get(pk=instance_id)
 
 

@@ -140,7 +140,7 @@ def serve(environ: Mapping[str, str]) -> int:
     its clean shutdown, which writes the append-only file and removes the socket)."""
     binary = server_binary(environ)
     if binary is None:
-        print(f"novitai: no redis-server found: {INSTALL_HINT}", file=sys.stderr)
+        sys.stderr.write(f"novitai: no redis-server found: {INSTALL_HINT}\n")
         return 1
     directory = var_dir(environ)
     socket_path(directory).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -155,9 +155,9 @@ def main(argv: list[str]) -> int:
         return serve(os.environ)
     if command == "check":
         decision = decide(os.environ)
-        print(decision.binary or decision.message)
+        sys.stdout.write(f"{decision.binary or decision.message}\n")
         return 0 if decision.enabled else 1
-    print("usage: python -m novitai.embedded_redis serve|check", file=sys.stderr)
+    sys.stderr.write("usage: python -m novitai.embedded_redis serve|check\n")
     return 2
 
 

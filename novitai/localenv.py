@@ -26,7 +26,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 FILE_NAME = "local.env"
 # The built-in SECRET_KEY of DEBUG before local.env existed: a database written then has its
 # secrets encrypted under a key derived from it, which stays readable (decrypt only).
-LEGACY_DEBUG_SECRET_KEY = "django-insecure-development-only-key-never-use-in-production"
+LEGACY_DEBUG_SECRET_KEY = "django-insecure-development-only-key-never-use-in-production"  # noqa: S105  # public on purpose: DEBUG's
 
 _HEADER = (
     "# Written by `make run` for this checkout (novitai/localenv.py); read by settings.py.\n"
@@ -100,12 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     _dotenv(environ, BASE_DIR)
     directory = var_dir(environ)
     decision = embedded_redis.decide(environ)
-    print(f"novitai: {decision.message}", file=sys.stderr)
+    sys.stderr.write(f"novitai: {decision.message}\n")
     if decision.error:
         return 1
     ensure(directory, embedded_redis=decision.enabled)
     exports = {"NOVITAI_VAR_DIR": str(directory), "EMBEDDED_REDIS": str(decision.enabled).lower()}
-    print("export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in exports.items()))
+    sys.stdout.write(
+        "export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in exports.items()) + "\n"
+    )
     return 0
 
 

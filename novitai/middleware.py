@@ -14,9 +14,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from novitai.errors import (
     error_response,
+    too_large_body,
     unavailable_dependency,
     unavailable_logged,
-    too_large_body,
     unavailable_response,
 )
 from novitai.logging import set_request_id

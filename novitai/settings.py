@@ -99,6 +99,7 @@ INSTALLED_APPS = [
     "jobs",
     "instances",
     "webhooks",
+    "overview",
 ]
 
 MIDDLEWARE = [
@@ -127,7 +128,9 @@ ASGI_APPLICATION = "novitai.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # The console's versions of the admin's own templates (index, base_site): an app's
+        # templates are found after django.contrib.admin's, a folder here before them.
+        "DIRS": [BASE_DIR / "overview" / "admin_templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -197,7 +200,9 @@ NOVITAI_CACHES = ["default", "catalog", "templates", "novita"]
 
 if REDIS_URL or EMBEDDED_REDIS:
     CACHE_REDIS_URL = env.str("CACHE_REDIS_URL", default="") or (
-        _redis_db(REDIS_URL, _CACHE_DB) if REDIS_URL else embedded_redis.cache_url(VAR_DIR, _CACHE_DB)
+        _redis_db(REDIS_URL, _CACHE_DB)
+        if REDIS_URL
+        else embedded_redis.cache_url(VAR_DIR, _CACHE_DB)
     )
     CACHES = {
         alias: {
@@ -504,6 +509,8 @@ AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "novitai.client_ip.client_ip"
 LOGIN_URL = "/admin/login/"
 LANGUAGE_CODE = "en-us"
+# The admin's dates to the second, in one format everywhere (novitai/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["novitai.formats"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

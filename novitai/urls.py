@@ -10,11 +10,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from novitai import health, views
 from novitai.errors import error_response
 from novitai.metrics import metrics_view
+from overview.views import dashboard_fragment
 
 # An unreachable database is a 503 wherever it is met, even outside a view (novitai/middleware.py).
 handler500 = "novitai.middleware.server_error"
 
-admin.site.site_header = "novitai administration"
+admin.site.site_header = "novitai console"
 admin.site.site_title = "novitai"
 admin.site.index_title = "GPU instances on Novita.ai"
 
@@ -36,6 +37,12 @@ api_v1: list[URLPattern | URLResolver] = [
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/api/docs/", permanent=False)),
+    # The console's dashboard alone, for the index's refresh (staff only, like every admin page).
+    path(
+        "admin/overview/dashboard/",
+        admin.site.admin_view(dashboard_fragment),
+        name="overview-dashboard",
+    ),
     path("admin/", admin.site.urls),
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),

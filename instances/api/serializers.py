@@ -218,14 +218,15 @@ class InstanceCreateInputSerializer(StrictSerializerMixin, serializers.Serialize
                 if validate_method is not None:
                     value = validate_method(value)
             except serializers.ValidationError as exc:
-                errors[field.field_name] = exc.detail
+                errors[str(field.field_name)] = exc.detail
             except DjangoValidationError as exc:
-                errors[field.field_name] = get_error_detail(exc)
+                errors[str(field.field_name)] = get_error_detail(exc)
             except SkipField:
                 pass
             else:
                 self.set_value(valid, field.source_attrs, value)
-        for name, messages in {**self.unknown_field_errors(data), **self._rules(data, valid)}.items():
+        across = {**self.unknown_field_errors(data), **self._rules(data, valid)}
+        for name, messages in across.items():
             errors.setdefault(name, messages)
         if errors:
             for name, messages in self._catalog_problems(valid, errors).items():

@@ -54,16 +54,21 @@ def test_admin_stop_and_delete_actions(admin_client: Client, instance: Instance)
     Instance.objects.filter(pk=instance.pk).update(
         status=InstanceStatus.READY, novita_instance_id="abc"
     )
-    response = admin_client.post(
-        "/admin/instances/instance/",
-        {"action": "stop_instances", "_selected_action": [str(instance.pk)]},
-    )
+    stop = {"action": "stop_instances", "_selected_action": [str(instance.pk)]}
+    asked = admin_client.post("/admin/instances/instance/", stop)
+    assert asked.status_code == 200  # asks first: nothing done yet
+    assert "Stop these instances?" in asked.content.decode()
+    assert reload(instance).status == InstanceStatus.READY
+    response = admin_client.post("/admin/instances/instance/", {**stop, "confirm": "yes"})
     assert response.status_code == 302
     assert reload(instance).status == InstanceStatus.STOPPING
     assert reload(instance).current_job is not None
+    stopping = reload(instance).events.order_by("at", "id").last()
+    assert stopping is not None
+    assert (stopping.reason, stopping.actor) == ("stop_requested", "staff:root")
     admin_client.post(
         "/admin/instances/instance/",
-        {"action": "delete_instances", "_selected_action": [str(instance.pk)]},
+        {"action": "delete_instances", "_selected_action": [str(instance.pk)], "confirm": "yes"},
     )
     assert reload(instance).status == InstanceStatus.TERMINATING
     assert Job.objects.get(kind="stop").status == JobStatus.CANCELLED
@@ -100,7 +105,7 @@ def test_retry_waits_for_the_upstream_cleanup(admin_client: Client, instance: In
     Job.objects.update(status=JobStatus.FAILED, finished_at=timezone.now())
     response = admin_client.post(
         "/admin/instances/instance/",
-        {"action": "retry_instances", "_selected_action": [str(instance.pk)]},
+        {"action": "retry_instances", "_selected_action": [str(instance.pk)], "confirm": "yes"},
         follow=True,
     )
     assert "has not yet confirmed" in response.content.decode()

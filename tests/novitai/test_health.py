@@ -139,7 +139,7 @@ def test_the_docs_pages_load_nothing_from_another_host(client, page: str) -> Non
 def test_admin_carries_the_site_header(client) -> None:
     response = client.get("/admin/login/")
     assert response.status_code == 200
-    assert "novitai administration" in response.content.decode()
+    assert "novitai console" in response.content.decode()
 
 
 def test_root_redirects_to_the_docs(client) -> None:

@@ -78,16 +78,18 @@ def test_manage_py_needs_the_profile_without_debug(tmp_path: Path) -> None:
     env = user_env(tmp_path / "var")
     bare = run([PYTHON, "manage.py", "tenant_create", "acme"], env)
     assert bare.returncode == 1
-    assert bare.stderr.strip().splitlines()[-1].startswith(
-        "django.core.exceptions.ImproperlyConfigured: SECRET_KEY must be set when DEBUG is off "
-        "(`make run` writes one for this checkout into "
+    assert (
+        bare.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "django.core.exceptions.ImproperlyConfigured: SECRET_KEY must be set when DEBUG is off "
+            "(`make run` writes one for this checkout into "
+        )
     )
 
     profile = run([PYTHON, "-m", "novitai.localenv"], {**env, "EMBEDDED_REDIS": "false"})
     assert profile.returncode == 0, profile.stderr
-    assert profile.stdout == (
-        f"export NOVITAI_VAR_DIR={tmp_path / 'var'} EMBEDDED_REDIS=false\n"
-    )
+    assert profile.stdout == (f"export NOVITAI_VAR_DIR={tmp_path / 'var'} EMBEDDED_REDIS=false\n")
     assert run([PYTHON, "manage.py", "migrate", "-v", "0"], env).returncode == 0
     created = run([PYTHON, "manage.py", "tenant_create", "acme"], env)
     assert created.returncode == 0, created.stderr
