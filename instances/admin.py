@@ -44,6 +44,7 @@ from novitai.console import (
     NONE,
     act_on_each,
     back_to,
+    compact_json,
     confirmation,
     confirmed,
     link,
@@ -275,7 +276,7 @@ class InstanceAdmin(admin.ModelAdmin):
                 e.reason,
                 e.actor,
                 e.message,
-                pretty_json(e.data),
+                compact_json(e.data),
             )
             for e in instance_events(instance=obj)
         ]
@@ -283,15 +284,16 @@ class InstanceAdmin(admin.ModelAdmin):
 
     @admin.display(description="offers tried")
     def offers(self, obj: Instance) -> SafeString:
-        rows = [
-            (
-                o.get("product_name", ""),
-                o.get("region", ""),
-                o.get("price_per_hour", ""),
-                o.get("outcome", "created" if o.get("product_id") == obj.novita_product_id else ""),
-            )
+        """The offers that had no capacity, in order, then the one it was created on."""
+        rows: list[tuple[Any, ...]] = [
+            (o.get("product_name", ""), o.get("region", ""), o.get("price_per_hour", ""),
+             o.get("outcome", ""))
             for o in obj.offers_tried or []
-        ]
+        ]  # fmt: skip
+        if obj.novita_product_id:
+            rows.append(
+                (obj.product_name, obj.region, usd_text(obj.price_per_hour) or "", "created")
+            )
         return table(["product", "region", "$/hour", "outcome"], rows)
 
     @admin.display(description="endpoints")

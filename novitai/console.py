@@ -39,6 +39,17 @@ def pretty_json(value: Any) -> SafeString:
     return format_html('<pre class="console-json">{}</pre>', text)
 
 
+def compact_json(value: Any, *, inline_up_to: int = 160) -> SafeString:
+    """Short JSON on one line (a table cell); longer JSON pretty, folded."""
+    if value in (None, "", [], {}):
+        return NONE
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    if len(text) <= inline_up_to:
+        return format_html('<code class="console-json-inline">{}</code>', text)
+    keys = f"{len(value)} keys" if isinstance(value, dict) else f"{len(text)} characters"
+    return format_html("<details><summary>{}</summary>{}</details>", keys, pretty_json(value))
+
+
 def link(url: str, text: Any) -> SafeString:
     return format_html('<a href="{}">{}</a>', url, text)
 

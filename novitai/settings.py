@@ -478,7 +478,8 @@ SPECTACULAR_SETTINGS = {
     # work offline and load nothing from another host (no validator badge either).
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
+    # ReDoc is the sidecar's bundle too, served by novitai/views.py without its CDN logo.
+    "REDOC_DIST": "/api/redoc/dist",
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],

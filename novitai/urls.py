@@ -5,7 +5,11 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, URLResolver, include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerSplitView,
+)
 
 from novitai import health, views
 from novitai.errors import error_response
@@ -48,10 +52,20 @@ urlpatterns = [
     path("health/ready", health.ready, name="health-ready"),
     path("metrics", metrics_view, name="prometheus-metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # The docs load nothing from another host (drf-spectacular-sidecar's files), and their
+    # Content-Security-Policy makes the browser refuse anything else (ReDoc's own attribution
+    # logo is an image on its CDN). Swagger UI's script is a file of its own (the split view).
+    path(
+        "api/docs/",
+        views.same_origin_only(SpectacularSwaggerSplitView.as_view(url_name="schema")),
+        name="swagger-ui",
+    ),
+    path("api/redoc/dist/bundles/redoc.standalone.js", views.redoc_bundle, name="redoc-bundle"),
     path(
         "api/redoc/",
-        SpectacularRedocView.as_view(url_name="schema", template_name="novitai/redoc.html"),
+        views.same_origin_only(
+            SpectacularRedocView.as_view(url_name="schema", template_name="novitai/redoc.html")
+        ),
         name="redoc",
     ),
     path("api/v1/", include(api_v1)),
