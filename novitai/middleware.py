@@ -8,10 +8,10 @@ import sys
 import uuid
 from collections.abc import Callable
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from novitai.errors import (
+    debug_details,
     error_response,
     unavailable_dependency,
     unavailable_logged,
@@ -91,7 +91,7 @@ class ApiErrorEnvelopeMiddleware:
         if not is_api_path(request.path):
             return None
         logger.exception("unhandled error under /api/")
-        details = {"exception": repr(exception)} if settings.DEBUG else {}
+        details = debug_details(request, exception)
         return error_response(500, "internal_error", "An unexpected error occurred.", details)
 
 
