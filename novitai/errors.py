@@ -226,8 +226,21 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
 
     logger.exception("unhandled error in API view")
     set_rollback()
-    internal: dict[str, str] = {"exception": repr(exc)} if settings.DEBUG else {}
     return Response(
-        error_body("internal_error", "An unexpected error occurred.", internal),
+        error_body(
+            "internal_error",
+            "An unexpected error occurred.",
+            debug_details(context.get("request"), exc),
+        ),
         status=status.HTTP_500_INTERNAL_SERVER_ERROR,
     )
+
+
+def debug_details(request: Any, exc: BaseException) -> dict[str, str]:
+    """What a 500 says of its exception: with DEBUG, to a client that may see debug pages
+    (loopback, an allowed host: novitai/debug.py) and to no one else."""
+    from novitai.debug import debug_page_allowed
+
+    if not (settings.DEBUG and request is not None and debug_page_allowed(request)):
+        return {}
+    return {"exception": repr(exc)}

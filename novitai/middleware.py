@@ -8,11 +8,11 @@ import sys
 import uuid
 from collections.abc import Callable
 
-from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from novitai.errors import (
+    debug_details,
     error_response,
     too_large_body,
     unavailable_dependency,
@@ -95,7 +95,7 @@ class ApiErrorEnvelopeMiddleware:
         if isinstance(exception, RequestDataTooBig):
             return JsonResponse(too_large_body(), status=413)
         logger.exception("unhandled error under /api/")
-        details = {"exception": repr(exception)} if settings.DEBUG else {}
+        details = debug_details(request, exception)
         return error_response(500, "internal_error", "An unexpected error occurred.", details)
 
 

@@ -125,6 +125,16 @@ def test_unhandled_error_shows_details_when_debug(api_client: APIClient, setting
     assert "RuntimeError" in error["details"]["exception"]
 
 
+def test_unhandled_error_hides_details_from_a_remote_client_even_when_debug(
+    api_key: str, settings
+) -> None:
+    settings.DEBUG = True
+    client = APIClient(REMOTE_ADDR="203.0.113.9")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key}")
+    error = assert_envelope(client.get("/api/v1/_test/boom/"), 500, "internal_error")
+    assert error["details"] == {}
+
+
 def test_request_id_is_echoed_when_valid(api_client: APIClient) -> None:
     response = api_client.get("/api/v1/", HTTP_X_REQUEST_ID="req-123.abc:42")
     assert response["X-Request-ID"] == "req-123.abc:42"
