@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -42,17 +42,17 @@ from jobs.models import JobStatus
 from jobs.selectors import jobs_of
 from novitai.console import (
     NONE,
+    OperationsAdmin,
     act_on_each,
-    back_to,
     compact_json,
     confirmation,
     confirmed,
     link,
+    operate_once,
     pretty_json,
     staff_actor,
     table,
 )
-from novitai.errors import ServiceError
 from webhooks.selectors import delivery_list
 
 # Never shown: the caller's environment variables may hold tokens.
@@ -171,7 +171,7 @@ def available(instance: Instance) -> list[str]:
 
 
 @admin.register(Instance)
-class InstanceAdmin(admin.ModelAdmin):
+class InstanceAdmin(OperationsAdmin):
     list_display = [
         "name",
         "tenant",
@@ -205,7 +205,6 @@ class InstanceAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     actions = ["start_instances", "stop_instances", "restart_instances", "delete_instances",
                "retry_instances"]  # fmt: skip
-    change_form_template = "admin/instances/instance/change_form.html"
     fieldsets = [
         (None, {"fields": ["id", "name", "tenant", "status_badge", "failure", "actions_note"]}),
         ("Timeline", {"fields": ["timeline"]}),
@@ -403,38 +402,16 @@ class InstanceAdmin(admin.ModelAdmin):
         if name not in OPERATIONS or not self.has_change_permission(request):
             return HttpResponse(status=404)
         instance = get_object_or_404(Instance.objects.select_related("current_job"), pk=object_id)
-        page = reverse("admin:instances_instance_change", args=[instance.pk])
         button, question, verb, act = OPERATIONS[name]
-        if not confirmed(request):
-            return confirmation(
-                request, self, title=f"{button} {instance.name}", question=question,
-                objects=[instance], cancel_url=page,
-            )  # fmt: skip
-        try:
-            act(instance, staff_actor(request))
-        except ServiceError as exc:
-            self.message_user(request, f"{instance.name}: {exc.message}", messages.ERROR)
-        else:
-            self.message_user(request, f"{verb}: {instance.name}.", messages.SUCCESS)
-        return back_to(page)
+        actor = staff_actor(request)
+        return operate_once(
+            self, request, instance, title=f"{button} {instance.name}", question=question,
+            done=verb, act=lambda: act(instance, actor), label=instance.name,
+            page=reverse("admin:instances_instance_change", args=[instance.pk]),
+        )  # fmt: skip
 
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        instance = self.get_object(request, object_id)
-        buttons = []
-        if instance is not None:
-            buttons = [
-                (
-                    OPERATIONS[n][0],
-                    reverse("admin:instances_instance_operate", args=[instance.pk, n]),
-                )
-                for n in available(instance)
-            ]
-        return super().change_view(
-            request, object_id, form_url, {**(extra_context or {}), "operations": buttons}
-        )
+    def operations(self, obj: Instance) -> list[tuple[str, str]]:
+        return [
+            (OPERATIONS[n][0], reverse("admin:instances_instance_operate", args=[obj.pk, n]))
+            for n in available(obj)
+        ]

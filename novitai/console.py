@@ -15,7 +15,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db.models import Model
-from django.http import HttpRequest, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
@@ -127,3 +127,53 @@ def act_on_each(
 
 def back_to(url: str) -> HttpResponseRedirect:
     return HttpResponseRedirect(url)
+
+
+def operate_once(
+    model_admin: admin.ModelAdmin,
+    request: HttpRequest,
+    obj: Model,
+    *,
+    title: str,
+    question: str,
+    done: str,
+    act: Callable[[], Any],
+    page: str,
+    label: str = "",
+) -> HttpResponse:
+    """An object's button: GET (or an unconfirmed POST) asks; a confirmed POST acts, says what
+    happened (or the service's refusal), and goes back to the object's page."""
+    if not confirmed(request):
+        return confirmation(
+            request, model_admin, title=title, question=question, objects=[obj], cancel_url=page
+        )
+    name = label or str(obj)
+    try:
+        act()
+    except ServiceError as exc:
+        model_admin.message_user(request, f"{name}: {exc.message}", messages.ERROR)
+    else:
+        model_admin.message_user(request, f"{done}: {name}.", messages.SUCCESS)
+    return back_to(page)
+
+
+class OperationsAdmin(admin.ModelAdmin):
+    """A change page with buttons (label, URL) above the form: `operations()` names them."""
+
+    change_form_template = "admin/novitai/change_form_operations.html"
+
+    def operations(self, obj: Any) -> list[tuple[str, str]]:
+        return []
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        obj = self.get_object(request, object_id)
+        buttons = self.operations(obj) if obj is not None else []
+        return super().change_view(
+            request, object_id, form_url, {**(extra_context or {}), "operations": buttons}
+        )

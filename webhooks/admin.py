@@ -4,9 +4,8 @@ about, and redelivery (same webhook-id, fresh signature) that asks first."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -16,14 +15,14 @@ from django.utils.safestring import SafeString
 
 from novitai.console import (
     NONE,
+    OperationsAdmin,
     act_on_each,
-    back_to,
     confirmation,
     confirmed,
     link,
+    operate_once,
     pretty_json,
 )
-from novitai.errors import ServiceError
 from webhooks.models import DeliveryAttempt, DeliveryStatus, WebhookDelivery
 from webhooks.services import webhook_redeliver
 
@@ -73,7 +72,7 @@ class DeliveryAttemptInline(admin.TabularInline):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(admin.ModelAdmin):
+class WebhookDeliveryAdmin(OperationsAdmin):
     list_display = [
         "event_type",
         "tenant",
@@ -94,7 +93,6 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     actions = ["redeliver"]
     fields = _DELIVERY_FIELDS
     readonly_fields = _DELIVERY_FIELDS
-    change_form_template = "admin/webhooks/webhookdelivery/change_form.html"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -141,32 +139,13 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         if not self.has_change_permission(request):
             return HttpResponse(status=404)
         delivery = get_object_or_404(WebhookDelivery, pk=object_id)
-        page = reverse("admin:webhooks_webhookdelivery_change", args=[delivery.pk])
-        if not confirmed(request):
-            return confirmation(
-                request, self, title=f"Redeliver {delivery}", question=QUESTION,
-                objects=[delivery], cancel_url=page,
-            )  # fmt: skip
-        try:
-            webhook_redeliver(delivery=delivery)
-        except ServiceError as exc:
-            self.message_user(request, f"{delivery}: {exc.message}", messages.ERROR)
-        else:
-            self.message_user(request, f"Redelivering: {delivery}.", messages.SUCCESS)
-        return back_to(page)
+        return operate_once(
+            self, request, delivery, title=f"Redeliver {delivery}", question=QUESTION,
+            done="Redelivering", act=lambda: webhook_redeliver(delivery=delivery),
+            page=reverse("admin:webhooks_webhookdelivery_change", args=[delivery.pk]),
+        )  # fmt: skip
 
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        delivery = self.get_object(request, object_id)
-        buttons = []
-        if delivery is not None and delivery.status in REDELIVERABLE:
-            url = reverse("admin:webhooks_webhookdelivery_redeliver", args=[delivery.pk])
-            buttons.append(("Redeliver", url))
-        return super().change_view(
-            request, object_id, form_url, {**(extra_context or {}), "operations": buttons}
-        )
+    def operations(self, obj: WebhookDelivery) -> list[tuple[str, str]]:
+        if obj.status not in REDELIVERABLE:
+            return []
+        return [("Redeliver", reverse("admin:webhooks_webhookdelivery_redeliver", args=[obj.pk]))]

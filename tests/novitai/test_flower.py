@@ -43,6 +43,17 @@ def start(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
+def refusal(process: subprocess.Popen[bytes], what: str) -> tuple[int, str]:
+    """The exit code and last line of a Flower that must refuse to start (`what` if it runs)."""
+    try:
+        code = process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        stop(process)
+        raise AssertionError(f"Flower started {what}") from None
+    assert process.stderr is not None
+    return code, process.stderr.read().decode().strip().splitlines()[-1]
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
     process.terminate()
     try:
@@ -80,15 +91,9 @@ def status(url: str, credentials: str | None = None) -> int:
 def test_flower_refuses_to_start_without_auth_when_debug_is_off(
     extra: dict[str, str], message: str
 ) -> None:
-    process = start(free_port(), flower_env(**extra))
-    try:
-        code = process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        stop(process)
-        raise AssertionError("Flower started without authentication") from None
-    assert process.stderr is not None
+    code, last = refusal(start(free_port(), flower_env(**extra)), "without authentication")
     assert code == 1
-    assert process.stderr.read().decode().strip().splitlines()[-1] == message
+    assert last == message
 
 
 def test_flower_refuses_a_broker_it_cannot_see(tmp_path: Path) -> None:
@@ -100,14 +105,7 @@ def test_flower_refuses_a_broker_it_cannot_see(tmp_path: Path) -> None:
     )
     env.pop("REDIS_URL", None)
     env.pop("CACHE_REDIS_URL", None)
-    process = start(free_port(), env)
-    try:
-        code = process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        stop(process)
-        raise AssertionError("Flower started on the SQLAlchemy transport") from None
-    assert process.stderr is not None
-    last = process.stderr.read().decode().strip().splitlines()[-1]
+    code, last = refusal(start(free_port(), env), "on the SQLAlchemy transport")
     assert code == 1
     assert last.startswith("Flower needs Redis as the broker: kombu's SQLAlchemy transport")
     assert "install redis-server" in last
