@@ -184,7 +184,7 @@ class InstanceAdmin(OperationsAdmin):
         "billing_mode",
         "created_at",
         "ready_at",
-        "updated_at",
+        "last_active_at",
     ]
     list_filter = [
         "status",

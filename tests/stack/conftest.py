@@ -179,11 +179,20 @@ class Stack:
         return alive(tree)
 
     def kill(self) -> None:
-        if self.process is not None:
+        """After a failure: Ctrl-C, then SIGKILL to whatever is left of the tree (honcho puts
+        each process in a session of its own: a signal to make's group alone misses them)."""
+        if self.process is None:
+            return
+        tree = descendants(self.process.pid)
+        with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(self.process.pid, signal.SIGINT)
+            self.process.wait(timeout=30)
+        for pid in alive(tree | {self.process.pid}):
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=10)
-            self.process = None
+        self.process = None
 
     def demo(self) -> dict[str, str]:
         """The API key and admin password `make run` printed (and keeps in var/)."""
@@ -208,12 +217,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         yield running
     finally:
-        if running.process is not None:
-            left = running.interrupt()
-            if left:
-                for pid in left:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
+        running.kill()
 
 
 def readme_commands() -> list[str]:

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.stack.conftest import (
+    REPO,
     Stack,
     free_port,
     fresh_checkout,
@@ -51,6 +52,12 @@ CLI_SECTION = [
 TENANTS = [
     ".venv/bin/python manage.py tenant_create acme",
     ".venv/bin/python manage.py tenant_key acme",
+    ".venv/bin/python manage.py tenant_key acme --expires-in-days 90",
+]
+# Named in the README's text (not a ```sh block), run as it names them.
+IN_THE_TEXT = [
+    ".venv/bin/python manage.py encryption_rotate",
+    ".venv/bin/python -m novitai.sandbox --help",
 ]
 INSPECT = ".venv/bin/celery -A novitai inspect ping"
 WORKERS = {"worker", "events", "webhooks"}
@@ -125,6 +132,9 @@ def test_the_readme_as_written_then_a_restart_keeps_ready_instances_ready(
         assert line in readme, f"the README no longer shows: {line}"
     assert "make run" in readme
     assert "make flower" in readme
+    text = (REPO / "README.md").read_text()
+    for line in IN_THE_TEXT:
+        assert f"`{line}" in text, f"the README no longer names: {line}"
 
     stack = Stack(fresh_checkout(tmp_path / "checkout"))
     receiver = Receiver()
@@ -145,6 +155,11 @@ def test_the_readme_as_written_then_a_restart_keeps_ready_instances_ready(
         assert re.search(r"^status\s+stopped$", section.stdout, flags=re.M), section.stdout
         for line in TENANTS:  # no SECRET_KEY crash: the local profile has one
             assert run_ok(stack, line, key).stdout.startswith("api_key: ")
+        # manage.py decrypts what make run's processes encrypted: one key, the profile's.
+        rotated = run_ok(stack, IN_THE_TEXT[0], key)
+        assert "value(s) re-encrypted under the first key" in rotated.stdout, rotated.stdout
+        assert "not decrypted" not in rotated.stdout, rotated.stdout
+        assert "usage: python -m novitai.sandbox" in run_ok(stack, IN_THE_TEXT[1], key).stdout
         ping = run_ok(stack, INSPECT, key)
         assert {name for name in WORKERS if f"{name}@" in ping.stdout} == WORKERS, ping.stdout
 
