@@ -174,6 +174,7 @@ class _Handler(BaseHTTPRequestHandler):
         if latency > 0:
             self.server.stopping.wait(latency / 1000)
         drop = False
+        hang = 0.0
         try:
             handler = ROUTES.get((method, route))
             if not self._authorized():
@@ -182,14 +183,16 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ApiError(404, "NOT_FOUND", f"no route {method} {route}")
             now = time.time()
             with sb.lock:
-                refused, drop = sb.admit_locked(method, route, now)
+                refused, rule = sb.admit_locked(method, route, now)
+            if rule is not None:
+                drop, hang = rule.drop, rule.hang_s
             if refused is not None:
                 raise refused
             reply = handler(sb, Request(method, route, parse_qs(query), body, now))
             with sb.lock:
                 rule = sb.take_rule_locked(method, route, time.time(), after_effect=True)
             if rule is not None:
-                drop = rule.drop
+                drop, hang = rule.drop, rule.hang_s
                 raise rule_error(rule)
         except ApiError as error:
             reply = Reply(error.body(), error.status, error.headers)
@@ -201,6 +204,8 @@ class _Handler(BaseHTTPRequestHandler):
         status = NO_ANSWER if drop else reply.status
         with sb.lock:
             sb.record_locked(method, route, status, arrived)
+        if hang > 0:
+            self.server.stopping.wait(hang)
         if drop:
             self._drop()
             return
