@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             "load_average_before": load_before,
             "command": " ".join(["python -m chaos", *(sys.argv[1:] if argv is None else argv)]),
             "suite_settings": SUITE_SETTINGS,
-            "shipped_settings": {name: getattr(settings, name) for name in SHIPPED},
+            "shipped_settings": {name: getattr(settings, name, None) for name in SHIPPED},
             "procfile": {n: " ".join(["celery", *p.argv[1:]]) for n, p in harness.celery.items()},
         }
         say("  Celery processes (Procfile): " + ", ".join(header["procfile"]))

@@ -596,9 +596,9 @@ def monitor_kill(ctx: Context, *, hang: float = 20.0) -> Scenario:
         )
         if not wait_for(lambda: not h.sandbox.faults()["fail_next"], timeout=15, interval=0.1):
             raise RuntimeError("no monitoring pass listed Novita's instances within 15 s")
-        found = _find_process(h, "monitor_pass")
+        found = _find_process(h, "instances/monitoring.py")
         if found is None:
-            raise RuntimeError("py-spy found no process running monitor_pass")
+            raise RuntimeError("py-spy found no process in instances/monitoring.py")
         name, pid = found
         killed_at = time.time()
         h.kill_pool_child(name, pid)
@@ -614,7 +614,9 @@ def monitor_kill(ctx: Context, *, hang: float = 20.0) -> Scenario:
         phases = [("after the kill", killed_at, float("inf"))]
         conclude(scenario, ctx, [api], [receiver], phases, fault_over=killed_at)
         scenario.add(
-            info("process killed", f"{name} pool process {pid} (py-spy: in monitor_pass)"),
+            info(
+                "process killed", f"{name} pool process {pid} (py-spy: in instances/monitoring.py)"
+            ),
             at_most(
                 "kill -> the next monitoring pass",
                 gap,
@@ -636,8 +638,9 @@ def _setting(name: str) -> float:
     return float(getattr(settings, name))
 
 
-def _find_process(h: Harness, function: str) -> tuple[str, int] | None:
-    """The Celery pool process whose stack has `function` (py-spy dump, read-only)."""
+def _find_process(h: Harness, source: str) -> tuple[str, int] | None:
+    """The Celery pool process with a frame of `source` on its stack (py-spy dump, which
+    only reads the process)."""
     for name in h.workers:
         for pid in h.pool_children(name):
             done = subprocess.run(
@@ -647,7 +650,7 @@ def _find_process(h: Harness, function: str) -> tuple[str, int] | None:
                 check=False,
                 timeout=20,
             )
-            if f"{function} " in done.stdout:
+            if f"({source}:" in done.stdout:
                 return name, pid
     return None
 
