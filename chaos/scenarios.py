@@ -13,7 +13,6 @@ the oracle judge it; its figures go beside their targets (bench/report.py).
 
 from __future__ import annotations
 
-import random
 import subprocess
 import threading
 import time
@@ -137,11 +136,12 @@ def during(api: Api, start: float, end: float, kind: str | None = None) -> list[
 # --- a: worker SIGKILL storm -----------------------------------------------------------------
 
 
-def kills(ctx: Context, *, creates: int = 16, kills: int = 10, every: float = 1.5) -> Scenario:
-    """`creates` creates sent at 2/s while the Celery workers are SIGKILLed every `every`
-    seconds, `kills` times: mostly one pool process (its master forks another; the task it ran
-    is redelivered), every third time the whole worker (master and pool; what it held stays
-    unacknowledged in the broker), started again at once as a supervisor would."""
+def kills(ctx: Context, *, creates: int = 20, kills: int = 12, every: float = 1.0) -> Scenario:
+    """`creates` creates spread over the storm while the Celery workers of the Procfile are
+    SIGKILLed in turn every `every` seconds, `kills` times: twice one pool process (its master
+    forks another; the task it ran is redelivered), every third time the whole worker (master
+    and pool: what it had reserved stays unacknowledged in the broker), started again at once as
+    a supervisor would."""
     h = ctx.harness
     scenario = Scenario("chaos-a-kills", f"a. worker SIGKILL storm during {creates} creates")
     say(f"== {scenario.title}")
@@ -151,15 +151,15 @@ def kills(ctx: Context, *, creates: int = 16, kills: int = 10, every: float = 1.
         load = Load(
             api,
             receiver.url,
-            creates_per_second=2.0,
+            creates_per_second=creates / (kills * every),
             reads_per_second=2.0,
-            seconds=creates / 2.0 + kills * every,
+            seconds=3 * kills * every,
             max_creates=creates,
         ).start()
         done: list[str] = []
         for number in range(kills):
             time.sleep(every)
-            name = random.choice(h.workers)
+            name = h.workers[number % len(h.workers)]
             if number % 3 == 2:
                 h.kill_worker(name)
                 h.restart(name)
@@ -167,6 +167,7 @@ def kills(ctx: Context, *, creates: int = 16, kills: int = 10, every: float = 1.
             else:
                 pid = h.kill_pool_child(name)
                 done.append(f"{name} pool process {pid}")
+        wait_for(lambda: load.created >= creates, timeout=30)
         load.stop()
         storm_end = time.time()
         say(f"  {len(done)} kills in {storm_end - storm_start:.1f} s; {len(api.accepted)} accepted")
