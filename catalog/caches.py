@@ -33,6 +33,7 @@ from django.core.cache.backends.filebased import FileBasedCache
 from prometheus_client import Counter
 
 from catalog.errors import CacheKeyNotFound, CacheNotFound
+from novitai.outages import cache_guard
 
 T = TypeVar("T")
 
@@ -186,17 +187,25 @@ class NamedCache:
         return _KeyCounters(cache)
 
     def _count(self, counter: str) -> None:
-        self._counters.incr(counter)
+        # Statistics are not worth a failed request: lost while the cache is unreachable.
+        cache_guard("cache_stats", lambda: self._counters.incr(counter), None, cache=self.backend)
+
+    def _guard(self, call: Callable[[], T], fallback: T) -> T:
+        """A lookup or a store; while the cache is unreachable a miss, or a store not made
+        (novitai/outages.py): the caller computes what it would have read. The operator's
+        calls (stats, clear, delete) are not guarded: the API answers 503 for them."""
+        return cache_guard(self.name, call, fallback, cache=self.backend)
 
     def get(self, key: str, default: Any = None, *, now: float | None = None) -> Any:
         now = time.time() if now is None else now
-        raw = self.backend.get(key)
+        backend = self.backend
+        raw = self._guard(lambda: backend.get(key), None)
         if isinstance(raw, tuple) and len(raw) == 3 and raw[0] == _MARK:
             _, value, expires_at = raw
             if expires_at is None or now < expires_at:
                 return self._hit(value)
             self._count("expired")
-            self.backend.delete(key)
+            self._guard(lambda: backend.delete(key), False)
         elif raw is not None:  # written by code that does not go through NamedCache
             return self._hit(raw)
         self._count("misses")
@@ -213,7 +222,8 @@ class NamedCache:
         now = time.time() if now is None else now
         expires_at = None if ttl is None else now + ttl
         timeout = None if ttl is None else math.ceil(ttl) + _EXPIRED_GRACE_SECONDS
-        self.backend.set(key, (_MARK, value, expires_at), timeout=timeout)
+        backend = self.backend
+        self._guard(lambda: backend.set(key, (_MARK, value, expires_at), timeout=timeout), None)
         self._count("sets")
 
     def get_or_set(

@@ -29,6 +29,7 @@ from catalog.models import BillingMode, Product, Region
 from catalog.services import catalog_ensure_fresh, catalog_snapshot
 from novitai.errors import ValidationFailed
 from novitai.novita.types import PRICE_UNITS_PER_USD, price_to_usd
+from novitai.outages import cache_guard
 
 MAX_GPU_NUM = 8
 # Ties on price: more inventory first.
@@ -54,11 +55,16 @@ def _per_version(name: str, build: Callable[[], T]) -> T:
     spares it the queries."""
     key = f"rows:{name}:v{catalog_snapshot().version}"
     cache = caches["catalog"]
-    stored = cache.get(key)
+    stored = cache_guard("catalog_rows", lambda: cache.get(key), None, cache=cache)
     if isinstance(stored, tuple) and len(stored) == 1:  # wrapped: a falsy value still hits
         return stored[0]
     value = build()
-    cache.set(key, (value,), settings.CATALOG_SYNC_INTERVAL_SECONDS)
+    cache_guard(
+        "catalog_rows",
+        lambda: cache.set(key, (value,), settings.CATALOG_SYNC_INTERVAL_SECONDS),
+        None,
+        cache=cache,
+    )
     return value
 
 

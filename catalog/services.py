@@ -33,6 +33,7 @@ from catalog.models import INVENTORY_STATES, CatalogState, Product, Region, Temp
 from novitai.errors import UpstreamUnavailable
 from novitai.novita import errors as novita_errors
 from novitai.novita import types as novita
+from novitai.outages import cache_guard
 
 logger = logging.getLogger(__name__)
 
@@ -113,19 +114,31 @@ def catalog_snapshot() -> CatalogSnapshot:
     if pinned is not None:
         return pinned
     cache = caches["catalog"]
-    snapshot = cache.get(SNAPSHOT_KEY)
+    # Without the cache (Redis down) every read is the query it saves.
+    snapshot = cache_guard("catalog_snapshot", lambda: cache.get(SNAPSHOT_KEY), None, cache=cache)
     if isinstance(snapshot, CatalogSnapshot):
         return snapshot
     state = catalog_state()
     snapshot = CatalogSnapshot(version=state.version, last_success_at=state.last_success_at)
-    cache.set(SNAPSHOT_KEY, snapshot, SNAPSHOT_TTL_SECONDS)
+    cache_guard(
+        "catalog_snapshot",
+        lambda: cache.set(SNAPSHOT_KEY, snapshot, SNAPSHOT_TTL_SECONDS),
+        None,
+        cache=cache,
+    )
     return snapshot
 
 
+def _snapshot_delete() -> None:
+    """A delete lost to an outage costs at most the snapshot's short TTL of staleness."""
+    cache = caches["catalog"]
+    cache_guard("catalog_snapshot", lambda: cache.delete(SNAPSHOT_KEY), None, cache=cache)
+
+
 def _snapshot_invalidate() -> None:
-    caches["catalog"].delete(SNAPSHOT_KEY)
+    _snapshot_delete()
     # A reader between this delete and the commit would cache the old row again.
-    transaction.on_commit(lambda: caches["catalog"].delete(SNAPSHOT_KEY), robust=True)
+    transaction.on_commit(_snapshot_delete, robust=True)
 
 
 def _version_bump() -> None:

@@ -1,7 +1,8 @@
 """The monitoring pass: one listing of Novita's instances advances every instance we watch.
 
-    instances.monitor (beat, every MONITOR_INTERVAL_SECONDS; one pass at a time by a cache lock
-    with a TTL — and safe if two run anyway: every change is a conditional UPDATE)
+    instances.monitor (beat, every MONITOR_INTERVAL_SECONDS; one pass at a time by a lock that
+    dies with its holder, novitai/locks.py — a killed pass delays the next by no more than the
+    next tick — and safe if two run anyway: every change is a conditional UPDATE)
 
 1. List Novita's instances, every page (upstream calls grow with pages, not with instances).
 2. Read every watched row at once (one query): in transit, ready/stopped (drift), terminating,
@@ -28,7 +29,6 @@ from __future__ import annotations
 import functools
 import logging
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -63,15 +63,17 @@ from instances.services import (
 )
 from jobs.models import JobStatus
 from novitai.errors import Conflict
+from novitai.locks import held_lock
 from novitai.novita import errors as novita
 from novitai.novita.client import NovitaClient, get_client
 from novitai.novita.types import Instance as Upstream
 from novitai.novita.types import InstanceStatus as U
+from novitai.outages import cache_guard
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-LOCK_KEY = "instances:monitor:lock"
+LOCK_NAME = "instances.monitor"
 AGAIN_KEY = "instances:monitor:again"
 PASSES_KEY = "instances:monitor:passes"
 ORPHAN_KEY = "instances:orphan:{}"
@@ -140,32 +142,41 @@ class PassReport:
 def monitor_pass(*, client: NovitaClient | None = None) -> PassReport:
     """One pass, unless another holds the lock (then an empty, skipped report, and the pass
     that holds it is asked to go again: see `again`)."""
-    token = uuid.uuid4().hex
-    if not cache.add(LOCK_KEY, token, timeout=settings.MONITOR_LOCK_SECONDS):
-        cache.set(AGAIN_KEY, True, timeout=max(2 * settings.MONITOR_INTERVAL_SECONDS, 1))
-        return PassReport(skipped=True)
-    cache.delete(AGAIN_KEY)
-    try:
+    with held_lock(LOCK_NAME) as held:
+        if not held:
+            _noted("monitor_again", lambda: cache.set(AGAIN_KEY, True, timeout=_again_ttl()))
+            return PassReport(skipped=True)
+        _noted("monitor_again", lambda: cache.delete(AGAIN_KEY))
         report = Monitor(client or get_client()).run()
-    finally:
-        if cache.get(LOCK_KEY) == token:
-            cache.delete(LOCK_KEY)
     # A tick that came while this pass ran was skipped: rather than wait for the next tick
     # (up to one interval more of notification lag), the caller runs the next pass now.
-    report.again = bool(cache.get(AGAIN_KEY))
+    again = cache_guard("monitor_again", lambda: cache.get(AGAIN_KEY), None, cache=cache)
+    report.again = bool(again)
     return report
 
 
+def _again_ttl() -> float:
+    return max(2 * settings.MONITOR_INTERVAL_SECONDS, 1)
+
+
+def _noted(operation: str, call: Callable[[], object]) -> None:
+    """Bookkeeping in the cache that a pass can do without (Redis down): not made."""
+    cache_guard(operation, call, None, cache=cache)
+
+
 def monitor_passes_count() -> int:
-    return int(cache.get(PASSES_KEY) or 0)
+    return int(cache_guard("monitor_passes", lambda: cache.get(PASSES_KEY), None, cache=cache) or 0)
 
 
 def _count_pass() -> None:
-    if not cache.add(PASSES_KEY, 1, timeout=None):
-        try:
-            cache.incr(PASSES_KEY)
-        except ValueError:
-            cache.set(PASSES_KEY, 1, timeout=None)
+    def count() -> None:
+        if not cache.add(PASSES_KEY, 1, timeout=None):
+            try:
+                cache.incr(PASSES_KEY)
+            except ValueError:
+                cache.set(PASSES_KEY, 1, timeout=None)
+
+    _noted("monitor_passes", count)
 
 
 def endpoints_of(upstream: Upstream, previous: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -850,8 +861,17 @@ class Monitor:
     def orphan(self, item: Upstream, *, owner: str | None) -> None:
         key = ORPHAN_KEY.format(item.id)
         first_seen = time.time()
-        if not cache.add(key, first_seen, timeout=settings.ORPHAN_GRACE_SECONDS * 3 + 60):
-            first_seen = float(cache.get(key) or first_seen)
+        # Without the cache (Redis down) every orphan is seen for the first time: none is
+        # deleted before the cache answers again and its grace has run out there.
+        if not cache_guard(
+            "orphan_seen",
+            lambda: cache.add(key, first_seen, timeout=settings.ORPHAN_GRACE_SECONDS * 3 + 60),
+            True,
+            cache=cache,
+        ):
+            first_seen = float(
+                cache_guard("orphan_seen", lambda: cache.get(key), None, cache=cache) or first_seen
+            )
         age = time.time() - first_seen
         if age < settings.ORPHAN_GRACE_SECONDS:
             logger.info("orphan candidate %s (%s), seen %.0fs ago", item.id, item.name, age)

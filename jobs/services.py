@@ -32,6 +32,7 @@ from django.utils import timezone
 from jobs.metrics import job_outcome_count
 from jobs.models import ACTIVE_JOB_STATUSES, Job, JobStatus
 from novitai.errors import Conflict
+from novitai.outages import broker_guard
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -51,21 +52,27 @@ def job_retry_hook_register(*, task_name: str, hook: RetryHook) -> None:
     _retry_hooks[task_name] = hook
 
 
-def job_enqueue(*, job_id: uuid.UUID | str, task_name: str, countdown: float = 0.0) -> None:
-    """Wakes a worker up for the job. Losing this message delays the job; the sweeper re-sends."""
+def job_enqueue(*, job_id: uuid.UUID | str, task_name: str, countdown: float = 0.0) -> bool:
+    """Wakes a worker up for the job; False when the broker did not take the message (Redis
+    down: counted and logged once by novitai/outages.py). Losing it delays the job; the sweeper
+    re-sends."""
     from novitai.celery import app
 
     options: dict[str, Any] = {}
     if countdown > 0:
         options["countdown"] = min(countdown, MAX_COUNTDOWN_SECONDS)
-    app.send_task(task_name, args=[str(job_id)], **options)
+    return broker_guard("job", lambda: app.send_task(task_name, args=[str(job_id)], **options))
 
 
 def _enqueue_on_commit(job: Job, countdown: float = 0.0) -> None:
     job_id, task_name = job.pk, job.task_name
-    transaction.on_commit(
-        lambda: job_enqueue(job_id=job_id, task_name=task_name, countdown=countdown), robust=True
-    )
+
+    def enqueue() -> None:
+        if not job_enqueue(job_id=job_id, task_name=task_name, countdown=countdown):
+            # Not sent: due for the next sweep rather than after JOB_REDISPATCH_SECONDS.
+            Job.objects.filter(pk=job_id, status=JobStatus.PENDING).update(dispatched_at=None)
+
+    transaction.on_commit(enqueue, robust=True)
 
 
 def job_create(
@@ -353,11 +360,8 @@ def jobs_sweep(*, limit: int = 500) -> int:
             return 0
         ids = [pk for pk, _ in rows]
         Job.objects.filter(pk__in=ids).filter(not_recently_sent).update(dispatched_at=now)
-    for pk, task_name in rows:
-        try:
-            job_enqueue(job_id=pk, task_name=task_name)
-        except Exception:  # the broker is down: the next sweep sends it again
-            logger.warning("jobs sweep could not send %s for job %s", task_name, pk, exc_info=True)
-            Job.objects.filter(pk=pk, dispatched_at=now).update(dispatched_at=None)
-    logger.info("jobs sweep re-sent %d job(s)", len(rows))
-    return len(rows)
+    unsent = [pk for pk, task_name in rows if not job_enqueue(job_id=pk, task_name=task_name)]
+    if unsent:  # the broker is down: the next sweep sends them again
+        Job.objects.filter(pk__in=unsent, dispatched_at=now).update(dispatched_at=None)
+    logger.info("jobs sweep re-sent %d job(s)", len(rows) - len(unsent))
+    return len(rows) - len(unsent)

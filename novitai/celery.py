@@ -85,10 +85,16 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     interval = settings.WORKER_HEARTBEAT_SECONDS
 
     def beat() -> None:
+        from django.core.cache import cache
+
+        from novitai.outages import cache_guard
+
         while True:
-            try:
-                write_worker_heartbeat(hostname)
-            except Exception:  # a cache outage must not kill the worker
+            try:  # a cache outage is counted and logged once (outages.py); it never kills this
+                cache_guard(
+                    "worker_heartbeat", lambda: write_worker_heartbeat(hostname), None, cache=cache
+                )
+            except Exception:
                 logger.warning("worker heartbeat could not be written", exc_info=True)
             time.sleep(interval)
 

@@ -4,6 +4,10 @@
 
 Domain code raises `ServiceError` subclasses; DRF raises its own exceptions; Django produces
 404s and 500s outside DRF. All of them end up here.
+
+A dependency that cannot be reached — the database, or a cache or broker error that escaped
+novitai/outages.py — is not a bug: it answers 503 `service_unavailable` with Retry-After
+(SERVICE_UNAVAILABLE_RETRY_AFTER_SECONDS), logged once as a warning, never a 500.
 """
 
 from __future__ import annotations
@@ -14,7 +18,11 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, JsonResponse
+from django.db import InterfaceError, OperationalError
+from django.http import Http404, HttpResponseBase, JsonResponse
+from django_redis.exceptions import ConnectionInterrupted
+from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import RedisError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
@@ -113,6 +121,44 @@ _DRF_MESSAGES = {
 }
 
 
+_UNAVAILABLE_MESSAGES = {
+    "database": "The database cannot be reached right now; try again shortly.",
+    "cache": "The cache cannot be reached right now; try again shortly.",
+    "broker": "The message broker cannot be reached right now; try again shortly.",
+}
+
+
+def unavailable_dependency(exc: BaseException) -> str | None:
+    """ "database", "cache" or "broker" when `exc` says that one cannot be reached; else None."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return "database"
+    if isinstance(exc, RedisError | ConnectionInterrupted):
+        return "cache"
+    if isinstance(exc, BrokerError):
+        return "broker"
+    return None
+
+
+def unavailable_logged(response: HttpResponseBase, dependency: str, exc: BaseException) -> None:
+    """The one log line of a 503 for an unreachable dependency (Django's own error line for a
+    5xx, with its traceback, is not wanted: this is not a bug)."""
+    logger.warning(
+        "%s unavailable: answered 503 (%s: %s)",
+        dependency,
+        type(exc).__name__,
+        str(exc).strip().splitlines()[0] if str(exc).strip() else "",
+        extra={"dependency": dependency},
+    )
+    response["Retry-After"] = str(settings.SERVICE_UNAVAILABLE_RETRY_AFTER_SECONDS)
+    response._has_been_logged = True  # type: ignore[attr-defined]  # django.utils.log
+
+
+def unavailable_response(dependency: str, exc: BaseException) -> JsonResponse:
+    response = error_response(503, "service_unavailable", _UNAVAILABLE_MESSAGES[dependency])
+    unavailable_logged(response, dependency, exc)
+    return response
+
+
 def _drf_code(exc: exceptions.APIException) -> str:
     for cls in type(exc).__mro__:
         if cls in _DRF_CODES:
@@ -127,6 +173,16 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+
+    dependency = unavailable_dependency(exc)
+    if dependency is not None:
+        set_rollback()
+        response = Response(
+            error_body("service_unavailable", _UNAVAILABLE_MESSAGES[dependency]),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+        unavailable_logged(response, dependency, exc)
+        return response
 
     if isinstance(exc, ServiceError):
         set_rollback()

@@ -125,6 +125,8 @@ def live(request: HttpRequest) -> JsonResponse:
 @require_GET
 def ready(request: HttpRequest) -> JsonResponse:
     ok, body = readiness()
+    response = JsonResponse(body, status=200 if ok else 503)
     if not ok:
         logger.warning("readiness check failed: %s", body)
-    return JsonResponse(body, status=200 if ok else 503)
+        response._has_been_logged = True  # type: ignore[attr-defined]  # that line is enough
+    return response

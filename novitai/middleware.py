@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import uuid
 from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from novitai.errors import error_response
+from novitai.errors import (
+    error_response,
+    unavailable_dependency,
+    unavailable_logged,
+    unavailable_response,
+)
 from novitai.logging import set_request_id
 
 logger = logging.getLogger(__name__)
@@ -26,6 +32,7 @@ _STATUS_CODES = {
     405: ("method_not_allowed", "Method not allowed."),
     413: ("request_too_large", "The request body is too large."),
     415: ("unsupported_media_type", "Unsupported media type."),
+    503: ("service_unavailable", "The service is unavailable right now; try again shortly."),
 }
 
 
@@ -78,8 +85,36 @@ class ApiErrorEnvelopeMiddleware:
         return replacement
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        dependency = unavailable_dependency(exception)
+        if dependency is not None:
+            return unavailable(request, dependency, exception)
         if not is_api_path(request.path):
             return None
         logger.exception("unhandled error under /api/")
         details = {"exception": repr(exception)} if settings.DEBUG else {}
         return error_response(500, "internal_error", "An unexpected error occurred.", details)
+
+
+def unavailable(request: HttpRequest, dependency: str, exception: BaseException) -> HttpResponse:
+    """503 for an unreachable dependency: the envelope under /api/, plain text elsewhere."""
+    if is_api_path(request.path):
+        return unavailable_response(dependency, exception)
+    response = HttpResponse(
+        f"Service unavailable: the {dependency} cannot be reached right now; try again shortly.\n",
+        status=503,
+        content_type="text/plain; charset=utf-8",
+    )
+    unavailable_logged(response, dependency, exception)
+    return response
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: what no view caught (a middleware's database read, say). An unreachable
+    dependency is a 503 there too; anything else is Django's 500 (the envelope under /api/)."""
+    from django.views.defaults import server_error as django_server_error
+
+    exception = sys.exc_info()[1]
+    dependency = unavailable_dependency(exception) if exception is not None else None
+    if exception is not None and dependency is not None:
+        return unavailable(request, dependency, exception)
+    return django_server_error(request)

@@ -176,6 +176,11 @@ else:
         env.str("CELERY_BROKER_URL", default="") or f"sqla+sqlite:///{VAR_DIR / 'broker.sqlite3'}"
     )
 
+# While Redis (a cache or the broker) is unreachable the API carries on without it
+# (novitai/outages.py); a process that saw it fail tries it again after this many seconds, so that
+# a Redis that hangs rather than refuses costs one socket timeout per period, not one per call.
+OUTAGE_RETRY_SECONDS = env.float("OUTAGE_RETRY_SECONDS", default=5.0)
+
 # --- Celery (see docs/reliability-notes.md §1) ----------------------------------------------
 
 CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=1800)
@@ -202,8 +207,15 @@ CELERY_TASK_ROUTES = {
     "jobs.*": {"queue": "monitor"},
     "webhooks.*": {"queue": "webhooks"},
 }
+# A publish to a Redis that stopped answering (but still accepts connections) would wait forever
+# without a socket timeout, and with it a create request; kombu's BRPOP polls every second.
+CELERY_BROKER_SOCKET_TIMEOUT = env.float("CELERY_BROKER_SOCKET_TIMEOUT", default=5.0)
 if CELERY_BROKER_URL.startswith("redis"):
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+        "socket_timeout": CELERY_BROKER_SOCKET_TIMEOUT,
+        "socket_connect_timeout": min(2.0, CELERY_BROKER_SOCKET_TIMEOUT),
+    }
     CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Periodic tasks; each is safe if run twice at once (claims rows, conditional updates).
@@ -228,6 +240,11 @@ NOVITA_MAX_RETRIES = env.int("NOVITA_MAX_RETRIES", default=3)
 NOVITA_BACKOFF_BASE = env.float("NOVITA_BACKOFF_BASE", default=0.5)
 NOVITA_BACKOFF_CAP = env.float("NOVITA_BACKOFF_CAP", default=8.0)
 NOVITA_RATE_LIMIT_PER_SECOND = env.float("NOVITA_RATE_LIMIT_PER_SECOND", default=10.0)
+# While the shared cache is unreachable (Redis down) each process keeps its own ceiling at this
+# rate (default: a quarter of the shared one), so that an outage never means unlimited calls.
+NOVITA_RATE_LIMIT_LOCAL_PER_SECOND = env.float(
+    "NOVITA_RATE_LIMIT_LOCAL_PER_SECOND", default=NOVITA_RATE_LIMIT_PER_SECOND / 4
+)
 NOVITA_BREAKER_FAILURE_THRESHOLD = env.int("NOVITA_BREAKER_FAILURE_THRESHOLD", default=5)
 NOVITA_BREAKER_RESET_SECONDS = env.float("NOVITA_BREAKER_RESET_SECONDS", default=30.0)
 NOVITA_LIST_PAGE_SIZE = env.int("NOVITA_LIST_PAGE_SIZE", default=100)
@@ -281,8 +298,6 @@ JOB_RETRY_BACKOFF_BASE_SECONDS = env.float("JOB_RETRY_BACKOFF_BASE_SECONDS", def
 JOB_RETRY_BACKOFF_CAP_SECONDS = env.float("JOB_RETRY_BACKOFF_CAP_SECONDS", default=120.0)
 # A due job whose task was sent but not claimed is sent again after this long (lost message).
 JOB_REDISPATCH_SECONDS = env.float("JOB_REDISPATCH_SECONDS", default=60.0)
-# The monitor pass holds a lock this long at most (a pass killed mid-way frees it by expiry).
-MONITOR_LOCK_SECONDS = env.float("MONITOR_LOCK_SECONDS", default=60.0)
 # Health checks of one pass run in a thread pool of this size.
 HEALTH_CHECK_CONCURRENCY = env.int("HEALTH_CHECK_CONCURRENCY", default=16)
 # The monitor pass writes in batches of this many rows (a transaction per batch of transitions).
@@ -338,6 +353,10 @@ CELERY_BEAT_SCHEDULE["webhooks-sweep"] = {
 # --- API ------------------------------------------------------------------------------------
 
 API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", default="1200/min")
+# Retry-After of the 503 `service_unavailable` answered while the database cannot be reached.
+SERVICE_UNAVAILABLE_RETRY_AFTER_SECONDS = env.int(
+    "SERVICE_UNAVAILABLE_RETRY_AFTER_SECONDS", default=5
+)
 API_PAGE_SIZE = env.int("API_PAGE_SIZE", default=50)
 
 REST_FRAMEWORK = {

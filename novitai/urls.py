@@ -11,6 +11,9 @@ from novitai import health, views
 from novitai.errors import error_response
 from novitai.metrics import metrics_view
 
+# An unreachable database is a 503 wherever it is met, even outside a view (novitai/middleware.py).
+handler500 = "novitai.middleware.server_error"
+
 admin.site.site_header = "novitai administration"
 admin.site.site_title = "novitai"
 admin.site.index_title = "GPU instances on Novita.ai"

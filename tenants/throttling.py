@@ -10,6 +10,7 @@ from django.core.cache import cache
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
+from novitai.outages import cache_guard
 from tenants.authentication import TenantPrincipal
 
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -24,7 +25,12 @@ def parse_rate(rate: str) -> tuple[int, int]:
 def window_hit(key: str, *, timeout: int) -> int:
     """Counts one hit on a window's counter and returns the count: one round trip with Redis
     (INCR and EXPIRE pipelined; atomic), add + incr on other caches (not atomic across
-    processes there: a little slack, no more)."""
+    processes there: a little slack, no more). While the cache is unreachable it answers 0: the
+    throttle fails open (novitai/outages.py), it never fails the request."""
+    return cache_guard("throttle", lambda: _window_hit(key, timeout=timeout), 0, cache=cache)
+
+
+def _window_hit(key: str, *, timeout: int) -> int:
     client = getattr(cache, "client", None)
     if client is not None and hasattr(client, "get_client"):  # django-redis
         full_key = cache.make_key(key)

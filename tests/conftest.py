@@ -105,3 +105,18 @@ def novita_settings(settings: Any, sandbox: SandboxControl) -> SandboxControl:
     settings.NOVITA_API_BASE_URL = sandbox.api_base
     settings.NOVITA_API_KEY = sandbox.api_key
     return sandbox
+
+
+# --- resilience: outages seen by this process ----------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _forget_outages() -> Iterator[None]:
+    """A test that took Redis down leaves no memory of it for the next (novitai/outages.py)."""
+    from novitai.novita.shared import local_cache
+    from novitai.outages import outages_forget
+
+    outages_forget()
+    local_cache().clear()
+    yield
+    outages_forget()

@@ -30,6 +30,7 @@ from standardwebhooks import Webhook
 
 from novitai.errors import Conflict
 from novitai.logging import log_context
+from novitai.outages import broker_guard
 from tenants.models import Tenant
 from tenants.services import tenant_signing_secrets, tenant_webhook_secret_rotate
 from webhooks import metrics
@@ -123,20 +124,37 @@ def webhook_events_record(*, events: Sequence[WebhookEvent]) -> list[WebhookDeli
     return deliveries
 
 
-def _enqueue_delivery(delivery_id: uuid.UUID) -> None:
-    """Wakes a worker up to deliver now (the sweeper is the guarantee)."""
+def _enqueue_delivery(delivery_id: uuid.UUID) -> bool:
+    """Wakes a worker up to deliver now (the sweeper is the guarantee). False when the broker did
+    not take the message (Redis down: counted and logged once by novitai/outages.py): the row is
+    marked not dispatched, so that the next sweep sends it again."""
     from celery import current_app
 
     task = current_app.tasks.get("webhooks.deliver")
-    if task is not None:
-        task.delay(str(delivery_id))
+    if task is None:
+        return False
+    if broker_guard("webhook", lambda: task.delay(str(delivery_id))):
+        return True
+    WebhookDelivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING).update(
+        dispatched_at=None
+    )
+    return False
+
+
+def webhook_deliveries_wake(*, delivery_ids: Sequence[uuid.UUID]) -> int:
+    """A wake-up for each delivery; returns how many were sent. The first one the broker does
+    not take stops the rest, which are marked not dispatched for the next sweep."""
+    for sent, delivery_id in enumerate(delivery_ids):
+        if _enqueue_delivery(delivery_id) is False:
+            WebhookDelivery.objects.filter(
+                pk__in=list(delivery_ids[sent + 1 :]), status=DeliveryStatus.PENDING
+            ).update(dispatched_at=None)
+            return sent
+    return len(delivery_ids)
 
 
 def _enqueue_deliveries(delivery_ids: list[uuid.UUID]) -> None:
-    """Wake-ups of many deliveries. The first failure (the broker is down) stops the rest: each
-    row's `dispatched_at` lets the sweeper send it again after REDISPATCH_AFTER."""
-    for delivery_id in delivery_ids:
-        _enqueue_delivery(delivery_id)
+    webhook_deliveries_wake(delivery_ids=delivery_ids)
 
 
 # --- signing ----------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import uuid
 
 from celery import shared_task
 
-from webhooks.services import webhook_deliver, webhook_sweep
+from webhooks.services import webhook_deliver, webhook_deliveries_wake, webhook_sweep
 
 logger = logging.getLogger(__name__)
 
@@ -27,9 +27,7 @@ def deliver(delivery_id: str) -> None:
 def sweep() -> int:
     """Sends a wake-up for every due delivery that has none outstanding (beat, every few
     seconds). Returns how many were sent."""
-    ids = webhook_sweep()
-    for pk in ids:
-        deliver.delay(str(pk))
-    if ids:
-        logger.info("webhooks.sweep dispatched %d due deliveries", len(ids))
-    return len(ids)
+    sent = webhook_deliveries_wake(delivery_ids=webhook_sweep())
+    if sent:
+        logger.info("webhooks.sweep dispatched %d due deliveries", sent)
+    return sent

@@ -15,6 +15,10 @@ and `breaker:probe` (the probe lock, with a TTL so that a probe that died frees 
 In embedded mode (file cache) the counter's increments can race and lose one, so the breaker may
 open a failure or two late; the probe lock can, rarely, let two probes through. Neither costs
 more than a request.
+
+While the shared cache is unreachable (Redis down) each process keeps these keys in a cache of its
+own (shared.guarded): the breaker goes on working per process, opening after `failure_threshold`
+failures of that process, until Redis answers again.
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 
+from django.core.cache.backends.base import BaseCache
+
 from novitai.novita.errors import CircuitOpen
-from novitai.novita.shared import KEY_PREFIX, guarded, incr_with_ttl, novita_cache
+from novitai.novita.shared import KEY_PREFIX, guarded, incr_with_ttl
 
 logger = logging.getLogger("novitai.novita")
 
@@ -78,7 +84,10 @@ class CircuitBreaker:
         self.probe_ttl = probe_ttl
 
     def snapshot(self) -> BreakerSnapshot:
-        values = novita_cache().get_many([OPENED_KEY, FAILURES_KEY])
+        return guarded("breaker read", self._snapshot)
+
+    def _snapshot(self, cache: BaseCache) -> BreakerSnapshot:
+        values = cache.get_many([OPENED_KEY, FAILURES_KEY])
         opened_at = values.get(OPENED_KEY)
         failures = int(values.get(FAILURES_KEY) or 0)
         if opened_at is None:
@@ -90,9 +99,9 @@ class CircuitBreaker:
 
     def before_call(self, endpoint: str = "") -> Ticket:
         """Raise CircuitOpen, or grant the call (one cache read when closed)."""
-        snap = guarded("breaker read", self.snapshot, None)
-        if snap is None or snap.state is BreakerState.CLOSED:
-            return Ticket(probe=False, failures_seen=bool(snap and snap.consecutive_failures))
+        snap = self.snapshot()
+        if snap.state is BreakerState.CLOSED:
+            return Ticket(probe=False, failures_seen=bool(snap.consecutive_failures))
         if snap.state is BreakerState.OPEN:
             raise CircuitOpen(
                 f"Novita circuit breaker is open after {snap.consecutive_failures} consecutive "
@@ -100,7 +109,7 @@ class CircuitBreaker:
                 retry_after=snap.seconds_until_probe,
                 endpoint=endpoint,
             )
-        if not guarded("breaker probe lock", self._take_probe, True):
+        if not guarded("breaker probe lock", self._take_probe):
             raise CircuitOpen(
                 "Novita circuit breaker is half-open and its probe is in flight",
                 retry_after=min(self.probe_ttl, self.reset_seconds),
@@ -109,33 +118,30 @@ class CircuitBreaker:
         logger.warning("novita circuit breaker half-open: letting one probe through (%s)", endpoint)
         return Ticket(probe=True, failures_seen=True)
 
-    def _take_probe(self) -> bool:
-        return bool(novita_cache().add(PROBE_KEY, time.time(), self.probe_ttl))
+    def _take_probe(self, cache: BaseCache) -> bool:
+        return bool(cache.add(PROBE_KEY, time.time(), self.probe_ttl))
 
     def record_success(self, ticket: Ticket) -> None:
         if ticket.probe:
             guarded(
                 "breaker close",
-                lambda: novita_cache().delete_many([OPENED_KEY, FAILURES_KEY, PROBE_KEY]),
-                None,
+                lambda cache: cache.delete_many([OPENED_KEY, FAILURES_KEY, PROBE_KEY]),
             )
             logger.warning("novita circuit breaker closed: the probe succeeded")
         elif ticket.failures_seen:
-            guarded("breaker reset", lambda: novita_cache().delete(FAILURES_KEY), None)
+            guarded("breaker reset", lambda cache: cache.delete(FAILURES_KEY))
 
     def record_failure(self, ticket: Ticket, cause: str) -> None:
-        cache = novita_cache()
         if ticket.probe:
-            guarded("breaker reopen", lambda: self._reopen(), None)
+            guarded("breaker reopen", self._reopen)
             logger.warning("novita circuit breaker reopened: the probe failed (%s)", cause)
             return
         failures = guarded(
             "breaker count",
-            lambda: incr_with_ttl(cache, FAILURES_KEY, FAILURE_WINDOW_SECONDS),
-            0,
+            lambda cache: incr_with_ttl(cache, FAILURES_KEY, FAILURE_WINDOW_SECONDS),
         )
         if failures >= self.failure_threshold and guarded(
-            "breaker open", lambda: bool(cache.add(OPENED_KEY, time.time(), None)), False
+            "breaker open", lambda cache: bool(cache.add(OPENED_KEY, time.time(), None))
         ):
             logger.warning(
                 "novita circuit breaker opened after %d consecutive failures (last: %s); "
@@ -145,12 +151,11 @@ class CircuitBreaker:
                 self.reset_seconds,
             )
 
-    def _reopen(self) -> None:
-        cache = novita_cache()
+    def _reopen(self, cache: BaseCache) -> None:
         cache.set(OPENED_KEY, time.time(), None)
         cache.delete(PROBE_KEY)
 
     def release(self, ticket: Ticket) -> None:
         """The granted call was never sent (throttled locally): free the probe lock."""
         if ticket.probe:
-            guarded("breaker release", lambda: novita_cache().delete(PROBE_KEY), None)
+            guarded("breaker release", lambda cache: cache.delete(PROBE_KEY))

@@ -27,6 +27,8 @@ class NovitaConfig:
     backoff_base: float = 0.5
     backoff_cap: float = 8.0
     rate_limit_per_second: float = 10.0
+    # Per process, while the shared cache is unreachable (ratelimit.py); None: a quarter.
+    rate_limit_local_per_second: float | None = None
     breaker_failure_threshold: int = 5
     breaker_reset_seconds: float = 30.0
     list_page_size: int = 100
@@ -45,6 +47,7 @@ class NovitaConfig:
             backoff_base=settings.NOVITA_BACKOFF_BASE,
             backoff_cap=settings.NOVITA_BACKOFF_CAP,
             rate_limit_per_second=settings.NOVITA_RATE_LIMIT_PER_SECOND,
+            rate_limit_local_per_second=settings.NOVITA_RATE_LIMIT_LOCAL_PER_SECOND,
             breaker_failure_threshold=settings.NOVITA_BREAKER_FAILURE_THRESHOLD,
             breaker_reset_seconds=settings.NOVITA_BREAKER_RESET_SECONDS,
             list_page_size=settings.NOVITA_LIST_PAGE_SIZE,
@@ -59,4 +62,8 @@ class NovitaConfig:
         )
 
     def rate_limiter(self) -> RateLimiter:
-        return RateLimiter(per_second=self.rate_limit_per_second, max_wait=self.rate_limit_max_wait)
+        return RateLimiter(
+            per_second=self.rate_limit_per_second,
+            max_wait=self.rate_limit_max_wait,
+            local_per_second=self.rate_limit_local_per_second,
+        )

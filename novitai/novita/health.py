@@ -14,7 +14,7 @@ from typing import Any
 
 from novitai.novita.client import get_client
 from novitai.novita.errors import CircuitOpen, NovitaError, RateLimited, Unavailable
-from novitai.novita.shared import KEY_PREFIX, novita_cache
+from novitai.novita.shared import KEY_PREFIX, guarded
 
 HEALTH_CACHE_SECONDS = 15
 HEALTH_KEY = f"{KEY_PREFIX}health:reachability"
@@ -23,7 +23,7 @@ HEALTH_KEY = f"{KEY_PREFIX}health:reachability"
 def novita_health() -> dict[str, Any]:
     client = get_client()
     breaker = client.breaker_snapshot().as_dict()
-    reach: dict[str, Any] | None = novita_cache().get(HEALTH_KEY)
+    reach: dict[str, Any] | None = guarded("health", lambda cache: cache.get(HEALTH_KEY))
     if reach is None:
         if breaker["state"] == "open":
             reach = {"reachable": None, "error": "not probed: the circuit breaker is open"}
@@ -39,7 +39,8 @@ def novita_health() -> dict[str, Any]:
             else:
                 reach = {"reachable": True, "latency_ms": round(latency * 1000, 1)}
             reach["checked_at"] = round(time.time(), 3)
-            novita_cache().set(HEALTH_KEY, reach, HEALTH_CACHE_SECONDS)
+            stored = reach
+            guarded("health", lambda cache: cache.set(HEALTH_KEY, stored, HEALTH_CACHE_SECONDS))
             breaker = client.breaker_snapshot().as_dict()  # the ping may have moved it
     result = {"base_url": client.config.base_url, "breaker": breaker, **reach}
     if breaker["state"] == "open" or reach["reachable"] is False:

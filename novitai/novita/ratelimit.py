@@ -14,6 +14,11 @@ With Redis the counter is exact. In embedded mode (file cache) `incr` is get-the
 processes taking a slot at the same instant may both get it: the ceiling is approximate there,
 exceeded by at most the number of processes racing inside one window. That is acceptable for
 the single machine embedded mode runs on; Novita's own 429 is the backstop.
+
+While the shared cache is unreachable (Redis down) each process keeps its own counter and pause
+(shared.guarded) at `local_per_second` (NOVITA_RATE_LIMIT_LOCAL_PER_SECOND, by default a quarter
+of the shared rate): the processes together may then exceed the ceiling a little, but never
+send without limit, and a 429's Retry-After still holds back the process that received it.
 """
 
 from __future__ import annotations
@@ -23,8 +28,10 @@ import random
 import time
 from collections.abc import Callable
 
+from django.core.cache.backends.base import BaseCache
+
 from novitai.novita.errors import RateLimited
-from novitai.novita.shared import KEY_PREFIX, guarded, incr_with_ttl, novita_cache
+from novitai.novita.shared import KEY_PREFIX, guarded, incr_with_ttl, is_local
 
 SLOT_KEY = f"{KEY_PREFIX}ratelimit:window"
 PAUSE_KEY = f"{KEY_PREFIX}ratelimit:pause_until"
@@ -37,12 +44,16 @@ class RateLimiter:
         *,
         per_second: float,
         max_wait: float,
+        local_per_second: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.enabled = per_second > 0
         self.window = max(1.0, 1.0 / per_second) if self.enabled else 1.0
         self.slots = max(1, math.floor(per_second * self.window)) if self.enabled else 0
+        local = per_second / 4 if local_per_second is None else min(local_per_second, per_second)
+        # Slots of one window for this process alone (the shared cache unreachable); at least one.
+        self.local_slots = max(1, math.floor(local * self.window)) if self.enabled else 0
         self.max_wait = max_wait
         self._sleep = sleep
         self._clock = clock  # wall clock: windows are shared with other processes
@@ -54,7 +65,7 @@ class RateLimiter:
         limit = self.max_wait if max_wait is None else max_wait
         started = self._clock()
         while True:
-            wait = guarded("rate limit", self._try_take, 0.0)
+            wait = guarded("rate limit", self._try_take)
             waited = self._clock() - started
             if wait <= 0:
                 return waited
@@ -66,16 +77,16 @@ class RateLimiter:
                 )
             self._sleep(wait)
 
-    def _try_take(self) -> float:
+    def _try_take(self, cache: BaseCache) -> float:
         """0 when a slot was taken, else the seconds to wait before trying again."""
-        cache = novita_cache()
         now = self._clock()
         pause_until = cache.get(PAUSE_KEY)
         if pause_until is not None and float(pause_until) > now:
             return float(pause_until) - now
         window = math.floor(now / self.window)
         key = f"{SLOT_KEY}:{window % SLOT_KEYS}"
-        if incr_with_ttl(cache, key, 2 * self.window) <= self.slots:
+        slots = self.local_slots if is_local(cache) else self.slots
+        if incr_with_ttl(cache, key, 2 * self.window) <= slots:
             return 0.0
         # Spread the waiters over the first tenth of the next window.
         return (window + 1) * self.window - now + random.uniform(0, self.window / 10)
@@ -85,11 +96,10 @@ class RateLimiter:
         if seconds <= 0:
             return
 
-        def store() -> None:
-            cache = novita_cache()
+        def store(cache: BaseCache) -> None:
             until = self._clock() + seconds
             current = cache.get(PAUSE_KEY)
             if current is None or float(current) < until:
                 cache.set(PAUSE_KEY, until, seconds + 1)
 
-        guarded("rate limit pause", store, None)
+        guarded("rate limit pause", store)

@@ -7,7 +7,10 @@ processes racing can lose an increment. What that costs is said where it matters
 ratelimit.py): a little slack in a limit, never a wrong answer about Novita.
 
 A cache that fails (Redis down) must not stop every call to Novita, nor turn into an exception
-outside the NovitaError hierarchy: the guards here log and fall back to "allow".
+outside the NovitaError hierarchy, nor lift every limit: `guarded` runs the operation on a cache of
+this process alone while the shared one fails (logged once and counted by novitai/outages.py), so
+the breaker and the rate ceiling go on per process (the ceiling at its local rate, see
+ratelimit.py) until Redis answers again.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from typing import TypeVar
 
 from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
+from django.core.cache.backends.locmem import LocMemCache
+
+from novitai.outages import cache_guard_or
 
 logger = logging.getLogger("novitai.novita")
 
@@ -52,12 +58,27 @@ def incr_with_ttl(cache: BaseCache, key: str, ttl: float) -> int:
         return int(cache.incr(key))
 
 
-def guarded(what: str, operation: Callable[[], T], fallback: T) -> T:
-    """Run a cache operation; on a cache failure log it and return `fallback`."""
-    try:
-        return operation()
-    except Exception:  # the cache backend's own errors (redis, OSError) are not ours to type
-        logger.warning(
-            "novita %s: the novita cache failed; carrying on without it", what, exc_info=True
-        )
-        return fallback
+# Novita's shared state while the "novita" cache is unreachable: this process's own (LocMemCache
+# is thread-safe, and its instances of one name share their storage).
+_LOCAL = LocMemCache("novitai-novita-local", {"TIMEOUT": None, "OPTIONS": {"MAX_ENTRIES": 1000}})
+
+
+def local_cache() -> BaseCache:
+    return _LOCAL
+
+
+def is_local(cache: BaseCache) -> bool:
+    return cache is _LOCAL
+
+
+def guarded(what: str, operation: Callable[[BaseCache], T]) -> T:
+    """`operation` on the shared cache; while that fails, on this process's own. Any error of
+    the shared cache counts (its backend's own errors are not ours to type)."""
+    shared = novita_cache()
+    return cache_guard_or(
+        f"novita_{what.replace(' ', '_')}",
+        lambda: operation(shared),
+        lambda: operation(_LOCAL),
+        cache=shared,
+        errors=(Exception,),
+    )

@@ -419,26 +419,25 @@ def test_the_pass_lists_pages_and_gets_nothing(
 
 
 def test_a_pass_holding_the_lock_keeps_others_out() -> None:
-    from django.core.cache import cache
+    from instances.monitoring import LOCK_NAME, monitor_pass
+    from novitai.locks import held_lock
 
-    from instances.monitoring import LOCK_KEY, monitor_pass
-
-    cache.set(LOCK_KEY, "someone", timeout=30)
-    assert monitor_pass().skipped is True
-    assert cache.get(LOCK_KEY) == "someone"
+    with held_lock(LOCK_NAME) as held:
+        assert held is True
+        assert monitor_pass().skipped is True
+    with held_lock(LOCK_NAME) as held:
+        assert held is True  # the skipped pass took nothing
 
 
 def test_a_tick_skipped_during_a_pass_makes_it_go_again(catalog: SandboxControl) -> None:
     """The beat's tick that found the lock taken is not lost: the pass holding the lock says to
     run the next pass at once instead of waiting one more interval."""
-    from django.core.cache import cache
-
-    from instances.monitoring import LOCK_KEY, monitor_pass
+    from instances.monitoring import LOCK_NAME, monitor_pass
+    from novitai.locks import held_lock
 
     assert monitor_pass().again is False
-    cache.set(LOCK_KEY, "a pass in progress", timeout=30)
-    assert monitor_pass().skipped is True  # this tick is skipped ...
-    cache.delete(LOCK_KEY)
+    with held_lock(LOCK_NAME):
+        assert monitor_pass().skipped is True  # this tick is skipped ...
 
     class Slow:
         """The client of a pass during which one more tick arrives (and is skipped)."""
