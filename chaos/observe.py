@@ -109,6 +109,21 @@ def settle(
         time.sleep(2.0)
 
 
+def create_to_ready(ids: list[str]) -> list[float]:
+    """Seconds from each instance's create request to its ready (those that became ready)."""
+    from django.db import connection
+
+    from instances.models import Instance
+
+    connection.close()
+    return sorted(
+        (ready - created).total_seconds()
+        for created, ready in Instance.objects.filter(
+            pk__in=ids, ready_at__isnull=False
+        ).values_list("created_at", "ready_at")
+    )
+
+
 def list_calls(harness: Harness, since: float, until: float | None = None) -> list[float]:
     """When each listing of Novita's instances (a monitoring pass's page) arrived."""
     return [

@@ -20,10 +20,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bench.report import Figure, Scenario, at_most, equal, info, rounded
+from bench.report import Figure, Scenario, at_most, equal, info, percentile, rounded
 from bench.stack import BIN, say
 from chaos.harness import Harness
-from chaos.observe import Phases, Settled, calls_by_endpoint, list_calls, settle, wait_for
+from chaos.observe import (
+    Phases,
+    Settled,
+    calls_by_endpoint,
+    create_to_ready,
+    list_calls,
+    settle,
+    wait_for,
+)
 from chaos.oracle import DB_OUTAGE, Verdict
 from chaos.receiver import ChaosReceiver
 from chaos.traffic import Api, Load
@@ -81,6 +89,14 @@ def conclude(
         )
     )
     scenario.add(*invariant_figures(verdict))
+    seconds = create_to_ready([i for api in apis for i in api.accepted])
+    if seconds:
+        scenario.add(
+            info(
+                "accepted create -> ready: median / max",
+                f"{percentile(seconds, 50):.1f} / {seconds[-1]:.1f} s",
+            )
+        )
     scenario.details["verdict"] = verdict.as_json()
     scenario.details["phases"] = [
         {"name": n, "start": round(s, 3), "end": round(e, 3)} for n, s, e in phases
