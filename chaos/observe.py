@@ -116,12 +116,8 @@ def create_to_ready(ids: list[str]) -> list[float]:
     from instances.models import Instance
 
     connection.close()
-    return sorted(
-        (ready - created).total_seconds()
-        for created, ready in Instance.objects.filter(
-            pk__in=ids, ready_at__isnull=False
-        ).values_list("created_at", "ready_at")
-    )
+    rows = Instance.objects.filter(pk__in=ids).values_list("created_at", "ready_at")
+    return sorted((r - c).total_seconds() for c, r in rows if c is not None and r is not None)
 
 
 def list_calls(harness: Harness, since: float, until: float | None = None) -> list[float]:
