@@ -427,7 +427,7 @@ def beat(ctx: Context, *, baseline: float = 40.0, doubled: float = 60.0) -> Scen
 def slow_receiver(ctx: Context, *, drips: tuple[float, float] = (30.0, 75.0)) -> Scenario:
     """Tenant beta has a ready instance and a healthy receiver; tenant alpha creates two whose
     receiver drip-feeds its answers (one byte a second: the first answer takes `drips[0]`
-    seconds, the second `drips[1]`, any later one 15 s). While both are being fed, beta stops
+    seconds, the second `drips[1]`, any later one 15 s). While they are being fed, beta stops
     its instance: its stop must complete within a couple of monitoring intervals, no delivery
     may be POSTed again while its first attempt runs, and /health/ready, probed every 2 s,
     must say so if the queue is stalled."""
@@ -447,10 +447,12 @@ def slow_receiver(ctx: Context, *, drips: tuple[float, float] = (30.0, 75.0)) ->
         wait_for(lambda: healthy.of("instance.ready"), timeout=20)
         for _ in range(2):
             alpha.create(drip.url)
-        if not wait_for(lambda: drip.open >= 2, timeout=40):
-            raise RuntimeError(f"the drip-feeding receiver has {drip.open} answers open, not 2")
+        # Both at once if the processes delivering webhooks can take two; one at least.
+        if not wait_for(lambda: drip.open >= 1, timeout=40):
+            raise RuntimeError("no delivery reached the drip-feeding receiver within 40 s")
+        wait_for(lambda: drip.open >= 2, timeout=5)
         drip_start = time.time()
-        say("  two deliveries being drip-fed: beta stops its instance")
+        say(f"  {drip.open} deliveries being drip-fed: beta stops its instance")
 
         def probe() -> None:
             while not stop_probing.wait(2.0):
