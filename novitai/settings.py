@@ -218,6 +218,8 @@ if CELERY_BROKER_URL.startswith("redis"):
     }
     CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Beat claims each tick's interval slot in the cache, so that a second beat sends nothing twice.
+CELERY_BEAT_SCHEDULER = "novitai.beat:Scheduler"
 # Periodic tasks; each is safe if run twice at once (claims rows, conditional updates).
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
 
