@@ -176,12 +176,12 @@ def kills(ctx: Context, *, creates: int = 20, kills: int = 12, every: float = 1.
         for number in range(kills):
             time.sleep(every)
             name = h.workers[number % len(h.workers)]
-            if number % 3 == 2:
+            pid = None if number % 3 == 2 else h.kill_pool_child(name)
+            if pid is None:  # every third kill, or a worker without pool processes (threads)
                 h.kill_worker(name)
                 h.restart(name)
                 done.append(f"{name} (whole worker)")
             else:
-                pid = h.kill_pool_child(name)
                 done.append(f"{name} pool process {pid}")
         wait_for(lambda: load.created >= creates, timeout=30)
         load.stop()
@@ -620,8 +620,12 @@ def monitor_kill(ctx: Context, *, hang: float = 20.0) -> Scenario:
             raise RuntimeError("py-spy found no process in instances/monitoring.py")
         name, pid = found
         killed_at = time.time()
-        h.kill_pool_child(name, pid)
-        say(f"  killed pool process {pid} of {name} mid-pass")
+        if pid == h.stack.procs[name].pid:  # the worker itself (a threads pool)
+            h.kill_worker(name)
+            h.restart(name)  # as a supervisor would (the next pass is timed from the kill)
+        else:
+            h.kill_pool_child(name, pid)
+        say(f"  killed process {pid} of {name} mid-pass")
         api.stop(ids[0])
         api.expect(ids[0], "stopped")
         stop_sent = time.time()
@@ -633,9 +637,7 @@ def monitor_kill(ctx: Context, *, hang: float = 20.0) -> Scenario:
         phases = [("after the kill", killed_at, float("inf"))]
         conclude(scenario, ctx, [api], [receiver], phases, fault_over=killed_at)
         scenario.add(
-            info(
-                "process killed", f"{name} pool process {pid} (py-spy: in instances/monitoring.py)"
-            ),
+            info("process killed", f"{name} process {pid} (py-spy: in instances/monitoring.py)"),
             at_most(
                 "kill -> the next monitoring pass",
                 gap,
@@ -661,7 +663,7 @@ def _find_process(h: Harness, source: str) -> tuple[str, int] | None:
     """The Celery pool process with a frame of `source` on its stack (py-spy dump, which
     only reads the process)."""
     for name in h.workers:
-        for pid in h.pool_children(name):
+        for pid in h.stack.tree(name):  # a threads pool runs its tasks in the worker itself
             done = subprocess.run(
                 [str(BIN / "py-spy"), "dump", "--pid", str(pid)],
                 capture_output=True,
