@@ -35,9 +35,9 @@ run: venv
 	if [ -z "$$NOVITA_API_KEY" ]; then \
 	  export NOVITA_API_KEY=sandbox-key NOVITA_API_BASE_URL=http://127.0.0.1:$(SANDBOX_PORT)/gpu-instance/openapi/v1 \
 	         WEBHOOK_ALLOW_PRIVATE_TARGETS=$${WEBHOOK_ALLOW_PRIVATE_TARGETS:-true}; \
-	  procs="web worker events beat sandbox"; \
+	  procs="web worker events webhooks beat sandbox"; \
 	  echo "NOVITA_API_KEY is not set: using the Novita sandbox on 127.0.0.1:$(SANDBOX_PORT)"; \
-	else procs="web worker events beat"; fi; \
+	else procs="web worker events webhooks beat"; fi; \
 	$(BIN)/python manage.py migrate --noinput -v 0 && \
 	$(BIN)/python manage.py bootstrap_demo && \
 	export PATH="$(CURDIR)/$(BIN):$$PATH" WEB_PORT=$(WEB_PORT) SANDBOX_PORT=$(SANDBOX_PORT) && \

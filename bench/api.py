@@ -319,7 +319,7 @@ def _ms(value: str) -> float | None:
 
 def run(stack: Stack, *, rows: int, seconds: float, profile: bool = False) -> Scenario:
     say("== scenario 3: API latency (gunicorn, 3 sync workers; the load from other processes)")
-    stack.stop("worker", "worker-events", "beat")
+    stack.stop("worker", "worker-events", "worker-webhooks", "beat")
     if "web" not in stack.procs:
         stack.start_web()
     api_key, _ = stack.tenant()

@@ -170,7 +170,7 @@ def run(stack: Stack, *, sizes: list[int], profile: bool = False) -> Scenario:
     from django.conf import settings
 
     say("== scenario 2: monitoring at scale (in-process passes)")
-    if any(name in stack.procs for name in ("worker", "worker-events", "beat")):
+    if any(name in stack.procs for name in ("worker", "worker-events", "worker-webhooks", "beat")):
         raise RuntimeError("scenario 2 needs the worker and beat stopped")
     stack.tenant()
     sandbox = Http(stack.sandbox_url)

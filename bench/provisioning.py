@@ -15,11 +15,15 @@ from bench.stack import Stack, memory, say
 
 
 def start_all(stack: Stack, *, single_worker: bool = False) -> None:
-    """web, the workers as compose runs them (provision+default x4, monitor+webhooks x2) — or,
-    as an experiment, one worker for every queue — and beat."""
+    """web, the workers as compose runs them (provision+default x4, monitor x2, webhooks in 8
+    threads) — or, as an experiment, one worker for every queue — and beat."""
     workers: list[tuple[str, Callable[[], None]]] = [
         ("worker", lambda: stack.start_worker("worker", "default,provision", 4)),
-        ("worker-events", lambda: stack.start_worker("worker-events", "monitor,webhooks", 2)),
+        ("worker-events", lambda: stack.start_worker("worker-events", "monitor", 2)),
+        (
+            "worker-webhooks",
+            lambda: stack.start_worker("worker-webhooks", "webhooks", 8, pool="threads"),
+        ),
     ]
     if single_worker:
         workers = [("worker", stack.start_worker)]
@@ -159,7 +163,8 @@ def _memory_figures(memories: list[dict[str, Any]]) -> list[Figure]:
     labels = (
         ("web", "web workers"),
         ("worker", "Celery worker processes (provision)"),
-        ("worker-events", "Celery worker processes (monitor, webhooks)"),
+        ("worker-events", "Celery worker processes (monitor)"),
+        ("worker-webhooks", "Celery worker processes (webhooks, threads)"),
     )
     for name, label in labels:
         if name not in first or name not in second:

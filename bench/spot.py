@@ -36,7 +36,7 @@ FIELDS = {"billing_mode": "spot", "on_preempt": "reprovision"}
 # The sandbox as the bench starts it: 5 s from create to running (toCreate 1, creating 1,
 # pulling 3), the app 2 s later; a reclaim is notified -> reclaiming 0.2 s -> terminated 0.2 s.
 SANDBOX_BOOT = 5.0 + SANDBOX_APP_BOOT
-LOGGED = ("web", "worker", "worker-events", "beat")
+LOGGED = ("web", "worker", "worker-events", "worker-webhooks", "beat")
 
 
 def run(stack: Stack, *, count: int, timeout: float = 180.0) -> Scenario:
@@ -78,7 +78,11 @@ def run(stack: Stack, *, count: int, timeout: float = 180.0) -> Scenario:
 
 def _quiet(stack: Stack) -> None:
     """No worker, beat, row, queued task or upstream instance left by an earlier scenario."""
-    running = [name for name in ("beat", "worker-events", "worker") if name in stack.procs]
+    running = [
+        name
+        for name in ("beat", "worker-events", "worker-webhooks", "worker")
+        if name in stack.procs
+    ]
     if running:
         say(f"  stopping {', '.join(running)} to start from a quiet state")
         stack.stop(*running)

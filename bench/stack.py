@@ -362,9 +362,13 @@ class Stack:
         wait_until(up, timeout=60, what="gunicorn")
 
     def start_worker(
-        self, name: str = "worker", queues: str = ALL_QUEUES, concurrency: int = 4
+        self,
+        name: str = "worker",
+        queues: str = ALL_QUEUES,
+        concurrency: int = 4,
+        pool: str = "prefork",
     ) -> None:
-        """As docker-compose runs it by default: every queue, concurrency 4 (prefork)."""
+        """By default one worker for every queue, concurrency 4 (prefork)."""
         prometheus = self.run_dir / f"prometheus-{name}"
         prometheus.mkdir(exist_ok=True)
         started = time.time()
@@ -377,6 +381,7 @@ class Stack:
                 "worker",
                 "--loglevel=WARNING",
                 f"--queues={queues}",
+                f"--pool={pool}",
                 f"--concurrency={concurrency}",
                 f"--hostname=bench-{name}@%h",
             ],

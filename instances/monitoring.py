@@ -76,6 +76,7 @@ T = TypeVar("T")
 LOCK_NAME = "instances.monitor"
 AGAIN_KEY = "instances:monitor:again"
 PASSES_KEY = "instances:monitor:passes"
+LAST_PASS_KEY = "instances:monitor:last_pass_at"  # noqa: S105 - a cache key
 ORPHAN_KEY = "instances:orphan:{}"
 
 S = InstanceStatus
@@ -168,6 +169,12 @@ def monitor_passes_count() -> int:
     return int(cache_guard("monitor_passes", lambda: cache.get(PASSES_KEY), None, cache=cache) or 0)
 
 
+def monitor_last_pass_at() -> float | None:
+    """Unix time the last pass ended; None when none was seen (raises if the cache does)."""
+    at = cache.get(LAST_PASS_KEY)
+    return float(at) if at is not None else None
+
+
 def _count_pass() -> None:
     def count() -> None:
         if not cache.add(PASSES_KEY, 1, timeout=None):
@@ -175,6 +182,7 @@ def _count_pass() -> None:
                 cache.incr(PASSES_KEY)
             except ValueError:
                 cache.set(PASSES_KEY, 1, timeout=None)
+        cache.set(LAST_PASS_KEY, time.time(), timeout=None)
 
     _noted("monitor_passes", count)
 

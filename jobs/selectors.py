@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
-from django.db.models import QuerySet
+from django.db.models import Min, QuerySet
 
-from jobs.models import Job
+from jobs.models import Job, JobStatus
 from tenants.models import Tenant
 
 
@@ -20,3 +21,15 @@ def job_list(*, tenant: Tenant | None) -> QuerySet[Job]:
 
 def job_get(*, job_id: uuid.UUID) -> Job | None:
     return Job.objects.filter(pk=job_id).first()
+
+
+def job_oldest_due_at(*, now: datetime) -> datetime | None:
+    """When the longest-waiting job became due to run: pending and due, or running with its
+    lease run out (its worker died); None when none is. Both by their indexes."""
+    pending = Job.objects.filter(status=JobStatus.PENDING, next_attempt_at__lte=now).aggregate(
+        oldest=Min("next_attempt_at")
+    )["oldest"]
+    orphaned = Job.objects.filter(status=JobStatus.RUNNING, lease_expires_at__lt=now).aggregate(
+        oldest=Min("lease_expires_at")
+    )["oldest"]
+    return min((at for at in (pending, orphaned) if at is not None), default=None)

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import close_old_connections, connection
+from django.db import close_old_connections, connection, connections
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
@@ -71,6 +71,49 @@ def check_worker() -> CheckResult:
     return {"hostname": beat["hostname"], "last_seen_seconds": round(age, 1)}
 
 
+def _waited(what: str, since: float | None, now: float) -> CheckResult:
+    """A queue is served if nothing due in it has waited longer than HEALTH_QUEUE_MAX_AGE_SECONDS
+    (the sweepers re-send a lost message well within that)."""
+    waited = max(0.0, now - since) if since is not None else 0.0
+    if waited > settings.HEALTH_QUEUE_MAX_AGE_SECONDS:
+        raise CheckFailed(f"{what} due {waited:.0f}s ago and not taken: the queue is not served")
+    return {"oldest_due_seconds": round(waited, 1)}
+
+
+def check_jobs_queue() -> CheckResult:
+    from django.utils import timezone
+
+    from jobs.selectors import job_oldest_due_at
+
+    now = timezone.now()
+    oldest = job_oldest_due_at(now=now)
+    return _waited("a job", oldest.timestamp() if oldest else None, now.timestamp())
+
+
+def check_webhooks_queue() -> CheckResult:
+    from django.utils import timezone
+
+    from webhooks.selectors import delivery_oldest_due_at
+
+    now = timezone.now()
+    oldest = delivery_oldest_due_at(now=now)
+    return _waited("a webhook delivery", oldest.timestamp() if oldest else None, now.timestamp())
+
+
+def check_monitor() -> CheckResult:
+    """Monitoring is a pass every MONITOR_INTERVAL_SECONDS, not rows: its last pass is what
+    tells whether the monitor queue is served."""
+    from instances.monitoring import monitor_last_pass_at
+
+    at = monitor_last_pass_at()
+    if at is None:
+        raise CheckFailed("no monitoring pass seen")
+    age = max(0.0, time.time() - at)
+    if age > settings.HEALTH_QUEUE_MAX_AGE_SECONDS:
+        raise CheckFailed(f"last monitoring pass {age:.0f}s ago: the monitor queue is not served")
+    return {"last_pass_seconds": round(age, 1)}
+
+
 def check_novita() -> CheckResult:
     from novitai.novita.health import novita_health
 
@@ -83,6 +126,9 @@ CHECKS: dict[str, Callable[[], CheckResult]] = {
     "broker": check_broker,
     "worker": check_worker,
     "novita": check_novita,
+    "jobs_queue": check_jobs_queue,
+    "webhooks_queue": check_webhooks_queue,
+    "monitor": check_monitor,
 }
 
 
@@ -93,6 +139,8 @@ def _run(check: Callable[[], CheckResult]) -> CheckResult:
         result: CheckResult = {"status": "ok", **extra}
     except Exception as exc:
         result = {"status": "down", "error": str(exc) or type(exc).__name__}
+    finally:
+        connections.close_all()  # this thread's, which ends with the check
     result["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
     return result
 

@@ -226,6 +226,9 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
 # A worker writes a heartbeat into the cache this often; /health/ready reports the newest.
 WORKER_HEARTBEAT_SECONDS = env.int("WORKER_HEARTBEAT_SECONDS", default=10)
 HEALTH_WORKER_MAX_AGE_SECONDS = env.int("HEALTH_WORKER_MAX_AGE_SECONDS", default=60)
+# /health/ready reports a queue as down when its oldest due job or webhook delivery has waited
+# longer than this (seconds), or the last monitoring pass ended longer ago: not served.
+HEALTH_QUEUE_MAX_AGE_SECONDS = env.int("HEALTH_QUEUE_MAX_AGE_SECONDS", default=120)
 # Checks whose failure makes /health/ready answer 503. The others are reported only.
 HEALTH_REQUIRED_CHECKS = env.list("HEALTH_REQUIRED_CHECKS", default=["database", "cache", "broker"])
 

@@ -96,9 +96,9 @@ def redis_caches(url: str) -> dict[str, Any]:
 
 
 def _reset_broker_pools() -> None:
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
+    """The app looks its pools up again, by URL, in kombu's registry (never closed here: the
+    registry hands the same pool back to the next lookup of that URL)."""
+    app._pool = None
     app.amqp._producer_pool = None
 
 

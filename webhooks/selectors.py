@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Min, QuerySet
 from django.utils import timezone
 
 from novitai.errors import NotFound
@@ -56,3 +57,11 @@ def delivery_due_count() -> int:
     return WebhookDelivery.objects.filter(
         status=DeliveryStatus.PENDING, next_attempt_at__lte=timezone.now()
     ).count()
+
+
+def delivery_oldest_due_at(*, now: datetime) -> datetime | None:
+    """When the longest-waiting due delivery became due; None when none is due. A claimed one
+    is not due: its claim pushed `next_attempt_at` out by its lease."""
+    return WebhookDelivery.objects.filter(
+        status=DeliveryStatus.PENDING, next_attempt_at__lte=now
+    ).aggregate(oldest=Min("next_attempt_at"))["oldest"]

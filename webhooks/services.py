@@ -128,12 +128,18 @@ def _enqueue_delivery(delivery_id: uuid.UUID) -> bool:
     """Wakes a worker up to deliver now (the sweeper is the guarantee). False when the broker did
     not take the message (Redis down: counted and logged once by novitai/outages.py): the row is
     marked not dispatched, so that the next sweep sends it again."""
-    from celery import current_app
+    from novitai.celery import app
 
-    task = current_app.tasks.get("webhooks.deliver")
-    if task is None:
-        return False
-    if broker_guard("webhook", lambda: task.delay(str(delivery_id))):
+    def send() -> object:
+        # A web process has no task modules imported (Celery imports them in workers): there the
+        # task is sent by name, as jobs are, where a registry lookup used to find nothing and
+        # send nothing (the sweeper delivered it up to a sweep later).
+        task = app.tasks.get("webhooks.deliver")
+        if task is not None:
+            return task.apply_async(args=[str(delivery_id)])
+        return app.send_task("webhooks.deliver", args=[str(delivery_id)])
+
+    if broker_guard("webhook", send):
         return True
     WebhookDelivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING).update(
         dispatched_at=None
@@ -226,9 +232,20 @@ def _max_round_attempts() -> int:
     return len(settings.WEBHOOK_RETRY_SCHEDULE) + 1
 
 
+# What a delivery task may take besides its POST (bounded by WEBHOOK_TIMEOUT_SECONDS, see
+# transport.py): its few queries and the signing, with room to spare.
+DELIVER_OVERHEAD_SECONDS = 30
+
+
+def deliver_time_limit() -> float:
+    """The hard time limit of the "webhooks.deliver" task (its soft one is 10 s shorter)."""
+    return float(settings.WEBHOOK_TIMEOUT_SECONDS) + DELIVER_OVERHEAD_SECONDS
+
+
 def _lease() -> timedelta:
-    """How long a claimed attempt owns its row: well past the attempt's own deadline."""
-    return timedelta(seconds=max(60.0, 3 * settings.WEBHOOK_TIMEOUT_SECONDS))
+    """How long a claimed attempt owns its row: longer than its task may run at all, so that the
+    sweeper never sends a delivery again while its first attempt is still under way."""
+    return timedelta(seconds=deliver_time_limit() + DELIVER_OVERHEAD_SECONDS)
 
 
 # --- delivering -------------------------------------------------------------------------------

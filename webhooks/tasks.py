@@ -7,12 +7,23 @@ import uuid
 
 from celery import shared_task
 
-from webhooks.services import webhook_deliver, webhook_deliveries_wake, webhook_sweep
+from webhooks.services import (
+    deliver_time_limit,
+    webhook_deliver,
+    webhook_deliveries_wake,
+    webhook_sweep,
+)
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task(name="webhooks.deliver")
+# An attempt is bounded by WEBHOOK_TIMEOUT_SECONDS whatever the receiver does; the claim's lease
+# outlasts this limit (services._lease), so the sweeper never sends it again meanwhile.
+@shared_task(
+    name="webhooks.deliver",
+    time_limit=deliver_time_limit(),
+    soft_time_limit=deliver_time_limit() - 10,
+)
 def deliver(delivery_id: str) -> None:
     """Makes the due attempt of one delivery (a no-op when it is not due or already taken)."""
     try:

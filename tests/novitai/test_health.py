@@ -22,7 +22,16 @@ def test_ready_reports_every_dependency(client) -> None:
     write_worker_heartbeat("worker@test")
     response = client.get("/health/ready")
     body = response.json()
-    assert set(body["checks"]) == {"database", "cache", "broker", "worker", "novita"}
+    assert set(body["checks"]) == {
+        "database",
+        "cache",
+        "broker",
+        "worker",
+        "novita",
+        "jobs_queue",
+        "webhooks_queue",
+        "monitor",
+    }
     for name in ("database", "cache", "broker", "worker"):
         check = body["checks"][name]
         assert check["status"] == "ok", (name, check)
@@ -103,3 +112,68 @@ def test_root_redirects_to_the_docs(client) -> None:
     response = client.get("/")
     assert response.status_code == 302
     assert response["Location"] == "/api/docs/"
+
+
+# --- queues that have stopped being served ---------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ready_reports_a_queue_whose_oldest_due_item_waited_too_long(client, settings) -> None:
+    """Rows committed: the checks run in threads of their own, on connections of their own."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from instances.monitoring import LAST_PASS_KEY
+    from jobs.models import Job
+    from tenants.services import tenant_create
+    from tests.jobs.test_services import make_job
+    from webhooks.models import WebhookDelivery
+
+    settings.HEALTH_QUEUE_MAX_AGE_SECONDS = 120
+    tenant, _ = tenant_create(name="acme")
+    now = timezone.now()
+    job = make_job()
+    delivery = WebhookDelivery.objects.create(
+        tenant=tenant,
+        event_id="msg_1",
+        event_type="instance.ready",
+        target_url="https://hooks.example.com/novitai",
+        payload={},
+        next_attempt_at=now,
+    )
+    cache.set(LAST_PASS_KEY, time.time() - 5, timeout=None)
+
+    Job.objects.filter(pk=job.pk).update(next_attempt_at=now - timedelta(seconds=100))
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        next_attempt_at=now - timedelta(seconds=100)
+    )
+    checks = client.get("/health/ready").json()["checks"]
+    assert {name: checks[name]["status"] for name in QUEUES} == dict.fromkeys(QUEUES, "ok")
+    assert 100 <= checks["jobs_queue"]["oldest_due_seconds"] < 110
+    assert 100 <= checks["webhooks_queue"]["oldest_due_seconds"] < 110
+
+    Job.objects.filter(pk=job.pk).update(next_attempt_at=now - timedelta(seconds=300))
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        next_attempt_at=now - timedelta(seconds=300)
+    )
+    cache.set(LAST_PASS_KEY, time.time() - 450, timeout=None)  # 7.5 minutes
+    response = client.get("/health/ready")
+    checks = response.json()["checks"]
+    assert {name: checks[name]["status"] for name in QUEUES} == dict.fromkeys(QUEUES, "down")
+    assert checks["jobs_queue"]["error"].startswith("a job due 30")
+    assert checks["jobs_queue"]["error"].endswith("s ago and not taken: the queue is not served")
+    assert checks["webhooks_queue"]["error"].startswith("a webhook delivery due 30")
+    assert checks["monitor"]["error"].startswith("last monitoring pass 45")
+    assert checks["monitor"]["error"].endswith("s ago: the monitor queue is not served")
+    # Reported, not required by default: a web process is not taken out for a stuck worker.
+    assert response.json()["status"] in ("degraded", "down")
+    assert not any(checks[name]["required"] for name in QUEUES)
+
+
+def test_ready_reports_monitoring_never_seen(client) -> None:
+    check = client.get("/health/ready").json()["checks"]["monitor"]
+    assert (check["status"], check["error"]) == ("down", "no monitoring pass seen")
+
+
+QUEUES = ("jobs_queue", "webhooks_queue", "monitor")

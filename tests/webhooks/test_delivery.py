@@ -336,6 +336,25 @@ def test_a_claimed_attempt_is_not_sent_twice(tenant: Tenant, receiver: Receiver)
     assert delivery.next_attempt_at > timezone.now() + timedelta(seconds=50)
 
 
+def test_the_claim_outlasts_the_deliver_tasks_hard_time_limit(
+    tenant: Tenant, receiver: Receiver, settings
+) -> None:
+    """A claim's lease that ran out while its attempt still ran let the sweeper send the
+    delivery again (5 POSTs for 2 deliveries): the lease is longer than the task may ever run."""
+    from webhooks.services import _claim
+    from webhooks.tasks import deliver as deliver_task
+
+    hard_limit = deliver_task.time_limit or settings.CELERY_TASK_TIME_LIMIT
+    assert (deliver_task.time_limit, deliver_task.soft_time_limit) == (40.0, 30.0)
+    delivery = record(tenant, receiver.url())
+    claimed_at = timezone.now()
+    assert _claim(delivery.pk, claimed_at) is not None
+    delivery.refresh_from_db()
+    lease = delivery.next_attempt_at - claimed_at
+    assert lease == timedelta(seconds=70)
+    assert lease > timedelta(seconds=hard_limit)
+
+
 def test_an_attempt_that_outlived_its_claim_records_nothing_on_the_delivery(
     tenant: Tenant, receiver: Receiver
 ) -> None:

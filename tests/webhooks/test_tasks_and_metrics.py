@@ -6,7 +6,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from django.conf import settings as django_settings
@@ -234,3 +234,27 @@ def test_a_rolled_back_event_is_never_sent(
     assert callbacks == []
     assert WebhookDelivery.objects.count() == 0
     assert receiver.requests == []
+
+
+@pytest.mark.django_db
+def test_a_process_without_the_task_modules_still_sends_the_wake_up(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A web process never imports webhooks.tasks (Celery imports task modules in workers): the
+    wake-up of a delivery recorded there is sent by name, to a real broker of the test's own."""
+    import json
+
+    from tests.outages import RedisServer, broker_at
+
+    monkeypatch.delitem(celery_app.tasks, "webhooks.deliver")  # as in a web process
+    server = RedisServer()
+    server.start()
+    try:
+        with broker_at(f"{server.url}/10"), django_capture_on_commit_callbacks(execute=True):
+            delivery = record(tenant, "https://hooks.example.com/novitai")
+        [message] = [json.loads(raw) for raw in server.client(10).lrange("webhooks", 0, -1)]
+    finally:
+        server.kill()
+    assert message["headers"]["task"] == "webhooks.deliver"
+    assert message["headers"]["argsrepr"] == repr([str(delivery.pk)])
+    assert WebhookDelivery.objects.get(pk=delivery.pk).dispatched_at is not None
