@@ -52,6 +52,7 @@ SUITE_SETTINGS = {
     "ORPHAN_GRACE_SECONDS": "15",  # an orphan is deleted after 15 s, not 10 minutes
     "CREATE_UNKNOWN_GRACE_SECONDS": "10",  # an unknown create is retried after 10 s, not 60
     "NOVITA_CREATE_TIMEOUT": "5",  # a hanging create times out after 5 s, not 30
+    "HEALTH_QUEUE_MAX_AGE_SECONDS": "15",  # /health/ready: a queue not served for 15 s, not 120
 }
 
 

@@ -110,13 +110,18 @@ def settle(
 
 
 def create_to_ready(ids: list[str]) -> list[float]:
-    """Seconds from each instance's create request to its ready (those that became ready)."""
+    """Seconds from each instance's create request to its first ready (those that got there)."""
     from django.db import connection
+    from django.db.models import Min, Q
 
     from instances.models import Instance
 
     connection.close()
-    rows = Instance.objects.filter(pk__in=ids).values_list("created_at", "ready_at")
+    rows = (
+        Instance.objects.filter(pk__in=ids)
+        .annotate(first_ready=Min("events__at", filter=Q(events__to_status="ready")))
+        .values_list("created_at", "first_ready")
+    )
     return sorted((r - c).total_seconds() for c, r in rows if c is not None and r is not None)
 
 

@@ -155,9 +155,10 @@ def during(api: Api, start: float, end: float, kind: str | None = None) -> list[
 def kills(ctx: Context, *, creates: int = 20, kills: int = 12, every: float = 1.0) -> Scenario:
     """`creates` creates spread over the storm while the Celery workers of the Procfile are
     SIGKILLed in turn every `every` seconds, `kills` times: twice one pool process (its master
-    forks another; the task it ran is redelivered), every third time the whole worker (master
-    and pool: what it had reserved stays unacknowledged in the broker), started again at once as
-    a supervisor would."""
+    forks another; the task it ran is redelivered), every third time a whole worker, each in
+    turn (master and pool: what it had reserved stays unacknowledged in the broker), started
+    again at once as a supervisor would. A worker without pool processes (a threads pool) is
+    killed whole."""
     h = ctx.harness
     scenario = Scenario("chaos-a-kills", f"a. worker SIGKILL storm during {creates} creates")
     say(f"== {scenario.title}")
@@ -175,8 +176,9 @@ def kills(ctx: Context, *, creates: int = 20, kills: int = 12, every: float = 1.
         done: list[str] = []
         for number in range(kills):
             time.sleep(every)
-            name = h.workers[number % len(h.workers)]
-            pid = None if number % 3 == 2 else h.kill_pool_child(name)
+            whole = number % 3 == 2  # each worker in turn, so that every one is killed whole
+            name = h.workers[(number // 3 if whole else number) % len(h.workers)]
+            pid = None if whole else h.kill_pool_child(name)
             if pid is None:  # every third kill, or a worker without pool processes (threads)
                 h.kill_worker(name)
                 h.restart(name)
@@ -430,7 +432,9 @@ def slow_receiver(ctx: Context, *, drips: tuple[float, float] = (30.0, 75.0)) ->
     seconds, the second `drips[1]`, any later one 15 s). While they are being fed, beta stops
     its instance: its stop must complete within a couple of monitoring intervals, no delivery
     may be POSTed again while its first attempt runs, and /health/ready, probed every 2 s,
-    must say so if the queue is stalled."""
+    must say so if the queue is stalled. Then a queue that is stalled for sure: the worker
+    consuming `webhooks` is killed while beta starts its instance again, and /health/ready must
+    report it within HEALTH_QUEUE_MAX_AGE_SECONDS + 15 s."""
     h = ctx.harness
     scenario = Scenario("chaos-e-slow-receiver", "e. one tenant's drip-feeding webhook receiver")
     say(f"== {scenario.title}")
@@ -492,8 +496,13 @@ def slow_receiver(ctx: Context, *, drips: tuple[float, float] = (30.0, 75.0)) ->
             or notified_after > webhook_target
         )
         reported = [p for p in probes if p[2] != "ok"]
-        phases = [("drip", drip_start, drip_end), ("after", drip_end, float("inf"))]
-        conclude(scenario, ctx, [alpha, beta], [healthy, drip], phases, fault_over=drip_end)
+        stall = _stalled_queue(ctx, beta, b_id)
+        phases = [
+            ("drip", drip_start, drip_end),
+            ("stalled webhooks queue", drip_end, stall["end"]),
+            ("after", stall["end"], float("inf")),
+        ]
+        conclude(scenario, ctx, [alpha, beta], [healthy, drip], phases, fault_over=stall["end"])
         scenario.add(
             at_most(
                 "beta's stop -> stopped",
@@ -518,6 +527,17 @@ def slow_receiver(ctx: Context, *, drips: tuple[float, float] = (30.0, 75.0)) ->
             )
         else:
             scenario.add(info("/health/ready probes not ok (no stall)", len(reported)))
+        max_age = float(stall["max_age"])
+        scenario.add(
+            at_most(
+                "webhooks queue not served -> /health/ready says so",
+                stall["reported_after"],
+                max_age + 15.0,
+                "s",
+                note=f"HEALTH_QUEUE_MAX_AGE_SECONDS {max_age:g} + 15 s; {stall['not_ok']}",
+            )
+        )
+        scenario.details["stalled_queue"] = stall
         scenario.details["probes"] = [
             {"at": round(t, 2), "status": s, "overall": o, "not_ok": bad} for t, s, o, bad in probes
         ]
@@ -534,6 +554,38 @@ def slow_receiver(ctx: Context, *, drips: tuple[float, float] = (30.0, 75.0)) ->
         healthy.stop()
         drip.stop()
     return scenario
+
+
+def _stalled_queue(ctx: Context, api: Api, instance_id: str) -> dict[str, Any]:
+    """A webhooks queue nobody serves: the worker consuming it SIGKILLed, then the stopped
+    instance started (its instance.ready becomes due and waits). /health/ready is probed every
+    second until it says so (60 s at most); then the worker is started again."""
+    h = ctx.harness
+    hooks = h.worker_of("webhooks")
+    say(f"  a stalled webhooks queue: {hooks} killed, beta's instance started")
+    h.kill_worker(hooks)
+    killed_at = time.time()
+    api.start(instance_id)
+    api.expect(instance_id, "ready")
+    not_ok: list[str] = []
+
+    def reported() -> bool:
+        _, body = api.ready_probe()
+        checks = body.get("checks", {}) if isinstance(body, dict) else {}
+        not_ok[:] = sorted(n for n, c in checks.items() if c.get("status") != "ok")
+        return bool(not_ok)
+
+    seen = wait_for(reported, timeout=60, interval=1.0)
+    reported_after = round(time.time() - killed_at, 1) if seen else None
+    say(f"  /health/ready reported {not_ok or 'nothing'} after {reported_after} s")
+    h.restart(hooks)
+    return {
+        "worker": hooks,
+        "reported_after": reported_after,
+        "not_ok": "+".join(not_ok) or "all ok",
+        "max_age": _setting("HEALTH_QUEUE_MAX_AGE_SECONDS", 15.0),
+        "end": time.time(),
+    }
 
 
 # --- f: hanging creates -----------------------------------------------------------------------
@@ -653,10 +705,11 @@ def monitor_kill(ctx: Context, *, hang: float = 20.0) -> Scenario:
     return scenario
 
 
-def _setting(name: str) -> float:
+def _setting(name: str, default: float | None = None) -> float:
+    """A setting of novitai (`default` where this version has none)."""
     from django.conf import settings
 
-    return float(getattr(settings, name))
+    return float(getattr(settings, name) if default is None else getattr(settings, name, default))
 
 
 def _find_process(h: Harness, source: str) -> tuple[str, int] | None:

@@ -122,6 +122,10 @@ class Api:
         status, _ = self.call("POST", f"/api/v1/instances/{instance_id}/stop/", kind="stop")
         return status
 
+    def start(self, instance_id: str) -> int:
+        status, _ = self.call("POST", f"/api/v1/instances/{instance_id}/start/", kind="start")
+        return status
+
     def ready_probe(self) -> tuple[int, Any]:
         return self.call("GET", "/health/ready", kind="health", auth=False)
 
