@@ -71,6 +71,8 @@ class Harness:
     celery: dict[str, CeleryProcess]
     tenants: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> key, secret
     restarts: int = 0
+    # Celery processes that exited by themselves (not killed by the suite): "name (exit N)".
+    crashes: list[str] = field(default_factory=list)
 
     # --- set-up and tear-down -----------------------------------------------------------------
 
@@ -220,6 +222,18 @@ class Harness:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.stop(grace=5)
 
+    def restart_crashed(self) -> list[str]:
+        """A Celery process that exited by itself is recorded and started again, as a
+        supervisor (compose's restart policy) would; the crash still fails the scenario."""
+        found = []
+        for name in [n for n, p in self.stack.procs.items() if n in self.celery and not p.alive()]:
+            proc = self.stack.procs.pop(name)
+            found.append(f"{name} (exit {proc.popen.returncode})")
+            proc.stop(grace=1)
+            self.restart(name)
+        self.crashes.extend(found)
+        return found
+
     def restart(self, name: str) -> None:
         """Started again as the Procfile ships it (what a supervisor does after a crash)."""
         self.restarts += 1
@@ -235,6 +249,7 @@ class Harness:
         from bench.db import clear_instances
 
         self.stop_celery()
+        self.crashes.clear()
         connection.close()
         clear_instances()
         self.redis.client().flushall()

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from bench.stack import say
 from chaos.harness import Harness
 from chaos.oracle import Delivery, Row, Snapshot, Upstream, Verdict, judge
 from chaos.receiver import ChaosReceiver
@@ -95,6 +96,8 @@ def settle(
     held_since: float | None = None
     checks = 0
     while True:
+        for crash in harness.restart_crashed():
+            say(f"  {crash} exited by itself: started again")
         verdict = judge(take(harness, apis, receivers, phases))
         checks += 1
         now = time.time()

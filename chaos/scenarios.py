@@ -89,6 +89,15 @@ def conclude(
         )
     )
     scenario.add(*invariant_figures(verdict))
+    scenario.add(
+        Figure(
+            "Celery processes that exited by themselves",
+            ", ".join(ctx.harness.crashes) or "none",
+            target="none",
+            met=not ctx.harness.crashes,
+            note="each started again at once, as a supervisor would",
+        )
+    )
     seconds = create_to_ready([i for api in apis for i in api.accepted])
     if seconds:
         scenario.add(
