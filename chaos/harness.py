@@ -16,6 +16,7 @@ development), the sandbox is started with the suite's timing.
 from __future__ import annotations
 
 import atexit
+import base64
 import contextlib
 import os
 import random
@@ -270,6 +271,8 @@ def _environment(
             "DJANGO_SETTINGS_MODULE": "novitai.settings",
             "DEBUG": "false",
             "SECRET_KEY": "chaos-" + os.urandom(16).hex(),
+            "SECURE_HTTPS": "false",  # plain HTTP on loopback
+            "ENCRYPTION_KEYS": base64.urlsafe_b64encode(os.urandom(32)).decode(),
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "DATABASE_URL": pg.url(DATABASE),
             "REDIS_URL": redis.url,
