@@ -10,7 +10,7 @@ WEB_PORT ?= 8000
 WEB_HOST ?= 127.0.0.1
 
 .PHONY: help venv run test check lint format typecheck migrations-check schema compose-check \
-        deploy-check flower bench fuzz sandbox clean
+        deploy-check flower bench chaos fuzz sandbox clean
 
 help:
 	@echo "make run      start novitai (web, worker, beat, and the Novita sandbox without NOVITA_API_KEY)"
@@ -18,6 +18,7 @@ help:
 	@echo "make check    lint, format check, types, tests, migrations check, OpenAPI schema, deploy check"
 	@echo "make flower   Celery Flower against the broker"
 	@echo "make bench    benchmarks (figures in bench/results/)"
+	@echo "make chaos    the chaos suite: faults against the whole stack, invariants checked (CHAOS_ARGS=--only NAME)"
 	@echo "make fuzz     fuzz a running novitai against its OpenAPI schema (FUZZ_KEY=<api key>)"
 
 $(STAMP): pyproject.toml
@@ -113,6 +114,17 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# The chaos suite (README "Reliability"): its own Postgres cluster and Redis on free ports, the
+# sandbox, gunicorn and the Procfile's Celery processes, all on 127.0.0.1; about 10 minutes.
+# Fails (exit 1) when an invariant or a target does not hold. CHAOS_ARGS: e.g. --only redis,e.
+CHAOS_STAMP := $(VENV)/.chaos-installed-stamp
+$(CHAOS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,chaos]'
+	@touch $(CHAOS_STAMP)
+
+chaos: $(CHAOS_STAMP)
+	$(BIN)/python -m chaos $(CHAOS_ARGS)
 
 # Fuzzing: schemathesis (the fuzz extra) against a running novitai, every operation and check
 # (schemathesis.toml: the few turned off for some operations, and why; no --checks on the

@@ -45,10 +45,8 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 at = time.time()
-                receiver.record(at, body, {k.lower(): v for k, v in self.headers.items()})
-                self.send_response(204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                arrival = receiver.record(at, body, {k.lower(): v for k, v in self.headers.items()})
+                receiver.answer(self, arrival)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -69,7 +67,13 @@ class Receiver:
         self.server.shutdown()
         self.server.server_close()
 
-    def record(self, at: float, body: bytes, headers: dict[str, str]) -> None:
+    def answer(self, handler: BaseHTTPRequestHandler, arrival: Arrival) -> None:
+        """How a delivery is answered once recorded: 204 at once (a subclass may do worse)."""
+        handler.send_response(204)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    def record(self, at: float, body: bytes, headers: dict[str, str]) -> Arrival:
         try:
             payload = self.webhook.verify(body, headers)
             valid = True
@@ -88,6 +92,7 @@ class Receiver:
         )
         with self.lock:
             self.arrivals.append(arrival)
+        return arrival
 
     def of(self, event_type: str, instance_ids: set[str] | None = None) -> list[Arrival]:
         with self.lock:

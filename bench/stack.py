@@ -312,7 +312,10 @@ class Stack:
 
     # --- the processes ----------------------------------------------------------------------
 
-    def start_sandbox(self) -> None:
+    def start_sandbox(
+        self, timing: list[str] | None = None, app_boot: float = SANDBOX_APP_BOOT
+    ) -> None:
+        """`timing`: --dwell flags (default SANDBOX_TIMING, scenario 1's)."""
         self.spawn(
             "sandbox",
             [
@@ -325,9 +328,9 @@ class Stack:
                 str(self.sandbox_port),
                 "--api-key",
                 SANDBOX_KEY,
-                *SANDBOX_TIMING,
+                *(SANDBOX_TIMING if timing is None else timing),
                 "--app-boot",
-                str(SANDBOX_APP_BOOT),
+                str(app_boot),
             ],
         )
 

@@ -26,8 +26,13 @@ WORKER_HEARTBEAT_KEY = "worker:heartbeat"
 
 
 @signals.worker_init.connect
-def _tune_embedded_broker(**_: Any) -> None:
-    if str(app.conf.broker_url or "").startswith("sqla+"):
+def _tune_broker(**_: Any) -> None:
+    broker_url = str(app.conf.broker_url or "")
+    if broker_url.startswith(("redis", "rediss")):
+        from novitai.broker import redis_restore_guard
+
+        redis_restore_guard()  # a lost Redis must not stop the worker (novitai/broker.py)
+    if broker_url.startswith("sqla+"):
         # kombu's SQLAlchemy transport polls once a second by default; its transport options
         # are passed to create_engine(), so the interval can only be set on the class
         # (docs/dependency-notes.md §2).

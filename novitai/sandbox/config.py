@@ -129,6 +129,9 @@ class FailRule:
     after_effect: the call takes effect first, then its answer is replaced by the failure
     (a create that happened although the caller saw a 5xx). drop: close the connection without
     any answer instead. retry_after: Retry-After header in seconds (429 gets 1 by default).
+    hang_s: the call hangs this many seconds before its answer (or the drop) leaves: a Novita
+    that stops answering, the caller's read timeout going off first (with after_effect, the
+    call took effect meanwhile; without it, nothing happened).
     """
 
     status: int = 500
@@ -142,6 +145,7 @@ class FailRule:
     retry_after: int | None = None
     after_effect: bool = False
     drop: bool = False
+    hang_s: float = 0.0
 
     def matches(self, method: str, path: str, now: float) -> bool:
         if self.until is not None and now >= self.until:
@@ -226,6 +230,8 @@ def _fail_rule(raw: Any, now: float) -> FailRule:
     for key in ("after_effect", "drop"):
         if not isinstance(values.get(key, False), bool):
             raise ConfigError(f"fail_next {key} must be a boolean")
+    if "hang_s" in values:
+        values["hang_s"] = _number("fail_next hang_s", values["hang_s"])
     return FailRule(**values)
 
 

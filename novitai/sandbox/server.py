@@ -187,6 +187,7 @@ class _Handler(BaseHTTPRequestHandler):
         drop = False
         # Calls to the core surface are logged (and matched by fail_next) under their full path.
         logged = route if routes is ROUTES else CORE_PREFIX + route
+        hang = 0.0
         try:
             handler = routes.get((method, route))
             if not self._authorized():
@@ -194,7 +195,9 @@ class _Handler(BaseHTTPRequestHandler):
             if handler is None:
                 raise ApiError(404, "NOT_FOUND", f"no route {method} {route}")
             with sb.lock:
-                refused, drop = sb.admit_locked(method, logged, time.time())
+                refused, rule = sb.admit_locked(method, logged, time.time())
+            if rule is not None:
+                drop, hang = rule.drop, rule.hang_s
             if refused is not None:
                 raise refused
             request = Request(method, route, parse_qs(query), body, sb.now())
@@ -207,7 +210,7 @@ class _Handler(BaseHTTPRequestHandler):
             with sb.lock:
                 rule = sb.take_rule_locked(method, logged, time.time(), after_effect=True)
             if rule is not None:
-                drop = rule.drop
+                drop, hang = rule.drop, rule.hang_s
                 raise rule_error(rule)
         except ApiError as error:
             reply = Reply(error.body(), error.status, error.headers)
@@ -219,6 +222,8 @@ class _Handler(BaseHTTPRequestHandler):
         status = NO_ANSWER if drop else reply.status
         with sb.lock:
             sb.record_locked(method, logged, status, arrived)
+        if hang > 0:
+            self.server.stopping.wait(hang)
         if drop:
             self._drop()
             return

@@ -392,11 +392,13 @@ class Sandbox:
 
     # --- admission: rate limit, deterministic failures, random errors --------------------------
 
-    def admit_locked(self, method: str, path: str, now: float) -> tuple[ApiError | None, bool]:
+    def admit_locked(
+        self, method: str, path: str, now: float
+    ) -> tuple[ApiError | None, FailRule | None]:
         """Decide, before a call is handled, whether a fault answers it instead.
 
-        Returns the error to answer with (None: handle the call) and whether to drop the
-        connection unanswered instead.
+        Returns the error to answer with (None: handle the call) and the fail_next rule that
+        made it, if one did (its `drop` and `hang_s` say how the answer leaves).
         """
         faults = self.faults
         if faults.rate_limit_per_second > 0:
@@ -411,14 +413,14 @@ class Sandbox:
                     "too many requests",
                     headers={"Retry-After": str(retry_after)},
                 )
-                return error, False
+                return error, None
             window.append(now)
         rule = self.take_rule_locked(method, path, now, after_effect=False)
         if rule is not None:
-            return rule_error(rule), rule.drop
+            return rule_error(rule), rule
         if faults.error_rate > 0 and self.rng.random() < faults.error_rate:
-            return ApiError(500, "UNKNOWN", "internal error"), False
-        return None, False
+            return ApiError(500, "UNKNOWN", "internal error"), None
+        return None, None
 
     def take_rule_locked(
         self, method: str, path: str, now: float, *, after_effect: bool

@@ -124,6 +124,43 @@ def test_drop_closes_the_connection_unanswered(api: Api) -> None:
     assert api.control.stats()["calls"] == {"GET /clusters": {"0": 1, "200": 1}}
 
 
+def test_hang_holds_the_answer_then_sends_it(api: Api) -> None:
+    api.control.set_faults(
+        fail_next=[{"path": "/clusters", "status": 504, "hang_s": 0.5, "count": 2}]
+    )
+    with pytest.raises((TimeoutError, socket.timeout, urllib.error.URLError)):
+        http("GET", api.base + "/clusters", timeout=0.05)
+    answer = http("GET", api.base + "/clusters", timeout=5)
+    assert (answer.status, answer.body["message"]) == (504, "gateway timeout")
+    assert api.get("/clusters").status == 200
+    assert api.control.stats()["calls"] == {"GET /clusters": {"200": 1, "504": 2}}
+
+
+def test_hang_without_effect_creates_nothing(api: Api) -> None:
+    api.control.set_faults(fail_next=[{"path": "/gpu/instance/create", "drop": True, "hang_s": 2}])
+    with pytest.raises((TimeoutError, socket.timeout, urllib.error.URLError)):
+        http("POST", api.base + "/gpu/instance/create", VALID_CREATE, timeout=0.2)
+    assert api.control.instances() == []
+    assert api.control.stats()["calls"] == {"POST /gpu/instance/create": {"0": 1}}
+    assert api.control.faults()["fail_next"] == []
+    assert create_answer(api).status == 200
+    assert api.control.stats()["creates_by_name"] == {VALID_CREATE["name"]: 1}
+
+
+def test_hang_after_effect_creates_and_never_answers_in_time(api: Api) -> None:
+    api.control.set_faults(
+        fail_next=[
+            {"path": "/gpu/instance/create", "after_effect": True, "drop": True, "hang_s": 2}
+        ]
+    )
+    with pytest.raises((TimeoutError, socket.timeout, urllib.error.URLError)):
+        http("POST", api.base + "/gpu/instance/create", VALID_CREATE, timeout=0.2)
+    [created] = api.control.instances()
+    assert created["name"] == VALID_CREATE["name"]
+    assert api.control.stats()["creates_by_name"] == {VALID_CREATE["name"]: 1}
+    assert api.control.faults()["fail_next"] == []
+
+
 def test_rate_limit_answers_429_with_retry_after(api: Api) -> None:
     api.control.set_faults(rate_limit_per_second=0.05, rate_limit_window_s=60)  # 3 per minute
     assert [api.get("/clusters").status for _ in range(3)] == [200, 200, 200]
@@ -353,6 +390,8 @@ def test_offer_overrides_change_availability(api: Api) -> None:
         {"fail_next": [{"status": 500, "bogus": 1}]},
         {"fail_next": [{"status": 500, "count": -5}]},
         {"fail_next": [{"status": 500, "drop": "yes"}]},
+        {"fail_next": [{"status": 500, "hang_s": -1}]},
+        {"fail_next": [{"status": 500, "hang_s": "long"}]},
         {"rate_limit_window_s": 0},
         {"pull_fail_name": 3},
     ],
