@@ -30,9 +30,20 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Embedded defaults unless DATABASE_URL / REDIS_URL / NOVITA_API_KEY say otherwise.
+# Embedded defaults unless DATABASE_URL / REDIS_URL / NOVITA_API_KEY say otherwise. The checkout's
+# local profile (<NOVITAI_VAR_DIR>/local.env: a generated SECRET_KEY and ENCRYPTION_KEYS, and
+# whether embedded mode runs its own Redis) is written first: manage.py and `make flower` read it
+# too. FRESH=1 starts afresh: embedded mode's database, broker, caches, Redis and the sandbox's
+# instances are deleted first (the secrets and the demo login are kept).
 run: venv
-	@export DEBUG=$${DEBUG:-true} PROMETHEUS_MULTIPROC_DIR=$${PROMETHEUS_MULTIPROC_DIR:-$(CURDIR)/var/prometheus}; \
+	@profile=$$($(BIN)/python -m novitai.localenv) || exit 1; eval "$$profile"; \
+	export DEBUG=$${DEBUG:-true} PROMETHEUS_MULTIPROC_DIR=$${PROMETHEUS_MULTIPROC_DIR:-$$NOVITAI_VAR_DIR/prometheus}; \
+	if [ -n "$(FRESH)" ]; then \
+	  echo "FRESH=1: deleting embedded mode's state in $$NOVITAI_VAR_DIR"; \
+	  rm -rf "$$NOVITAI_VAR_DIR"/db.sqlite3* "$$NOVITAI_VAR_DIR"/broker.sqlite3* "$$NOVITAI_VAR_DIR"/cache \
+	         "$$NOVITAI_VAR_DIR"/redis "$$NOVITAI_VAR_DIR"/sandbox "$$NOVITAI_VAR_DIR"/celerybeat-schedule* \
+	         "$$NOVITAI_VAR_DIR"/locks; \
+	fi; \
 	rm -rf "$$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$$PROMETHEUS_MULTIPROC_DIR"; \
 	if [ -z "$$NOVITA_API_KEY" ]; then \
 	  export NOVITA_API_KEY=sandbox-key NOVITA_API_BASE_URL=http://127.0.0.1:$(SANDBOX_PORT)/gpu-instance/openapi/v1 \
@@ -40,9 +51,11 @@ run: venv
 	  procs="web worker events webhooks beat sandbox"; \
 	  echo "NOVITA_API_KEY is not set: using the Novita sandbox on 127.0.0.1:$(SANDBOX_PORT)"; \
 	else procs="web worker events webhooks beat"; fi; \
+	if [ "$$EMBEDDED_REDIS" = true ]; then procs="redis $$procs"; fi; \
 	$(BIN)/python manage.py migrate --noinput -v 0 && \
 	$(BIN)/python manage.py bootstrap_demo && \
-	export PATH="$(CURDIR)/$(BIN):$$PATH" WEB_HOST=$(WEB_HOST) WEB_PORT=$(WEB_PORT) SANDBOX_PORT=$(SANDBOX_PORT) && \
+	export PATH="$(CURDIR)/$(BIN):$$PATH" WEB_HOST=$(WEB_HOST) WEB_PORT=$(WEB_PORT) SANDBOX_PORT=$(SANDBOX_PORT) \
+	       NOVITAI_STARTED_AT=$$(date +%s) && \
 	exec $(BIN)/honcho start -f Procfile $$procs
 
 test: venv
@@ -83,7 +96,9 @@ deploy-check: venv
 
 check: lint typecheck migrations-check schema compose-check deploy-check test
 
-# On 127.0.0.1 (FLOWER_ADDRESS to change it); with DEBUG off it needs FLOWER_BASIC_AUTH.
+# On 127.0.0.1 (FLOWER_ADDRESS to change it); with DEBUG off it needs FLOWER_BASIC_AUTH. It needs
+# Redis as the broker (REDIS_URL, or the one `make run` starts in embedded mode): it says so and
+# stops on kombu's SQLAlchemy transport, which has no events, broadcast or queue lengths.
 flower: venv
 	DEBUG=$${DEBUG:-true} $(BIN)/celery -A novitai flower --port=$${FLOWER_PORT:-5555}
 

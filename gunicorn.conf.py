@@ -2,6 +2,11 @@
 
 import os
 import shutil
+import time
+
+# When this run started, for every worker (they inherit it): /health/ready counts no worker
+# heartbeat from before it (settings.NOVITAI_STARTED_AT).
+os.environ.setdefault("NOVITAI_STARTED_AT", str(time.time()))
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "3"))

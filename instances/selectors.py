@@ -12,12 +12,20 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 
 from instances.models import Instance, InstanceEvent, InstanceStatus
 from tenants.models import Tenant
 
 LIVE_STATUSES = tuple(s for s in InstanceStatus.values if s != InstanceStatus.TERMINATED)
+# Statuses in which an upstream GPU is held (and billed at the instance's hourly price).
+HOLDING_A_GPU = (
+    InstanceStatus.STARTING,
+    InstanceStatus.HEALTH_CHECKING,
+    InstanceStatus.READY,
+    InstanceStatus.RESTARTING,
+    InstanceStatus.STOPPING,
+)
 
 
 # Columns instance_representation never reads (and that cost JSON parsing on every row).
@@ -154,3 +162,31 @@ def instance_get(*, tenant: Tenant | None, instance_id: uuid.UUID) -> Instance |
 
 def instance_events(*, instance: Instance) -> QuerySet[InstanceEvent]:
     return InstanceEvent.objects.filter(instance=instance).order_by("at", "id")
+
+
+# --- the operator's console (overview/dashboard.py) ------------------------------------------
+
+
+def instances_past_deadline(*, now: datetime) -> QuerySet[Instance]:
+    """Instances still in a phase whose deadline has passed (the monitor fails them on its next
+    pass; one that stays here is stuck), the longest overdue first."""
+    return Instance.objects.filter(phase_deadline_at__lt=now).order_by("phase_deadline_at", "id")
+
+
+def instances_failed_since(*, since: datetime, reason: str | None = None) -> QuerySet[Instance]:
+    """Instances that failed since then (with that reason), whatever they did afterwards."""
+    events = InstanceEvent.objects.filter(to_status=InstanceStatus.FAILED, at__gte=since)
+    if reason is not None:
+        events = events.filter(reason=reason)
+    return Instance.objects.filter(pk__in=events.values("instance_id"))
+
+
+def instance_failures_by_reason(*, since: datetime) -> dict[str, int]:
+    """How many instances failed since then, per reason, most first."""
+    rows = (
+        InstanceEvent.objects.filter(to_status=InstanceStatus.FAILED, at__gte=since)
+        .values("reason")
+        .annotate(n=Count("instance_id", distinct=True))
+        .order_by("-n", "reason")
+    )
+    return {row["reason"]: row["n"] for row in rows}

@@ -21,10 +21,10 @@ from django.db.models import Count, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from catalog.errors import UnknownProduct
+from catalog.errors import NoOfferAvailable, TemplateNotFound, UnknownProduct, UnknownRegion
 from catalog.selectors import (
     RejectReason,
-    offers_require,
+    offers_select,
     product_rootfs_limits,
     region_resolve,
 )
@@ -33,7 +33,7 @@ from instances.lifecycle import instance_event_record, instance_transition
 from instances.models import Instance, InstanceEvent, InstanceStatus, OnIdle, OnPreempt
 from jobs.models import Job
 from jobs.services import job_cancel, job_create, job_retry_hook_register
-from novitai.errors import Conflict, NotFound, ValidationFailed
+from novitai.errors import Conflict, NotFound, ServiceError, ValidationFailed
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -158,32 +158,129 @@ def _health_check_ports_check(request: InstanceRequest, template: TemplateConfig
         )
 
 
-def instance_request_check(*, request: InstanceRequest) -> InstanceSpec:
-    """Checks a create request against the catalog (template cached; products, regions and
-    rootfs limits from the catalog's rows). Raises 400/404 ServiceErrors; writes nothing."""
+# The request fields each catalog check reads: a check runs only when all of them are valid.
+_CHECK_FIELDS = {
+    "template": {"template_id"},
+    "region": {"region"},
+    "rootfs": {"product_names", "rootfs_size"},
+    "health_check": {"health_check", "template_id"},
+    # With gpu_num, billing_mode or max_price wrong, their defaults stand in: the names are
+    # still checked (and "no offer" is said only once everything else is right).
+    "products": {"product_names"},
+}
+
+
+def problem_field_details(problem: ServiceError) -> dict[str, Any]:
+    """The problem as {field: [messages]}, for a 400 that reports several at once."""
+    if isinstance(problem, TemplateNotFound):
+        return {"template_id": [problem.message]}
+    if isinstance(problem, UnknownProduct):
+        return {"product_names": [problem.message]}
+    if isinstance(problem.details, dict) and problem.details:
+        return problem.details
+    return {"non_field_errors": [problem.message]}
+
+
+def instance_request_problems(
+    *, request: InstanceRequest, unchecked: frozenset[str] = frozenset()
+) -> tuple[InstanceSpec | None, list[ServiceError]]:
+    """Every catalog check of a create request (template cached; products, regions and rootfs
+    limits from the catalog's rows), each problem collected, none raised: the spec when there
+    is none. Checks reading a field named in `unchecked` (invalid in the request) are skipped,
+    so that the serializer can report its problems and these together. Writes nothing; a
+    template Novita cannot be asked for (503) is raised."""
+    problems: list[ServiceError] = []
+
+    def runs(check: str) -> bool:
+        return not (_CHECK_FIELDS[check] & unchecked)
+
     with catalog_reading():
-        template = template_get(template_id=request.template_id)
-        rootfs_size = request.rootfs_size or template.rootfs_size or DEFAULT_ROOTFS_GB
-        region_code = region_resolve(request.region).code if request.region else ""
-        _rootfs_check(request, rootfs_size)
-        _health_check_ports_check(request, template)
-        selection = offers_require(
-            product_names=list(request.product_names),
-            gpu_num=request.gpu_num,
-            region=region_code or None,
-            billing_mode=request.billing_mode,
-            max_price_per_hour=request.max_price_per_hour,
-            rootfs_size=rootfs_size,
+        template: TemplateConfig | None = None
+        if runs("template"):
+            try:
+                template = template_get(template_id=request.template_id)
+            except TemplateNotFound as exc:
+                problems.append(exc)
+        rootfs_size = request.rootfs_size or (
+            (template.rootfs_size or DEFAULT_ROOTFS_GB) if template is not None else None
         )
-        unknown = [
-            r.product_name for r in selection.rejected if r.reason == RejectReason.PRODUCT_NOT_FOUND
-        ]
-        if unknown:
-            raise UnknownProduct(
-                f"No product is named {' or '.join(repr(n) for n in unknown)}.",
-                details={"product_names": unknown},
+        region_code = ""
+        if request.region and runs("region"):
+            try:
+                region_code = region_resolve(request.region).code
+            except UnknownRegion as exc:
+                problems.append(exc)
+        if rootfs_size is not None and runs("rootfs"):
+            try:
+                _rootfs_check(request, rootfs_size)
+            except ValidationFailed as exc:
+                problems.append(exc)
+        if template is not None and runs("health_check"):
+            try:
+                _health_check_ports_check(request, template)
+            except ValidationFailed as exc:
+                problems.append(exc)
+        if runs("products"):
+            selection = offers_select(
+                product_names=list(request.product_names),
+                gpu_num=request.gpu_num,
+                region=region_code or None,
+                billing_mode=request.billing_mode,
+                max_price_per_hour=request.max_price_per_hour,
+                rootfs_size=rootfs_size,
             )
-    return InstanceSpec(request=request, rootfs_size=rootfs_size, region_code=region_code)
+            unknown = [
+                r.product_name
+                for r in selection.rejected
+                if r.reason == RejectReason.PRODUCT_NOT_FOUND
+            ]
+            if unknown:
+                problems.append(
+                    UnknownProduct(
+                        f"No product is named {' or '.join(repr(n) for n in unknown)}.",
+                        details={"product_names": unknown},
+                    )
+                )
+            elif not selection.offers and not problems and not unchecked:
+                # Only once everything else is right: another problem may be the cause.
+                names = " or ".join(request.product_names)
+                problems.append(
+                    NoOfferAvailable(
+                        f"No offer for {request.gpu_num} x {names} ({request.billing_mode}).",
+                        details={"rejected": selection.rejected_details()},
+                    )
+                )
+    if problems or rootfs_size is None:
+        return None, problems
+    return InstanceSpec(request=request, rootfs_size=rootfs_size, region_code=region_code), []
+
+
+def request_problems_error(problems: list[ServiceError]) -> ServiceError:
+    """One problem as it is (its own code and status); several as one 400 naming every field."""
+    if len(problems) == 1:
+        return problems[0]
+    details: dict[str, Any] = {}
+    for problem in problems:
+        for field, messages in problem_field_details(problem).items():
+            if isinstance(messages, list) and isinstance(details.get(field), list):
+                details[field] = [*details[field], *messages]
+            else:
+                details[field] = messages
+    return ValidationFailed(
+        f"The request is not valid: {len(problems)} problems ({', '.join(details)}).",
+        details=details,
+    )
+
+
+def instance_request_check(*, request: InstanceRequest) -> InstanceSpec:
+    """Checks a create request against the catalog: every problem at once. One problem is raised
+    as it is (404 template_not_found or product_not_found, 400 rootfs_out_of_range, …);
+    several are one 400 validation_error whose details name every field. Writes nothing."""
+    spec, problems = instance_request_problems(request=request)
+    if problems:
+        raise request_problems_error(problems)
+    assert spec is not None
+    return spec
 
 
 def _quota_check(tenant: Tenant, gpu_num: int) -> None:
@@ -549,7 +646,7 @@ def instance_reprovision(*, instance_id: uuid.UUID, message: str, actor: str = "
     return old_id
 
 
-def _retry_provision(job: Job) -> None:
+def _retry_provision(job: Job, actor: str) -> None:
     instance = _instance_of(job)
     if instance.status in (InstanceStatus.PENDING, InstanceStatus.PROVISIONING):
         return
@@ -569,12 +666,12 @@ def _retry_provision(job: Job) -> None:
         to_status=InstanceStatus.PENDING,
         reason="retry",
         message="Provisioning retried by an operator.",
-        actor="operator",
+        actor=actor,
         fields=_provision_afresh(),
     )
 
 
-def _retry_action(job: Job) -> None:
+def _retry_action(job: Job, actor: str) -> None:
     instance = _instance_of(job)
     transit = TRANSIT_OF[job.kind]
     if instance.status == transit:
@@ -587,7 +684,7 @@ def _retry_action(job: Job) -> None:
         to_status=transit,
         reason="retry",
         message=f"{job.kind.capitalize()} retried by an operator.",
-        actor="operator",
+        actor=actor,
     )
 
 
@@ -596,7 +693,7 @@ def retry_hooks_register() -> None:
     job_retry_hook_register(task_name=TASK_ACTION, hook=_retry_action)
 
 
-def instance_retry(*, instance_id: uuid.UUID) -> Instance:
+def instance_retry(*, instance_id: uuid.UUID, actor: str = "operator") -> Instance:
     """An operator retries the instance's current job (a failed provisioning or action)."""
     from jobs.services import job_retry
 
@@ -605,7 +702,7 @@ def instance_retry(*, instance_id: uuid.UUID) -> Instance:
         raise NotFound("No such instance.", code="instance_not_found")
     if instance.current_job_id is None:
         raise Conflict("The instance has no job to retry.", code="job_not_retryable")
-    job_retry(job_id=instance.current_job_id)
+    job_retry(job_id=instance.current_job_id, actor=actor)
     return Instance.objects.select_related("current_job", "tenant").get(pk=instance_id)
 
 

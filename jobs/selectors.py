@@ -33,3 +33,23 @@ def job_oldest_due_at(*, now: datetime) -> datetime | None:
         oldest=Min("lease_expires_at")
     )["oldest"]
     return min((at for at in (pending, orphaned) if at is not None), default=None)
+
+
+def job_oldest_due_by_task(*, now: datetime) -> dict[str, datetime]:
+    """Per task name, when its longest-waiting job became due (pending and due, or running with
+    its lease run out): what each queue has not served yet."""
+    oldest: dict[str, datetime] = {}
+    pending = Job.objects.filter(status=JobStatus.PENDING, next_attempt_at__lte=now)
+    orphaned = Job.objects.filter(status=JobStatus.RUNNING, lease_expires_at__lt=now)
+    for qs, column in ((pending, "next_attempt_at"), (orphaned, "lease_expires_at")):
+        for row in qs.order_by().values("task_name").annotate(at=Min(column)):
+            task, at = row["task_name"], row["at"]
+            oldest[task] = min(at, oldest.get(task, at))
+    return oldest
+
+
+def jobs_of(*, subject_type: str, subject_id: uuid.UUID) -> QuerySet[Job]:
+    """Every job of one subject (an instance's provisioning and actions), newest first."""
+    return Job.objects.filter(subject_type=subject_type, subject_id=subject_id).order_by(
+        "-created_at", "-id"
+    )

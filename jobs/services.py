@@ -42,7 +42,8 @@ MAX_COUNTDOWN_SECONDS = 5.0
 # Longest error text kept on the row.
 ERROR_MAX_LENGTH = 2000
 
-RetryHook = Callable[[Job], None]
+# A retry hook gets the job and who retries it ("operator", or "staff:<user>" from the admin).
+RetryHook = Callable[[Job, str], None]
 _retry_hooks: dict[str, RetryHook] = {}
 
 
@@ -308,8 +309,9 @@ def job_defer(*, job: Job, until: datetime, reason: str = "") -> bool:
 
 
 @transaction.atomic
-def job_retry(*, job_id: uuid.UUID) -> Job:
-    """An operator re-runs a failed or cancelled job from its first attempt."""
+def job_retry(*, job_id: uuid.UUID, actor: str = "operator") -> Job:
+    """An operator re-runs a failed or cancelled job from its first attempt; `actor` names who
+    in the events its hook writes."""
     job = Job.objects.select_for_update().filter(pk=job_id).first()
     if job is None:
         from novitai.errors import NotFound
@@ -323,7 +325,7 @@ def job_retry(*, job_id: uuid.UUID) -> Job:
         )
     hook = _retry_hooks.get(job.task_name)
     if hook is not None:
-        hook(job)
+        hook(job, actor)
     now = timezone.now()
     Job.objects.filter(pk=job.pk).update(
         status=JobStatus.PENDING,

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpResponseBase, JsonResponse
 from django_redis.exceptions import ConnectionInterrupted
@@ -159,6 +159,16 @@ def unavailable_response(dependency: str, exc: BaseException) -> JsonResponse:
     return response
 
 
+def too_large_body() -> dict[str, Any]:
+    """The envelope of a body over DATA_UPLOAD_MAX_MEMORY_SIZE (413): a client error, not a 500."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return error_body(
+        "request_too_large",
+        f"The request body is larger than {limit} bytes.",
+        {"max_bytes": limit},
+    )
+
+
 def _drf_code(exc: exceptions.APIException) -> str:
     for cls in type(exc).__mro__:
         if cls in _DRF_CODES:
@@ -189,6 +199,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         return Response(
             error_body(exc.code, exc.message, exc.details), status=exc.status_code, headers=headers
         )
+
+    if isinstance(exc, RequestDataTooBig):
+        set_rollback()
+        return Response(too_large_body(), status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
 
     if isinstance(exc, exceptions.APIException):
         if getattr(exc, "auth_header", None):

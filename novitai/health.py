@@ -68,6 +68,12 @@ def check_worker() -> CheckResult:
     age = time.time() - float(beat["at"])
     if age > settings.HEALTH_WORKER_MAX_AGE_SECONDS:
         raise CheckFailed(f"last worker heartbeat {age:.0f}s ago")
+    if float(beat["at"]) < settings.NOVITAI_STARTED_AT:
+        # The cache (a file, or Redis with its append-only file) outlives a restart: a
+        # heartbeat from before this start may be a worker of the previous run, now gone.
+        raise CheckFailed(
+            f"no worker heartbeat since this start (the last one, {age:.0f}s ago, is older)"
+        )
     return {"hostname": beat["hostname"], "last_seen_seconds": round(age, 1)}
 
 

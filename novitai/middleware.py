@@ -8,11 +8,13 @@ import sys
 import uuid
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from novitai.errors import (
     debug_details,
     error_response,
+    too_large_body,
     unavailable_dependency,
     unavailable_logged,
     unavailable_response,
@@ -90,6 +92,8 @@ class ApiErrorEnvelopeMiddleware:
             return unavailable(request, dependency, exception)
         if not is_api_path(request.path):
             return None
+        if isinstance(exception, RequestDataTooBig):
+            return JsonResponse(too_large_body(), status=413)
         logger.exception("unhandled error under /api/")
         details = debug_details(request, exception)
         return error_response(500, "internal_error", "An unexpected error occurred.", details)

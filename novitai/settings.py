@@ -8,14 +8,16 @@ REDIS_URL set the same code runs on Postgres and Redis.
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
+import time
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+from novitai import embedded_redis, localenv
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 UNDER_PYTEST = bool(os.environ.get("PYTEST_VERSION"))
@@ -25,21 +27,30 @@ env = environ.Env()
 if (BASE_DIR / ".env").is_file():
     environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
-DEBUG = env.bool("DEBUG", default=False)
-
 # Runtime files of embedded mode (SQLite database, broker, caches, beat schedule, metrics).
 # Tests get their own folder so that a running `make run` and `make test` never share state.
-VAR_DIR = Path(env.str("NOVITAI_VAR_DIR", default="") or BASE_DIR / "var").resolve() / (
+VAR_DIR = localenv.var_dir(os.environ, BASE_DIR) / (
     "test" if UNDER_PYTEST and "NOVITAI_VAR_DIR" not in os.environ else ""
 )
 VAR_DIR.mkdir(parents=True, exist_ok=True)
+# The checkout's local profile, written by `make run` (novitai/localenv.py): its generated
+# SECRET_KEY and ENCRYPTION_KEYS, and whether embedded mode runs its own Redis, so that
+# `manage.py …` and `make flower` work as `make run` does. Set variables and .env win; the tests
+# set their own.
+if not UNDER_PYTEST:
+    localenv.apply(VAR_DIR / localenv.FILE_NAME, os.environ)
+
+DEBUG = env.bool("DEBUG", default=False)
 
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
     if DEBUG or UNDER_PYTEST:
-        SECRET_KEY = "django-insecure-development-only-key-never-use-in-production"
+        SECRET_KEY = localenv.LEGACY_DEBUG_SECRET_KEY
     else:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be set when DEBUG is off (`make run` writes one for this checkout "
+            f"into {VAR_DIR / localenv.FILE_NAME}; production sets its own)"
+        )
 
 # Fernet keys that encrypt secrets at rest (instances' envs, templates' envs, webhook secrets):
 # the first encrypts, every one decrypts (novitai/crypto.py; `manage.py encryption_rotate`).
@@ -48,8 +59,7 @@ if not SECRET_KEY:
 ENCRYPTION_KEYS = env.list("ENCRYPTION_KEYS", default=[])
 if not ENCRYPTION_KEYS:
     if DEBUG or UNDER_PYTEST:
-        _derived = hashlib.sha256(f"novitai-development-encryption:{SECRET_KEY}".encode())
-        ENCRYPTION_KEYS = [base64.urlsafe_b64encode(_derived.digest()).decode()]
+        ENCRYPTION_KEYS = [localenv.development_encryption_key(SECRET_KEY)]
     else:
         raise ImproperlyConfigured(
             "ENCRYPTION_KEYS must be set when DEBUG is off. Generate one: python -c "
@@ -82,12 +92,14 @@ INSTALLED_APPS = [
     "rest_framework_api_key",
     "axes",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "novitai",
     "tenants",
     "catalog",
     "jobs",
     "instances",
     "webhooks",
+    "overview",
 ]
 
 MIDDLEWARE = [
@@ -116,7 +128,9 @@ ASGI_APPLICATION = "novitai.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # The console's versions of the admin's own templates (index, base_site): an app's
+        # templates are found after django.contrib.admin's, a folder here before them.
+        "DIRS": [BASE_DIR / "overview" / "admin_templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -171,7 +185,12 @@ def _redis_db(url: str, db: int) -> str:
 
 
 REDIS_URL = env.str("REDIS_URL", default="")
-EMBEDDED_MODE = not REDIS_URL
+# Embedded mode's own Redis (`make run` starts it when a redis-server binary is found; see
+# novitai/embedded_redis.py): the same broker and caches as production, on a unix socket in
+# VAR_DIR. Without it embedded mode uses kombu's SQLAlchemy transport and file caches.
+EMBEDDED_REDIS = not REDIS_URL and env.bool("EMBEDDED_REDIS", default=False)
+# No Redis at all: file caches and the SQLAlchemy transport.
+EMBEDDED_MODE = not REDIS_URL and not EMBEDDED_REDIS
 # Tests use other database numbers so that they never touch a running instance's queues.
 _BROKER_DB, _CACHE_DB = (10, 11) if UNDER_PYTEST else (0, 1)
 
@@ -179,8 +198,12 @@ _BROKER_DB, _CACHE_DB = (10, 11) if UNDER_PYTEST else (0, 1)
 # inspected without touching the others (or the broker's keys).
 NOVITAI_CACHES = ["default", "catalog", "templates", "novita"]
 
-if REDIS_URL:
-    CACHE_REDIS_URL = env.str("CACHE_REDIS_URL", default="") or _redis_db(REDIS_URL, _CACHE_DB)
+if REDIS_URL or EMBEDDED_REDIS:
+    CACHE_REDIS_URL = env.str("CACHE_REDIS_URL", default="") or (
+        _redis_db(REDIS_URL, _CACHE_DB)
+        if REDIS_URL
+        else embedded_redis.cache_url(VAR_DIR, _CACHE_DB)
+    )
     CACHES = {
         alias: {
             "BACKEND": "django_prometheus.cache.backends.redis.RedisCache",
@@ -197,7 +220,11 @@ if REDIS_URL:
         }
         for alias in NOVITAI_CACHES
     }
-    CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or _redis_db(REDIS_URL, _BROKER_DB)
+    CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or (
+        _redis_db(REDIS_URL, _BROKER_DB)
+        if REDIS_URL
+        else embedded_redis.broker_url(VAR_DIR, _BROKER_DB)
+    )
 else:
     CACHES = {
         alias: {
@@ -263,6 +290,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
 # A worker writes a heartbeat into the cache this often; /health/ready reports the newest.
 WORKER_HEARTBEAT_SECONDS = env.int("WORKER_HEARTBEAT_SECONDS", default=10)
 HEALTH_WORKER_MAX_AGE_SECONDS = env.int("HEALTH_WORKER_MAX_AGE_SECONDS", default=60)
+# When this run started (Unix time): `make run` sets it for all its processes, gunicorn's
+# master for its workers (gunicorn.conf.py); else this process's start. /health/ready counts no
+# worker heartbeat older than it (a previous run's worker may be gone).
+NOVITAI_STARTED_AT = env.float("NOVITAI_STARTED_AT", default=time.time())
 # /health/ready reports a queue as down when its oldest due job or webhook delivery has waited
 # longer than this (seconds), or the last monitoring pass ended longer ago: not served.
 HEALTH_QUEUE_MAX_AGE_SECONDS = env.int("HEALTH_QUEUE_MAX_AGE_SECONDS", default=120)
@@ -443,6 +474,13 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "novitai.schema.postprocess_error_responses",
     ],
+    # Swagger UI and ReDoc from drf-spectacular-sidecar's static files, not a CDN: the docs
+    # work offline and load nothing from another host (no validator badge either).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # ReDoc is the sidecar's bundle too, served by novitai/views.py without its CDN logo.
+    "REDOC_DIST": "/api/redoc/dist",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
     "ENUM_NAME_OVERRIDES": {
@@ -472,6 +510,8 @@ AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "novitai.client_ip.client_ip"
 LOGIN_URL = "/admin/login/"
 LANGUAGE_CODE = "en-us"
+# The admin's dates to the second, in one format everywhere (novitai/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["novitai.formats"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

@@ -18,14 +18,12 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from instances.models import Instance, InstanceStatus
-from instances.selectors import timestamp_text, usd_text
+from instances.selectors import HOLDING_A_GPU, timestamp_text, usd_text
 from jobs.models import Job, JobStatus
 from tenants.models import Tenant
 from webhooks.models import DeliveryStatus, WebhookDelivery
 
 S = InstanceStatus
-# Statuses in which an upstream GPU is held (and billed at the instance's hourly price).
-HOLDING_A_GPU = (S.STARTING, S.HEALTH_CHECKING, S.READY, S.RESTARTING, S.STOPPING)
 
 
 def _by_status(qs: QuerySet[Any], statuses: list[str]) -> dict[str, int]:

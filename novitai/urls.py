@@ -5,16 +5,21 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, URLResolver, include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerSplitView,
+)
 
 from novitai import health, views
 from novitai.errors import error_response
 from novitai.metrics import metrics_view
+from overview.views import dashboard_fragment
 
 # An unreachable database is a 503 wherever it is met, even outside a view (novitai/middleware.py).
 handler500 = "novitai.middleware.server_error"
 
-admin.site.site_header = "novitai administration"
+admin.site.site_header = "novitai console"
 admin.site.site_title = "novitai"
 admin.site.index_title = "GPU instances on Novita.ai"
 
@@ -36,13 +41,33 @@ api_v1: list[URLPattern | URLResolver] = [
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/api/docs/", permanent=False)),
+    # The console's dashboard alone, for the index's refresh (staff only, like every admin page).
+    path(
+        "admin/overview/dashboard/",
+        admin.site.admin_view(dashboard_fragment),
+        name="overview-dashboard",
+    ),
     path("admin/", admin.site.urls),
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
     path("metrics", metrics_view, name="prometheus-metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    # The docs load nothing from another host (drf-spectacular-sidecar's files), and their
+    # Content-Security-Policy makes the browser refuse anything else (ReDoc's own attribution
+    # logo is an image on its CDN). Swagger UI's script is a file of its own (the split view).
+    path(
+        "api/docs/",
+        views.same_origin_only(SpectacularSwaggerSplitView.as_view(url_name="schema")),
+        name="swagger-ui",
+    ),
+    path("api/redoc/dist/bundles/redoc.standalone.js", views.redoc_bundle, name="redoc-bundle"),
+    path(
+        "api/redoc/",
+        views.same_origin_only(
+            SpectacularRedocView.as_view(url_name="schema", template_name="novitai/redoc.html")
+        ),
+        name="redoc",
+    ),
     path("api/v1/", include(api_v1)),
     re_path(r"^api/", api_not_found),
 ]

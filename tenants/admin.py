@@ -6,9 +6,14 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from rest_framework_api_key.admin import APIKeyModelAdmin
+from rest_framework_api_key.models import APIKey
 
 from tenants.models import Tenant, TenantAPIKey
 from tenants.services import tenant_api_key_create, tenant_webhook_secret_rotate
+
+# One place for API keys: the library's own model (unused: keys belong to tenants) is not shown.
+if admin.site.is_registered(APIKey):
+    admin.site.unregister(APIKey)
 
 
 @admin.register(Tenant)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from django.db.models import Count, Min, QuerySet
+from django.db.models import Count, Max, Min, Q, QuerySet
 from django.utils import timezone
 
 from novitai.errors import NotFound
@@ -65,3 +66,41 @@ def delivery_oldest_due_at(*, now: datetime) -> datetime | None:
     return WebhookDelivery.objects.filter(
         status=DeliveryStatus.PENDING, next_attempt_at__lte=now
     ).aggregate(oldest=Min("next_attempt_at"))["oldest"]
+
+
+def delivery_failing_endpoints(*, since: datetime, limit: int = 10) -> list[dict[str, Any]]:
+    """Receivers whose deliveries created since then failed (the schedule ran out) or are being
+    retried after a failed attempt, the most failing first: {target_url, failed, retrying,
+    last_status_code, last_error, tenant}."""
+    failing = WebhookDelivery.objects.filter(created_at__gte=since).filter(
+        Q(status=DeliveryStatus.FAILED) | Q(status=DeliveryStatus.PENDING, attempts__gt=0)
+    )
+    rows = (
+        failing.order_by()
+        .values("target_url")
+        .annotate(
+            failed=Count("pk", filter=Q(status=DeliveryStatus.FAILED)),
+            retrying=Count("pk", filter=Q(status=DeliveryStatus.PENDING)),
+            latest=Max("created_at"),
+        )
+        .order_by("-failed", "-retrying", "target_url")[:limit]
+    )
+    endpoints = []
+    for row in rows:
+        last = (
+            failing.filter(target_url=row["target_url"])
+            .select_related("tenant")
+            .order_by("-created_at", "-pk")
+            .first()
+        )
+        endpoints.append(
+            {
+                "target_url": row["target_url"],
+                "failed": row["failed"],
+                "retrying": row["retrying"],
+                "last_status_code": last.last_status_code if last else None,
+                "last_error": last.last_error if last else "",
+                "tenant": last.tenant.name if last else "",
+            }
+        )
+    return endpoints

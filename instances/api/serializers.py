@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import SkipField, get_error_detail
 
 from instances.models import (
     BillingMode,
@@ -117,12 +120,29 @@ class StrictSerializerMixin:
     initial_data: Any
     fields: Any
 
+    def unknown_field_errors(self, data: Any) -> dict[str, list[str]]:
+        if not isinstance(data, dict):
+            return {}
+        return {name: ["Unknown field."] for name in sorted(set(data) - set(self.fields))}
+
     def validate_unknown(self, attrs: dict[str, Any]) -> None:
-        if not isinstance(self.initial_data, dict):
-            return
-        unknown = sorted(set(self.initial_data) - set(self.fields))
-        if unknown:
-            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        errors = self.unknown_field_errors(self.initial_data)
+        if errors:
+            raise serializers.ValidationError(errors)
+
+
+# Which InstanceRequest field each create field feeds (the catalog checks name the latter).
+_REQUEST_FIELD = {"product_name": "product_names"}
+_CATALOG_INPUTS = (
+    "template_id",
+    "product_names",
+    "gpu_num",
+    "rootfs_size",
+    "region",
+    "billing_mode",
+    "max_price_per_hour",
+    "health_check",
+)
 
 
 class InstanceCreateInputSerializer(StrictSerializerMixin, serializers.Serializer[dict[str, Any]]):
@@ -182,31 +202,92 @@ class InstanceCreateInputSerializer(StrictSerializerMixin, serializers.Serialize
             raise serializers.ValidationError(f"Duplicate keys: {', '.join(duplicates)}.")
         return value
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        self.validate_unknown(attrs)
-        has_one, has_many = "product_name" in attrs, "product_names" in attrs
-        if has_one == has_many:
-            raise serializers.ValidationError(
-                {"product_name": ["Give product_name or product_names (exactly one of them)."]}
-            )
-        if attrs["on_preempt"] != OnPreempt.NOTIFY and attrs["billing_mode"] != BillingMode.SPOT:
-            raise serializers.ValidationError(
-                {"on_preempt": ["Only a spot instance is reclaimed: use billing_mode 'spot'."]}
-            )
-        return attrs
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        """Every problem at once: each field's, unknown fields, the rules across fields and,
+        when any of those fails, the catalog's checks of the fields that are right (template,
+        region, products, rootfs limits, health-check ports). DRF stops at the first stage that
+        fails, so that a caller used to fix one field per request."""
+        if not isinstance(data, Mapping):
+            return super().to_internal_value(data)  # DRF's "expected a dictionary"
+        valid: dict[str, Any] = {}
+        errors: dict[str, Any] = {}
+        for field in self._writable_fields:
+            validate_method = getattr(self, f"validate_{field.field_name}", None)
+            try:
+                value = field.run_validation(field.get_value(data))
+                if validate_method is not None:
+                    value = validate_method(value)
+            except serializers.ValidationError as exc:
+                errors[str(field.field_name)] = exc.detail
+            except DjangoValidationError as exc:
+                errors[str(field.field_name)] = get_error_detail(exc)
+            except SkipField:
+                pass
+            else:
+                self.set_value(valid, field.source_attrs, value)
+        across = {**self.unknown_field_errors(data), **self._rules(data, valid)}
+        for name, messages in across.items():
+            errors.setdefault(name, messages)
+        if errors:
+            for name, messages in self._catalog_problems(valid, errors).items():
+                errors.setdefault(name, messages)
+            raise serializers.ValidationError(errors)
+        return valid
+
+    @staticmethod
+    def _rules(data: Mapping[str, Any], valid: dict[str, Any]) -> dict[str, list[str]]:
+        errors: dict[str, list[str]] = {}
+        if ("product_name" in data) == ("product_names" in data):
+            errors["product_name"] = ["Give product_name or product_names (exactly one of them)."]
+        if (
+            valid.get("on_preempt", OnPreempt.NOTIFY) != OnPreempt.NOTIFY
+            and valid.get("billing_mode") != BillingMode.SPOT
+            and "billing_mode" in valid
+        ):
+            errors["on_preempt"] = ["Only a spot instance is reclaimed: use billing_mode 'spot'."]
+        return errors
+
+    def _catalog_problems(self, valid: dict[str, Any], errors: dict[str, Any]) -> dict[str, Any]:
+        """The catalog's problems with the fields that are right, as field details."""
+        from instances.services import instance_request_problems, problem_field_details
+
+        wrong = {_REQUEST_FIELD.get(name, name) for name in errors}
+        names = [valid["product_name"]] if "product_name" in valid else valid.get("product_names")
+        missing = {
+            name
+            for name, present in (("template_id", "template_id" in valid), ("product_names", names))
+            if not present
+        }
+        unchecked = frozenset((wrong | missing) & set(_CATALOG_INPUTS))
+        request = self._request(
+            {**valid, "name": valid.get("name", "x"), "template_id": valid.get("template_id", "")},
+            names or [],
+        )
+        try:
+            _, problems = instance_request_problems(request=request, unchecked=unchecked)
+        except ServiceError:  # Novita not reachable for the template: the others still count
+            return {}
+        details: dict[str, Any] = {}
+        for problem in problems:
+            details.update(problem_field_details(problem))
+        return details
 
     def to_request(self) -> InstanceRequest:
         data = self.validated_data
         names = [data["product_name"]] if "product_name" in data else data["product_names"]
+        return self._request(data, names)
+
+    @staticmethod
+    def _request(data: dict[str, Any], names: list[str]) -> InstanceRequest:
         health = data.get("health_check") or {}
         return InstanceRequest(
             name=data["name"],
             template_id=data["template_id"],
             product_names=tuple(dict.fromkeys(n.strip() for n in names)),
-            gpu_num=data["gpu_num"],
+            gpu_num=data.get("gpu_num", 1),
             rootfs_size=data.get("rootfs_size"),
             region=(data.get("region") or "").strip() or None,
-            billing_mode=data["billing_mode"],
+            billing_mode=data.get("billing_mode", BillingMode.ON_DEMAND),
             max_price_per_hour=data.get("max_price_per_hour"),
             envs=tuple((e["key"], e["value"]) for e in data.get("envs", [])),
             webhook_url=data.get("webhook_url", ""),
@@ -216,9 +297,9 @@ class InstanceCreateInputSerializer(StrictSerializerMixin, serializers.Serialize
                 expected_status=health.get("expected_status") or HealthCheckSpec.expected_status,
                 timeout_seconds=health.get("timeout_seconds"),
             ),
-            on_preempt=data["on_preempt"],
+            on_preempt=data.get("on_preempt", OnPreempt.NOTIFY),
             idle_timeout_seconds=data.get("idle_timeout_seconds"),
-            on_idle=data["on_idle"],
+            on_idle=data.get("on_idle", OnIdle.STOP),
         )
 
 

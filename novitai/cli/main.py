@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import sys
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -47,6 +49,9 @@ STATUSES = (
     "failed",
     "preempted",
 )
+ID_HELP = "the instance's id, or its name (the live instance of that name)"
+# A name as the API accepts it (instances.services.NAME_RE; the CLI imports no Django).
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 # What each action waits for with --wait.
 TARGETS = {"create": "ready", "start": "ready", "restart": "ready", "stop": "stopped",
            "delete": "terminated"}  # fmt: skip
@@ -203,17 +208,28 @@ def build_parser(out: IO[str], err: IO[str]) -> argparse.ArgumentParser:
 
     create = command("create", "create an instance (the cheapest acceptable offer)")
     create.add_argument("name", help="1-63 lowercase letters, digits or '-'")
+    # Each flag is also spelt as the API's field (product_name(s), template_id, …).
     create.add_argument(
         "--product",
+        "--product-name",
+        dest="product",
         action="append",
         required=True,
         metavar="NAME",
         help='acceptable product, e.g. "RTX 4090 24GB"; repeat for several, most wanted first',
     )
-    create.add_argument("--template", required=True, metavar="ID", help="Novita template id")
-    create.add_argument("--gpus", type=_integer, metavar="N", help="GPUs (default 1)")
+    create.add_argument(
+        "--template", "--template-id", dest="template", required=True, metavar="ID",
+        help="Novita template id",
+    )  # fmt: skip
+    create.add_argument(
+        "--gpus", "--gpu-num", dest="gpus", type=_integer, metavar="N", help="GPUs (default 1)"
+    )
     create.add_argument("--region", metavar="CODE", help="preferred region, e.g. EU-NL-01")
-    create.add_argument("--rootfs", type=_integer, metavar="GB", help="root disk size")
+    create.add_argument(
+        "--rootfs", "--rootfs-size", dest="rootfs", type=_integer, metavar="GB",
+        help="root disk size",
+    )  # fmt: skip
     create.add_argument("--spot", action="store_true", help="spot billing (may be reclaimed)")
     create.add_argument(
         "--on-preempt",
@@ -229,8 +245,13 @@ def build_parser(out: IO[str], err: IO[str]) -> argparse.ArgumentParser:
     create.add_argument(
         "--on-idle", choices=["stop", "delete"], help="what the idle timeout does (default stop)"
     )
-    create.add_argument("--max-price", type=_usd, metavar="USD", help="USD per hour, at most")
-    create.add_argument("--webhook", metavar="URL", help="where its webhooks go")
+    create.add_argument(
+        "--max-price", "--max-price-per-hour", dest="max_price", type=_usd, metavar="USD",
+        help="USD per hour, at most",
+    )  # fmt: skip
+    create.add_argument(
+        "--webhook", "--webhook-url", dest="webhook", metavar="URL", help="where its webhooks go"
+    )
     create.add_argument(
         "--env",
         type=_env,
@@ -259,12 +280,12 @@ def build_parser(out: IO[str], err: IO[str]) -> argparse.ArgumentParser:
     listing.add_argument("--page-size", type=_integer, metavar="N", help="default 50, at most 200")
     listing.add_argument("--all", action="store_true", help="every page")
 
-    command("get", "one instance").add_argument("id")
-    command("events", "an instance's history, oldest first").add_argument("id")
-    command("heartbeat", "record activity (puts off an idle stop)").add_argument("id")
+    command("get", "one instance").add_argument("id", help=ID_HELP)
+    command("events", "an instance's history, oldest first").add_argument("id", help=ID_HELP)
+    command("heartbeat", "record activity (puts off an idle stop)").add_argument("id", help=ID_HELP)
 
     change = command("set", "change a live instance's on-preempt, idle timeout or webhook")
-    change.add_argument("id")
+    change.add_argument("id", help=ID_HELP)
     change.add_argument("--on-preempt", choices=["notify", "restart", "reprovision"])
     change.add_argument(
         "--idle-timeout",
@@ -283,11 +304,11 @@ def build_parser(out: IO[str], err: IO[str]) -> argparse.ArgumentParser:
         ("delete", "delete an instance (idempotent)"),
     ):
         sub = command(verb, f"{help_text} (--wait: until {TARGETS[verb]})")
-        sub.add_argument("id")
+        sub.add_argument("id", help=ID_HELP)
         _wait_options(sub, flag=True)
 
     wait = command("wait", "wait until an instance reaches a status, printing each step")
-    wait.add_argument("id")
+    wait.add_argument("id", help=ID_HELP)
     wait.add_argument("--for", dest="status", default="ready", choices=STATUSES, metavar="STATUS")
     _wait_options(wait, flag=False)
 
@@ -302,7 +323,10 @@ def build_parser(out: IO[str], err: IO[str]) -> argparse.ArgumentParser:
     command("summary", "what runs, what it bills per hour, what is stuck (/api/v1/metrics/)")
 
     offers = command("offers", "the offer a create would pick, and every other in order")
-    offers.add_argument("--product", action="append", required=True, metavar="NAME")
+    offers.add_argument(
+        "--product", "--product-name", dest="product", action="append", required=True,
+        metavar="NAME",
+    )  # fmt: skip
     offers.add_argument("--gpus", type=_integer, metavar="N")
     offers.add_argument("--region", metavar="CODE")
     offers.add_argument("--spot", action="store_true")
@@ -333,6 +357,21 @@ class Context:
 def _instance(instance_id: str) -> str:
     """The instance's path; an id is one path segment, whatever it holds."""
     return f"instances/{quote(instance_id, safe='')}/"
+
+
+def resolve(client: Client, ident: str) -> str:
+    """The id of the instance `ident` names: an id as it is; a name, the id of the live instance
+    of that name (names are unique among a tenant's live instances), else of the newest one.
+    Anything else goes to the server as it is, which says why not."""
+    with contextlib.suppress(ValueError):
+        uuid.UUID(ident)
+        return ident
+    if not NAME_RE.match(ident):
+        return ident
+    found = client.page("instances/", {"name": ident, "page_size": 50}).results
+    live = [i for i in found if i.get("status") != "terminated"]
+    chosen = live or found
+    return str(chosen[0]["id"]) if chosen else ident
 
 
 def create_body(args: argparse.Namespace) -> dict[str, Any]:
@@ -601,6 +640,8 @@ def _run(argv: Sequence[str] | None, out: IO[str], err: IO[str]) -> int:
     client = Client(args.url, args.api_key, trace=err if args.verbose else None)
     ctx = Context(client=client, args=args, out=out, err=err, started=time.monotonic())
     try:
+        if getattr(args, "id", None) is not None:
+            args.id = resolve(client, args.id)
         return COMMANDS[args.command](ctx)
     except ApiError as exc:
         if args.json and exc.body is not None:

@@ -117,9 +117,12 @@ def test_an_idempotency_key_makes_a_second_run_answer_the_same(cli: Cli) -> None
     [
         (["--env", "NOVALUE"], "argument --env: expected KEY=VALUE, got 'NOVALUE'"),
         (["--env", "=value"], "argument --env: expected KEY=VALUE, got '=value'"),
-        (["--gpus", "two"], "argument --gpus: not a whole number: 'two'"),
-        (["--rootfs", "1.5"], "argument --rootfs: not a whole number: '1.5'"),
-        (["--max-price", "cheap"], "argument --max-price: not an amount of USD: 'cheap'"),
+        (["--gpus", "two"], "argument --gpus/--gpu-num: not a whole number: 'two'"),
+        (["--rootfs", "1.5"], "argument --rootfs/--rootfs-size: not a whole number: '1.5'"),
+        (
+            ["--max-price", "cheap"],
+            "argument --max-price/--max-price-per-hour: not an amount of USD: 'cheap'",
+        ),
         (["--wait", "--timeout", "0"], "argument --timeout: must be more than 0: '0'"),
         (["--on-preempt", "pray"], "argument --on-preempt: invalid choice: 'pray'"),
     ],
@@ -318,6 +321,43 @@ def test_heartbeat_and_stop(cli: Cli, sent_tasks: SentTasks) -> None:
     no_beat = cli("heartbeat", str(instance.pk))
     assert no_beat.code == 4
     assert "409 invalid_instance_state" in no_beat.err
+
+
+def test_an_instance_is_named_wherever_an_id_is_taken(cli: Cli, sent_tasks: SentTasks) -> None:
+    """`novitai get web-1` was a 4xx: only ids were understood."""
+    old = ready_instance(cli, "web-1")
+    Instance.objects.filter(pk=old.pk).update(status=InstanceStatus.TERMINATED)
+    instance = ready_instance(cli, "web-1")  # the live one of that name, not the terminated one
+    other = ready_instance(cli, "web-2")
+
+    got = cli("get", "web-1", "--json")
+    assert got.code == 0, got.err
+    assert got.json()["id"] == str(instance.pk)
+    events = cli("events", "web-1", "--json")
+    assert events.json()["results"][-1]["reason"] == "healthy"
+    sent_tasks.clear()
+    stopped = cli("stop", "web-1", "--json")
+    assert (stopped.code, stopped.json()["id"]) == (0, str(instance.pk))
+    assert Instance.objects.get(pk=instance.pk).status == InstanceStatus.STOPPING
+    assert Instance.objects.get(pk=other.pk).status == InstanceStatus.READY
+    assert len(sent_tasks.calls) == 1
+
+    only_terminated = cli("get", "web-1", "--json")  # still the live one
+    assert only_terminated.json()["id"] == str(instance.pk)
+    missing = cli("get", "web-9")
+    assert missing.code == 4
+    assert "404" in missing.err
+
+
+def test_create_takes_the_api_field_names_as_flags(cli: Cli) -> None:
+    result = cli(
+        "create", "web-1", "--product-name", PRODUCT, "--template-id", TEMPLATE,
+        "--gpu-num", "1", "--rootfs-size", "80", "--max-price-per-hour", "2", "--json",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    body = result.json()
+    assert (body["template_id"], body["gpu_num"], body["rootfs_size"]) == (TEMPLATE, 1, 80)
+    assert Instance.objects.get().product_names == [PRODUCT]
 
 
 def test_products_and_offers(cli: Cli) -> None:

@@ -54,16 +54,21 @@ def test_admin_stop_and_delete_actions(admin_client: Client, instance: Instance)
     Instance.objects.filter(pk=instance.pk).update(
         status=InstanceStatus.READY, novita_instance_id="abc"
     )
-    response = admin_client.post(
-        "/admin/instances/instance/",
-        {"action": "stop_instances", "_selected_action": [str(instance.pk)]},
-    )
+    stop = {"action": "stop_instances", "_selected_action": [str(instance.pk)]}
+    asked = admin_client.post("/admin/instances/instance/", stop)
+    assert asked.status_code == 200  # asks first: nothing done yet
+    assert "Stop these instances?" in asked.content.decode()
+    assert reload(instance).status == InstanceStatus.READY
+    response = admin_client.post("/admin/instances/instance/", {**stop, "confirm": "yes"})
     assert response.status_code == 302
     assert reload(instance).status == InstanceStatus.STOPPING
     assert reload(instance).current_job is not None
+    stopping = reload(instance).events.order_by("at", "id").last()
+    assert stopping is not None
+    assert (stopping.reason, stopping.actor) == ("stop_requested", "staff:root")
     admin_client.post(
         "/admin/instances/instance/",
-        {"action": "delete_instances", "_selected_action": [str(instance.pk)]},
+        {"action": "delete_instances", "_selected_action": [str(instance.pk)], "confirm": "yes"},
     )
     assert reload(instance).status == InstanceStatus.TERMINATING
     assert Job.objects.get(kind="stop").status == JobStatus.CANCELLED
@@ -100,7 +105,7 @@ def test_retry_waits_for_the_upstream_cleanup(admin_client: Client, instance: In
     Job.objects.update(status=JobStatus.FAILED, finished_at=timezone.now())
     response = admin_client.post(
         "/admin/instances/instance/",
-        {"action": "retry_instances", "_selected_action": [str(instance.pk)]},
+        {"action": "retry_instances", "_selected_action": [str(instance.pk)], "confirm": "yes"},
         follow=True,
     )
     assert "has not yet confirmed" in response.content.decode()
@@ -115,3 +120,71 @@ def test_metrics(client: Client, instance: Instance) -> None:
     assert 'novitai_instances{status="pending"} 0.0' in text
     assert "novitai_instance_ready_seconds" in text
     assert "novitai_jobs_finished_total" in text
+
+
+def test_the_instance_page_reads_as_a_timeline_with_links(
+    admin_client: Client, instance: Instance
+) -> None:
+    Instance.objects.filter(pk=instance.pk).update(
+        status=InstanceStatus.READY,
+        novita_instance_id="abc",
+        novita_product_id="p-1",
+        product_name="RTX 4090 24GB",
+        region="US-TX-02",
+        endpoints=[
+            {"port": 8188, "type": "http", "url": "http://127.0.0.1:1/app/", "healthy": True}
+        ],
+        offers_tried=[{"product_name": "RTX 4090 24GB", "region": "EU-NL-01",
+                       "price_per_hour": "0.35", "outcome": "no_capacity"}],
+    )  # fmt: skip
+    event = instance.events.get()
+    html = admin_client.get(f"/admin/instances/instance/{instance.pk}/change/").content.decode()
+    at = event.at.strftime("%Y-%m-%d %H:%M:%S")
+    assert f'<span class="console-when">{at} UTC</span>' in html  # to the second
+    assert "<td>tenant:acme</td>" in html  # who
+    assert "<td>requested</td>" in html  # why
+    assert '<a href="http://127.0.0.1:1/app/">http://127.0.0.1:1/app/</a>' in html
+    assert "<td>EU-NL-01</td><td>0.35</td><td>no_capacity</td>" in html
+    job = reload(instance).current_job
+    assert job is not None
+    assert f'<a href="/admin/jobs/job/{job.pk}/change/">provision</a>' in html
+    for operation in ("stop", "restart", "delete"):
+        assert f'href="/admin/instances/instance/{instance.pk}/operate/{operation}/"' in html
+    assert "/operate/start/" not in html  # not from ready
+    assert "hf_admin_canary" not in html
+
+
+def test_an_operation_asks_then_acts_as_the_staff_user(
+    admin_client: Client, instance: Instance
+) -> None:
+    Instance.objects.filter(pk=instance.pk).update(
+        status=InstanceStatus.READY, novita_instance_id="abc"
+    )
+    url = f"/admin/instances/instance/{instance.pk}/operate/stop/"
+    asked = admin_client.get(url)
+    assert asked.status_code == 200
+    assert "Stop these instances? Their disks are kept" in asked.content.decode()
+    assert reload(instance).status == InstanceStatus.READY
+    done = admin_client.post(url, {"confirm": "yes"})
+    assert done.status_code == 302
+    assert done["Location"] == f"/admin/instances/instance/{instance.pk}/change/"
+    stopping = reload(instance)
+    assert stopping.status == InstanceStatus.STOPPING
+    last = stopping.events.order_by("at", "id").last()
+    assert last is not None
+    assert (last.reason, last.actor) == ("stop_requested", "staff:root")
+
+    refused = admin_client.post(
+        f"/admin/instances/instance/{instance.pk}/operate/start/", {"confirm": "yes"}, follow=True
+    )
+    assert [str(m) for m in refused.context["messages"]] == [
+        "Stopping: trainer-1.",
+        "trainer-1: Cannot start an instance that is stopping.",
+    ]
+    assert reload(instance).status == InstanceStatus.STOPPING
+    assert (
+        admin_client.post(
+            f"/admin/instances/instance/{instance.pk}/operate/explode/", {"confirm": "yes"}
+        ).status_code
+        == 404
+    )

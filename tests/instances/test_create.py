@@ -186,6 +186,62 @@ def test_bad_input_creates_nothing(
     assert Job.objects.count() == 0
 
 
+def test_every_problem_of_the_shape_and_the_catalog_is_reported_at_once(
+    api_client: APIClient, catalog: SandboxControl, sent_tasks: SentTasks
+) -> None:
+    """Was one field per request: DRF stopped at the first failing stage (fields, unknown
+    fields, the rules across fields) and the catalog checks raised at the first problem."""
+    body = create_body(
+        name="Bad_Name",
+        gpu_num=9,
+        produkt="typo",
+        template_id="999999",
+        region="MARS-01",
+        product_name="GTX 480",
+        on_preempt="restart",
+    )
+    response = create(api_client, body)
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert sorted(error["details"]) == [
+        "gpu_num", "name", "on_preempt", "product_names", "produkt", "region", "template_id",
+    ]  # fmt: skip
+    assert error["details"]["template_id"] == ["Novita has no template '999999'."]
+    assert error["details"]["product_names"] == ["No product is named 'GTX 480'."]
+    assert error["details"]["produkt"] == ["Unknown field."]
+    assert error["details"]["region"][0].startswith("Unknown region 'MARS-01'")
+    nothing_created(sent_tasks)
+    assert Job.objects.count() == 0
+
+
+def test_several_catalog_problems_are_one_400_naming_every_field(
+    api_client: APIClient, catalog: SandboxControl, sent_tasks: SentTasks
+) -> None:
+    response = create(
+        api_client, create_body(region="MARS-01", rootfs_size=5000, product_name=None,
+                                product_names=[PRODUCT, "GTX 480"])
+    )  # fmt: skip
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert error["message"] == (
+        "The request is not valid: 3 problems (region, rootfs_size, product_names)."
+    )
+    assert error["details"]["product_names"] == ["No product is named 'GTX 480'."]
+    assert error["details"]["rootfs_size"][0].startswith("Allowed: RTX 4090 24GB: ")
+    nothing_created(sent_tasks)
+
+
+def test_a_catalog_problem_alone_keeps_its_code(
+    api_client: APIClient, catalog: SandboxControl, sent_tasks: SentTasks
+) -> None:
+    response = create(api_client, create_body(template_id="999999"))
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "template_not_found"
+    nothing_created(sent_tasks)
+
+
 def test_malformed_json_is_400(api_client: APIClient, sent_tasks: SentTasks) -> None:
     response = api_client.post("/api/v1/instances/", b"{not json", content_type="application/json")
     assert response.status_code == 400

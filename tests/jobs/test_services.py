@@ -212,11 +212,11 @@ def test_operator_retry_restarts_a_failed_job(
     sent_tasks: SentTasks, django_capture_on_commit_callbacks: Any
 ) -> None:
     job = make_job(status=JobStatus.FAILED, attempts=5, last_error="gave up")
-    seen: list[uuid.UUID] = []
-    job_retry_hook_register(task_name=TASK, hook=lambda j: seen.append(j.pk))
+    seen: list[tuple[uuid.UUID, str]] = []
+    job_retry_hook_register(task_name=TASK, hook=lambda j, actor: seen.append((j.pk, actor)))
     with django_capture_on_commit_callbacks(execute=True):
-        retried = job_retry(job_id=job.pk)
-    assert seen == [job.pk]
+        retried = job_retry(job_id=job.pk, actor="staff:ops")
+    assert seen == [(job.pk, "staff:ops")]
     assert (retried.status, retried.attempts, retried.finished_at) == (JobStatus.PENDING, 0, None)
     assert sent_tasks.names_and_args == [(TASK, [str(job.pk)])]
 
@@ -229,7 +229,7 @@ def test_operator_retry_refused(
     )
     refused = make_job(kind="refused", task_name="tests.jobs.refused", status=JobStatus.FAILED)
 
-    def refuse(job: Job) -> None:
+    def refuse(job: Job, actor: str) -> None:
         raise Conflict("not now", code="nope")
 
     job_retry_hook_register(task_name="tests.jobs.refused", hook=refuse)

@@ -165,3 +165,33 @@ def test_html_404_outside_the_api_is_left_alone(client) -> None:
     response = client.get("/not-an-api-path/")
     assert response.status_code == 404
     assert not response["Content-Type"].startswith("application/json")
+
+
+# --- a body over the upload limit ------------------------------------------------------------
+
+
+def test_a_create_over_the_upload_limit_is_413_in_the_envelope(
+    api_client: APIClient, settings, caplog
+) -> None:
+    """Was a 500 (RequestDataTooBig), its text shown on the debug page."""
+    from instances.models import Instance
+    from jobs.models import Job
+
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    body = '{"name": "web-1", "template_id": "212", "product_name": "' + "x" * 1000 + '"}'
+    with caplog.at_level(logging.WARNING):
+        response = api_client.post("/api/v1/instances/", body, content_type="application/json")
+    error = assert_envelope(response, 413, "request_too_large")
+    assert error["message"] == "The request body is larger than 1000 bytes."
+    assert error["details"] == {"max_bytes": 1000}
+    assert (Instance.objects.count(), Job.objects.count()) == (0, 0)
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+@pytest.mark.parametrize("path", ["/api/v1/_test/echo/", "/api/v1/_test/plain-body/"])
+def test_any_api_body_over_the_upload_limit_is_413(api_client: APIClient, settings, path) -> None:
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+    response = api_client.post(path, '{"a": "' + "b" * 200 + '"}', content_type="application/json")
+    assert assert_envelope(response, 413, "request_too_large")["details"] == {"max_bytes": 100}
+    small = api_client.post(path, '{"a": "b"}', content_type="application/json")
+    assert small.status_code == 200

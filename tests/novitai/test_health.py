@@ -63,6 +63,22 @@ def test_ready_with_a_stale_worker_heartbeat(client, settings) -> None:
     assert check["error"].startswith("last worker heartbeat 12")
 
 
+def test_ready_counts_no_worker_heartbeat_from_before_this_start(client, settings) -> None:
+    """A restart finds the previous run's last heartbeat in the cache (a file, or Redis with
+    its append-only file): fresh, but its worker may be gone."""
+    settings.NOVITAI_STARTED_AT = time.time()
+    cache.set(WORKER_HEARTBEAT_KEY, {"hostname": "w", "at": settings.NOVITAI_STARTED_AT - 5})
+    body = client.get("/health/ready").json()
+    check = body["checks"]["worker"]
+    assert check["status"] == "down"
+    assert check["error"] == "no worker heartbeat since this start (the last one, 5s ago, is older)"
+    assert body["status"] == "degraded"
+
+    write_worker_heartbeat("worker@test")  # the worker of this run
+    check = client.get("/health/ready").json()["checks"]["worker"]
+    assert (check["status"], check["hostname"]) == ("ok", "worker@test")
+
+
 def test_ready_is_503_when_a_required_dependency_is_down(client, monkeypatch) -> None:
     write_worker_heartbeat("worker@test")
     monkeypatch.setitem(app.conf, "broker_url", "redis://127.0.0.1:1/0")
@@ -102,10 +118,41 @@ def test_openapi_schema_and_docs_are_public(client) -> None:
     assert client.get("/api/redoc/").status_code == 200
 
 
+@pytest.mark.parametrize("page", ["/api/docs/", "/api/redoc/"])
+def test_the_docs_pages_load_nothing_from_another_host(client, page: str) -> None:
+    """Swagger UI and ReDoc come from our static files (drf-spectacular-sidecar): without the
+    internet they render (the browser suite checks the rendering and counts requests)."""
+    import re
+
+    from django.contrib.staticfiles import finders
+
+    html = client.get(page).content.decode()
+    urls = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html)
+    urls += re.findall(r"""["'](https?://[^"']+)["']""", html)
+    assert urls, html
+    assert [u for u in urls if u.startswith(("http:", "https:", "//"))] == []
+    static = [u for u in urls if u.startswith("/static/")]
+    assert len(static) >= (3 if page == "/api/docs/" else 0)
+    assert [u for u in static if finders.find(u.removeprefix("/static/")) is None] == []
+    ours = [u for u in urls if not u.startswith("/static/")]
+    assert ours == (
+        ["/api/docs/?script="]
+        if page == "/api/docs/"
+        else ["/api/redoc/dist/bundles/redoc.standalone.js"]
+    )
+    script = client.get(ours[0])
+    assert script.status_code == 200
+    assert len(script.content) > (1_000 if page == "/api/docs/" else 1_000_000)
+    assert b"cdn.redoc.ly" not in script.content  # ReDoc's attribution logo, replaced
+    csp = client.get(page)["Content-Security-Policy"]
+    assert "default-src 'self'" in csp
+    assert "img-src 'self' data: blob:" in csp
+
+
 def test_admin_carries_the_site_header(client) -> None:
     response = client.get("/admin/login/")
     assert response.status_code == 200
-    assert "novitai administration" in response.content.decode()
+    assert "novitai console" in response.content.decode()
 
 
 def test_root_redirects_to_the_docs(client) -> None:

@@ -29,6 +29,11 @@ def plain_boom(request: HttpRequest) -> HttpResponse:
     raise RuntimeError(f"cannot reach {broker}")
 
 
+def plain_body(request: HttpRequest) -> HttpResponse:
+    """A plain Django view under /api/ that reads the body."""
+    return HttpResponse(str(len(request.body)))
+
+
 # Mounted before the real patterns so that the /api/ catch-all does not hide them.
 from django.urls import path  # noqa: E402
 
@@ -36,5 +41,6 @@ urlpatterns = [
     path("api/v1/_test/echo/", EchoView.as_view()),
     path("api/v1/_test/boom/", BoomView.as_view()),
     path("_test/boom/", plain_boom),
+    path("api/v1/_test/plain-body/", plain_body),
     *real_urlpatterns,
 ]

@@ -52,17 +52,19 @@ def test_redeliver_action_resends_final_deliveries_and_skips_pending(
     deliver(pending)
     before = WebhookDelivery.objects.get(pk=pending.pk)
 
-    response = admin_client_.post(
-        CHANGELIST,
-        {"action": "redeliver", "_selected_action": [str(gone.pk), str(pending.pk)]},
-        follow=True,
-    )
+    selected = {"action": "redeliver", "_selected_action": [str(gone.pk), str(pending.pk)]}
+    asked = admin_client_.post(CHANGELIST, selected)
+    assert asked.status_code == 200  # the confirmation page: nothing sent yet
+    assert "Send these deliveries again now" in asked.content.decode()
+    assert WebhookDelivery.objects.get(pk=gone.pk).status == DeliveryStatus.GONE
+
+    response = admin_client_.post(CHANGELIST, {**selected, "confirm": "yes"}, follow=True)
 
     assert response.status_code == 200
     messages = [str(m) for m in response.context["messages"]]
     assert messages == [
-        "Redelivering 1 delivery(ies).",
-        "Skipped 1 still pending: already scheduled.",
+        f"{pending}: The delivery is still pending; its next attempt is already scheduled.",
+        "Redelivering: 1.",
     ]
     gone.refresh_from_db()
     assert gone.status == DeliveryStatus.PENDING
@@ -73,3 +75,25 @@ def test_redeliver_action_resends_final_deliveries_and_skips_pending(
         before.attempts,
         before.next_attempt_at,
     )
+
+
+def test_the_page_redelivers_after_asking(
+    admin_client_: Client, tenant: Tenant, receiver: Receiver
+) -> None:
+    receiver.answers.append(Answer(410))
+    gone = record(tenant, receiver.url())
+    deliver(gone)
+    page = admin_client_.get(f"{CHANGELIST}{gone.pk}/change/").content.decode()
+    button = f"{CHANGELIST}{gone.pk}/redeliver/"
+    assert f'href="{button}"' in page
+    assert admin_client_.get(button).status_code == 200  # asks
+    assert WebhookDelivery.objects.get(pk=gone.pk).status == DeliveryStatus.GONE
+    done = admin_client_.post(button, {"confirm": "yes"})
+    assert done.status_code == 302
+    assert done["Location"] == f"{CHANGELIST}{gone.pk}/change/"
+    assert WebhookDelivery.objects.get(pk=gone.pk).status == DeliveryStatus.PENDING
+    again = admin_client_.post(button, {"confirm": "yes"}, follow=True)
+    assert [str(m) for m in again.context["messages"]] == [
+        f"Redelivering: {gone}.",  # the first one's, shown on this page
+        f"{gone}: The delivery is still pending; its next attempt is already scheduled.",
+    ]
