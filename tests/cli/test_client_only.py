@@ -117,3 +117,18 @@ def test_a_reader_that_leaves_ends_it_quietly() -> None:
         os.close(writer)
     assert done.returncode == 141
     assert done.stderr == ""
+
+
+def test_importing_it_loads_neither_django_nor_celery() -> None:
+    """What `import novitai.cli` loads, in a fresh interpreter: its own modules, requests and the
+    standard library; `novitai/__init__.py` imports nothing."""
+    script = (
+        "import sys\n"
+        "import novitai.cli\n"
+        "tops = sorted({m.split('.')[0] for m in sys.modules})\n"
+        "print([t for t in tops if t in ('django', 'celery', 'kombu', 'rest_framework')])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.stdout == "[]\n", done.stderr
