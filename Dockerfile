@@ -6,6 +6,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY novitai ./novitai
+COPY novita_sandbox ./novita_sandbox
 COPY tenants ./tenants
 COPY catalog ./catalog
 COPY instances ./instances

@@ -104,7 +104,7 @@ def _reclaim_and_follow(
 ) -> dict[str, Any]:
     from django.conf import settings
 
-    from novitai.sandbox.control import SandboxControl, SandboxControlError
+    from novita_sandbox.control import SandboxControl, SandboxControlError
 
     interval = float(settings.MONITOR_INTERVAL_SECONDS)
     wanted = set(ids)

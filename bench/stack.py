@@ -318,7 +318,7 @@ class Stack:
             [
                 PYTHON,
                 "-m",
-                "novitai.sandbox",
+                "novita_sandbox",
                 "--host",
                 "127.0.0.1",
                 "--port",

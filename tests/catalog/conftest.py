@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from catalog.caches import NamedCache
 from catalog.models import CatalogState, Region
-from novitai.sandbox.control import SandboxControl
+from novita_sandbox.control import SandboxControl
 from tests.catalog.factories import RegionFactory
 
 REGION_CODES = ("EU-NL-01", "EU-DE-01", "US-TX-02", "US-CA-06", "AS-JP-03")

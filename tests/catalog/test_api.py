@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 from catalog.caches import NamedCache
 from catalog.models import Product, Region
 from catalog.services import _lease_acquire
-from novitai.sandbox.control import SandboxControl
+from novita_sandbox.control import SandboxControl
 from tests.catalog.conftest import FIRST_SYNC_COUNTS, SEED_CALLS, upstream_calls
 from tests.catalog.factories import ProductFactory
 

@@ -25,8 +25,8 @@ from catalog.services import (
     region_code_from_name,
 )
 from catalog.tasks import catalog_sync_task
+from novita_sandbox.control import SandboxControl
 from novitai.errors import UpstreamUnavailable
-from novitai.sandbox.control import SandboxControl
 from tests.catalog.conftest import FIRST_SYNC_COUNTS, SEED_CALLS, upstream_calls
 from tests.catalog.factories import ProductFactory, RegionFactory
 

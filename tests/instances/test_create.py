@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from instances.models import Instance, InstanceEvent, InstanceStatus
 from jobs.models import Job, JobStatus
-from novitai.sandbox.control import SandboxControl
+from novita_sandbox.control import SandboxControl
 from tenants.models import Tenant
 from tests.instances.conftest import PRODUCT, TEMPLATE, create, create_body, nothing_created
 from tests.jobs.conftest import SentTasks

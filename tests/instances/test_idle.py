@@ -19,9 +19,9 @@ from instances.models import Instance, InstanceEvent, InstanceStatus
 from instances.selectors import idle_stop_at, instance_representation
 from instances.tasks import idle_stop
 from jobs.models import Job, JobStatus
+from novita_sandbox.control import SandboxControl
 from novitai.celery import app
 from novitai.errors import Conflict
-from novitai.sandbox.control import SandboxControl
 from tests.instances.conftest import create, create_body
 from tests.instances.helpers import monitor_until, provision, reload
 from tests.jobs.conftest import SentTasks

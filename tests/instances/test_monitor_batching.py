@@ -29,9 +29,9 @@ from instances.monitoring import Monitor, PassReport, monitor_pass
 from instances.selectors import instance_representation
 from instances.services import novita_name_for
 from jobs.models import Job, JobStatus
+from novita_sandbox.control import SandboxControl
 from novitai.novita.client import get_client
 from novitai.novita.types import CreateInstanceRequest, PortSpec
-from novitai.sandbox.control import SandboxControl
 from tenants.models import Tenant
 from tests.instances.conftest import PRODUCT
 from tests.instances.helpers import reasons, reload

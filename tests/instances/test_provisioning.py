@@ -14,9 +14,9 @@ from catalog.models import Product
 from instances.models import FailureReason, Instance, InstanceEvent, InstanceStatus
 from instances.selectors import instance_representation
 from jobs.models import Job, JobStatus
+from novita_sandbox.control import SandboxControl
 from novitai.novita.client import get_client
 from novitai.novita.types import CreateInstanceRequest
-from novitai.sandbox.control import SandboxControl
 from tests.instances.conftest import PRODUCT, create, create_body
 from tests.instances.helpers import (
     monitor_until,

@@ -20,8 +20,8 @@ from rest_framework.test import APIClient
 
 from instances.actions import instance_action_run
 from instances.models import Instance, InstanceStatus
+from novita_sandbox.control import SandboxControl
 from novitai.celery import app
-from novitai.sandbox.control import SandboxControl
 from tenants.models import Tenant
 from tests.instances.helpers import monitor_until, provision
 from tests.stores import broker_contents, cache_contents

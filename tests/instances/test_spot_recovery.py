@@ -12,7 +12,7 @@ from instances.actions import instance_action_run
 from instances.metrics import SPOT_RECOVERIES
 from instances.models import Instance, InstanceEvent, InstanceStatus
 from instances.monitoring import Monitor, monitor_pass
-from novitai.sandbox.control import SandboxControl
+from novita_sandbox.control import SandboxControl
 from tests.instances.conftest import create, create_body
 from tests.instances.helpers import (
     monitor_until,
