@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,6 +30,7 @@ from standardwebhooks import Webhook
 from novitai.errors import Conflict
 from novitai.logging import log_context
 from novitai.outages import broker_guard
+from novitai.retry import RETRY_AFTER_CAP_SECONDS, jittered, parse_retry_after
 from tenants.models import Tenant
 from tenants.services import tenant_signing_secrets, tenant_webhook_secret_rotate
 from webhooks import metrics
@@ -45,7 +45,7 @@ ERROR_LENGTH = 500
 # Jitter of a scheduled retry: the schedule's delay times a factor in [1 - J, 1 + J].
 RETRY_JITTER = 0.2
 # A 429/503 Retry-After is honoured up to this long.
-RETRY_AFTER_CAP = timedelta(hours=6)
+RETRY_AFTER_CAP = timedelta(seconds=RETRY_AFTER_CAP_SECONDS)
 # A wake-up not acted on for this long is presumed lost; the sweeper sends another.
 REDISPATCH_AFTER = timedelta(seconds=60)
 # Due rows the sweeper dispatches per run at most (the next run takes the rest).
@@ -190,22 +190,6 @@ def webhook_headers(
 # --- the retry schedule -----------------------------------------------------------------------
 
 
-def retry_after_seconds(value: str | None, *, now: datetime) -> float | None:
-    """A Retry-After header (delta-seconds or an HTTP date) in seconds; None if unusable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(min(int(value), 10**9))
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
-
-
 def retry_delay(
     *,
     round_attempts: int,
@@ -215,16 +199,18 @@ def retry_delay(
     rng: random.Random | None = None,
 ) -> timedelta | None:
     """How long to wait after the `round_attempts`-th failed attempt of a round; None when the
-    schedule has run out. 429 and 503 with Retry-After wait at least that long (capped)."""
+    schedule has run out. 429 and 503 with Retry-After wait at least that long (capped at
+    RETRY_AFTER_CAP; novitai/retry.py reads the header)."""
     schedule: list[int] = settings.WEBHOOK_RETRY_SCHEDULE
     if round_attempts > len(schedule):
         return None
-    jitter = (rng or random).uniform(1 - RETRY_JITTER, 1 + RETRY_JITTER)
-    seconds = schedule[round_attempts - 1] * jitter
+    seconds = jittered(schedule[round_attempts - 1], spread=RETRY_JITTER, rng=rng)
     if status_code in (429, 503):
-        wait = retry_after_seconds(retry_after, now=now)
+        wait = parse_retry_after(
+            retry_after, now=now.timestamp(), cap=RETRY_AFTER_CAP.total_seconds()
+        )
         if wait is not None:
-            seconds = max(seconds, min(wait, RETRY_AFTER_CAP.total_seconds()))
+            seconds = max(seconds, wait)
     return timedelta(seconds=seconds)
 
 

@@ -9,8 +9,8 @@ answer turned into dataclasses (parsing.py) or a NovitaError (responses.py).
 
 Retries. Reads and the repeat-safe mutations (start, stop, restart, delete, edit: a repeat
 answers "invalid state change" or not-found, which callers already treat as "re-read") are
-retried on Unavailable and RateLimited, with capped exponential backoff and full jitter, and never
-before a Retry-After has run out. A create (and a migrate, which may create an instance) is
+retried on Unavailable and RateLimited, with capped exponential backoff and full jitter (the
+project's one retry policy, novitai/retry.py), and never before a Retry-After has run out. A create (and a migrate, which may create an instance) is
 retried only when nothing was sent (ConnectFailed) or on a 429 (refused, not created); when the
 request may have reached Novita (read timeout, a connection broken after sending, a 5xx, an
 unreadable 2xx) it raises UnknownOutcome, and the caller looks the instance up by name.
@@ -52,7 +52,6 @@ from novitai.novita.responses import (
     read_json,
     transport_error,
 )
-from novitai.novita.retry import backoff_delay, parse_retry_after
 from novitai.novita.types import (
     Balance,
     Bill,
@@ -67,6 +66,7 @@ from novitai.novita.types import (
     RegistryAuth,
     Template,
 )
+from novitai.retry import backoff_delay, parse_retry_after
 
 logger = logging.getLogger("novitai.novita")
 

@@ -182,6 +182,24 @@ def test_rate_limited_create_retries_later(make: Any, catalog: SandboxControl) -
     assert catalog.instances() == []
 
 
+def test_an_absurd_retry_after_reschedules_the_create_within_the_cap(
+    make: Any, catalog: SandboxControl
+) -> None:
+    """Retry-After: 300000000000 (about 9,500 years) is read as the cap, six hours: the job used to
+    be rescheduled past the year 9999 — an OverflowError out of the task, the job left running."""
+    catalog.set_faults(
+        fail_next=[
+            {"path": "/gpu/instance/create", "count": 1, "status": 429, "retry_after": 3 * 10**11}
+        ]
+    )
+    before = timezone.now()
+    instance = provision(make())
+    job = job_of(instance)
+    assert (instance.status, job.status) == (InstanceStatus.PROVISIONING, JobStatus.PENDING)
+    assert before + timedelta(hours=6) <= job.next_attempt_at <= timezone.now() + timedelta(hours=6)
+    assert catalog.instances() == []
+
+
 def test_novita_quota_fails_without_retry(make: Any, catalog: SandboxControl) -> None:
     catalog.set_faults(
         fail_next=[
