@@ -48,8 +48,7 @@ from instances.lifecycle import (
     SYSTEM,
     Transition,
     instance_event_build,
-    instance_failure,
-    instance_transition,
+    instance_transition_apply,
     instance_transitions_apply,
 )
 from instances.metrics import DUPLICATES_DELETED, ORPHANS_DELETED, SPOT_RECOVERIES
@@ -66,8 +65,7 @@ from novitai.errors import Conflict
 from novitai.locks import held_lock
 from novitai.novita import errors as novita
 from novitai.novita.client import NovitaClient, get_client
-from novitai.novita.types import Instance as Upstream
-from novitai.novita.types import InstanceStatus as U
+from novitai.novita.types import NovitaInstance, NovitaInstanceStatus
 from novitai.outages import cache_guard
 
 logger = logging.getLogger(__name__)
@@ -97,7 +95,7 @@ WATCHED = Q(
 SPOT_RECLAIMED = {"reclaiming", "terminated"}
 
 
-def reclaimed(row: Instance, item: Upstream) -> bool:
+def reclaimed(row: Instance, item: NovitaInstance) -> bool:
     return row.billing_mode == "spot" and item.spot_status in SPOT_RECLAIMED
 
 
@@ -108,8 +106,8 @@ def recoverable(row: Instance) -> bool:
     )
 
 
-GONE = {U.REMOVED}
-HALTED = {U.EXITED, U.TO_STOP, U.STOPPING}
+GONE = {NovitaInstanceStatus.REMOVED}
+HALTED = {NovitaInstanceStatus.EXITED, NovitaInstanceStatus.TO_STOP, NovitaInstanceStatus.STOPPING}
 
 
 @dataclass
@@ -187,7 +185,7 @@ def _count_pass() -> None:
     _noted("monitor_passes", count)
 
 
-def endpoints_of(upstream: Upstream, previous: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def endpoints_of(upstream: NovitaInstance, previous: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Endpoints from Novita's port mappings, keeping the health flags of unchanged ones.
 
     Novita's listings may carry ports without their endpoint URL: a port's URL already known
@@ -225,7 +223,7 @@ def check_plan(instance: Instance) -> CheckPlan:
     )
 
 
-def failure_of(upstream: Upstream) -> tuple[FailureReason, str] | None:
+def failure_of(upstream: NovitaInstance) -> tuple[FailureReason, str] | None:
     """An upstream failure Novita reports (statusError), classified."""
     error = upstream.status_error
     if not (error.state or error.message):
@@ -242,8 +240,8 @@ class Monitor:
         self.report = PassReport()
         self.plans: list[tuple[Instance, CheckPlan]] = []
         self.deletes: list[tuple[Instance | None, str, str]] = []  # (row, novita id, why)
-        self.by_id: dict[str, Upstream] = {}
-        self.by_name: dict[str, list[Upstream]] = defaultdict(list)
+        self.by_id: dict[str, NovitaInstance] = {}
+        self.by_name: dict[str, list[NovitaInstance]] = defaultdict(list)
         self.stored_endpoints: dict[Any, list[dict[str, Any]]] = {}
         self.snapshot_at = timezone.now()
         self.now = self.snapshot_at
@@ -358,7 +356,9 @@ class Monitor:
         self.pending.append(Pending(transition, then=then, counted=counted))
 
     def fail(self, row: Instance, reason: FailureReason, message: str) -> None:
-        self.pending.append(Pending(instance_failure(instance=row, reason=reason, message=message)))
+        self.pending.append(
+            Pending(Transition.to_failed(instance=row, reason=reason, message=message))
+        )
 
     def count(self, to_status: str) -> None:
         self.report.transitions += 1
@@ -382,14 +382,16 @@ class Monitor:
 
         self.in_batches("transition(s)", pending, write)
 
-    def named(self, row: Instance) -> list[Upstream]:
+    def named(self, row: Instance) -> list[NovitaInstance]:
         """Live upstream instances under the row's name, oldest first."""
         found = [
-            i for i in self.by_name.get(row.novita_name, []) if i.status not in U.REMOVING_STATES
+            i
+            for i in self.by_name.get(row.novita_name, [])
+            if i.status not in NovitaInstanceStatus.REMOVING_STATES
         ]
         return sorted(found, key=lambda i: (i.created_at or 0, i.id))
 
-    def upstream_of(self, row: Instance) -> Upstream | None:
+    def upstream_of(self, row: Instance) -> NovitaInstance | None:
         """The row's instance: from the listing, or — when the listing lacks it — from a get
         (a listing may lag behind a create); None once Novita says it does not exist."""
         item = self.by_id.get(row.novita_instance_id)
@@ -414,7 +416,7 @@ class Monitor:
     def overdue(self, row: Instance) -> bool:
         return row.phase_deadline_at is not None and self.now >= row.phase_deadline_at
 
-    def note_upstream(self, row: Instance, item: Upstream) -> None:
+    def note_upstream(self, row: Instance, item: NovitaInstance) -> None:
         status = item.status + (f"/{item.spot_status}" if item.spot_status else "")
         if row.upstream_status != status:
             row.upstream_status, row.upstream_seen_at = status, self.now
@@ -439,11 +441,15 @@ class Monitor:
             ),
         )
 
-    def alive(self, row: Instance) -> Upstream | None:
+    def alive(self, row: Instance) -> NovitaInstance | None:
         """The row's upstream instance while it exists (its status noted); None — with the row
         failed as vanished — once Novita no longer has it or is removing it."""
         item = self.upstream_of(row)
-        if item is None or item.status in GONE or item.status in (U.TO_REMOVE, U.REMOVING):
+        if (
+            item is None
+            or item.status in GONE
+            or item.status in (NovitaInstanceStatus.TO_REMOVE, NovitaInstanceStatus.REMOVING)
+        ):
             self.vanished(row)
             return None
         self.note_upstream(row, item)
@@ -456,7 +462,7 @@ class Monitor:
             f"Novita no longer has instance {row.novita_instance_id}.",
         )
 
-    def halted(self, row: Instance, item: Upstream) -> bool:
+    def halted(self, row: Instance, item: NovitaInstance) -> bool:
         """Spot reclaim → preempted (then recovered, if asked for and the reclaim is over); an
         error Novita reports → failed. True if handled."""
         if reclaimed(row, item):
@@ -507,12 +513,14 @@ class Monitor:
                 row.novita_instance_id, row.create_sent_at = keep.id, None
                 row.provisioned_at = self.now
                 # In the adoption's transaction, not in a batch (rare: a create found by name).
-                if instance_transition(
-                    instance=row,
-                    to_status=S.STARTING,
-                    reason="created",
-                    message=f"Created on Novita as {keep.id} (found by name).",
-                    data={"novita_instance_id": keep.id, "found_by": "monitor"},
+                if instance_transition_apply(
+                    transition=Transition(
+                        instance=row,
+                        to_status=S.STARTING,
+                        reason="created",
+                        message=f"Created on Novita as {keep.id} (found by name).",
+                        data={"novita_instance_id": keep.id, "found_by": "monitor"},
+                    )
                 ):
                     self.count(S.STARTING)
         for other in found[1:]:
@@ -529,7 +537,7 @@ class Monitor:
             return
         if self.halted(row, item):
             return
-        if item.status == U.RUNNING:
+        if item.status == NovitaInstanceStatus.RUNNING:
             self.move(
                 row,
                 S.HEALTH_CHECKING,
@@ -539,7 +547,7 @@ class Monitor:
                 then=lambda: self.plan(row, item),
             )
             return
-        if item.status == U.EXITED:
+        if item.status == NovitaInstanceStatus.EXITED:
             job = row.current_job
             if job is not None and job.kind == Action.START:
                 self.move(
@@ -582,10 +590,10 @@ class Monitor:
                 f"{settings.HEALTH_CHECK_TIMEOUT_SECONDS}s.",
             )
             return
-        if item.status == U.RUNNING:
+        if item.status == NovitaInstanceStatus.RUNNING:
             self.plan(row, item)
 
-    def plan(self, row: Instance, item: Upstream) -> None:
+    def plan(self, row: Instance, item: NovitaInstance) -> None:
         endpoints = endpoints_of(item, row.endpoints)
         if any(not e["url"] for e in endpoints):
             # Listings may omit endpoints; the instance's own page has them.
@@ -601,7 +609,7 @@ class Monitor:
             return
         if self.halted(row, item):
             return
-        if item.status == U.EXITED:
+        if item.status == NovitaInstanceStatus.EXITED:
             self.move(
                 row,
                 S.STOPPED,
@@ -616,7 +624,7 @@ class Monitor:
             return
         if not self.action_confirmed(row):
             return
-        if item.status == U.EXITED:
+        if item.status == NovitaInstanceStatus.EXITED:
             self.move(
                 row,
                 S.STOPPED,
@@ -638,7 +646,7 @@ class Monitor:
         item = self.alive(row)
         if item is None:
             return
-        if item.status == U.RUNNING and not reclaimed(row, item):
+        if item.status == NovitaInstanceStatus.RUNNING and not reclaimed(row, item):
             # Started outside novitai: it bills, so it is watched (and reported) again. (A spot
             # instance still running in its reclaim notice is not: it is on its way out.)
             self.move(
@@ -658,19 +666,27 @@ class Monitor:
         item = self.upstream_of(row) if row.novita_instance_id else None
         if item is not None:
             self.note_upstream(row, item)
-        if item is not None and item.status == U.RUNNING and not reclaimed(row, item):
+        if (
+            item is not None
+            and item.status == NovitaInstanceStatus.RUNNING
+            and not reclaimed(row, item)
+        ):
             self.stopped(row)  # started outside novitai
             return
         self.recover(row, item)
 
-    def recover(self, row: Instance, item: Upstream | None) -> None:
+    def recover(self, row: Instance, item: NovitaInstance | None) -> None:
         """Starts a preempted instance again, or provisions a new one, once Novita has finished
         reclaiming it (exited, or gone). Until then — spot instances get a notice period in
         which they still run — it waits; a start then would race the reclaim."""
         if not recoverable(row):
             return
-        gone = item is None or item.status in GONE or item.status in U.REMOVING_STATES
-        if not gone and item is not None and item.status != U.EXITED:
+        gone = (
+            item is None
+            or item.status in GONE
+            or item.status in NovitaInstanceStatus.REMOVING_STATES
+        )
+        if not gone and item is not None and item.status != NovitaInstanceStatus.EXITED:
             return
         attempt = f"recovery {row.recoveries + 1} of {settings.SPOT_RECOVERY_MAX_ATTEMPTS}"
         restart = row.on_preempt == OnPreempt.RESTART and not gone
@@ -710,7 +726,7 @@ class Monitor:
     def teardown(self, row: Instance) -> None:
         """terminating, and failed with something left upstream: delete every instance under
         its id or name, until Novita reports none (removed or not found)."""
-        present: dict[str, Upstream] = {}
+        present: dict[str, NovitaInstance] = {}
         if row.novita_instance_id:
             item = self.upstream_of(row)
             if item is not None and item.status not in GONE:
@@ -862,7 +878,7 @@ class Monitor:
             if live_owner:
                 continue  # pending (no job claimed yet) and the like: its job owns it
             for item in self.by_name[name]:
-                if item.status not in U.REMOVING_STATES:
+                if item.status not in NovitaInstanceStatus.REMOVING_STATES:
                     self.orphan(item, owner=status)
         # A second instance under the name of a row that has its own: a duplicate.
         for row in watched.values():
@@ -872,7 +888,7 @@ class Monitor:
                 if item.id != row.novita_instance_id:
                     self.deletes.append((row, item.id, "duplicate"))
 
-    def orphan(self, item: Upstream, *, owner: str | None) -> None:
+    def orphan(self, item: NovitaInstance, *, owner: str | None) -> None:
         key = ORPHAN_KEY.format(item.id)
         first_seen = time.time()
         # Without the cache (Redis down) every orphan is seen for the first time: none is

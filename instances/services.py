@@ -29,7 +29,7 @@ from catalog.selectors import (
     region_resolve,
 )
 from catalog.services import TemplateConfig, catalog_reading, template_get
-from instances.lifecycle import instance_event_record, instance_transition
+from instances.lifecycle import Transition, instance_event_record, instance_transition_apply
 from instances.models import Instance, InstanceEvent, InstanceStatus, OnIdle, OnPreempt
 from jobs.models import Job
 from jobs.services import job_cancel, job_create, job_retry_hook_register
@@ -342,13 +342,15 @@ def instance_action_request(
         raise _invalid_state(action, instance, allowed)
     _supersede_job(instance, action)
     job = _action_job(instance, action)
-    instance_transition(
-        instance=instance,
-        to_status=to_status,
-        reason=reason or f"{action}_requested",
-        message=message or f"{action.capitalize()} requested.",
-        actor=actor,
-        fields={**(fields or {}), "current_job": job},
+    instance_transition_apply(
+        transition=Transition(
+            instance=instance,
+            to_status=to_status,
+            reason=reason or f"{action}_requested",
+            message=message or f"{action.capitalize()} requested.",
+            actor=actor,
+            fields={**(fields or {}), "current_job": job},
+        )
     )
     return instance
 
@@ -369,13 +371,15 @@ def instance_delete_request(
         return instance
     _supersede_job(instance, Action.DELETE)
     job = _action_job(instance, Action.DELETE)
-    instance_transition(
-        instance=instance,
-        to_status=InstanceStatus.TERMINATING,
-        reason=reason or "delete_requested",
-        message=message or "Delete requested.",
-        actor=actor,
-        fields={"current_job": job, "delete_requested_at": None},
+    instance_transition_apply(
+        transition=Transition(
+            instance=instance,
+            to_status=InstanceStatus.TERMINATING,
+            reason=reason or "delete_requested",
+            message=message or "Delete requested.",
+            actor=actor,
+            fields={"current_job": job, "delete_requested_at": None},
+        )
     )
     return instance
 
@@ -532,19 +536,21 @@ def instance_reprovision(*, instance_id: uuid.UUID, message: str, actor: str = "
         subject_id=instance.pk,
         tenant=instance.tenant,
     )
-    instance_transition(
-        instance=instance,
-        to_status=InstanceStatus.PENDING,
-        reason=SPOT_RECOVERY,
-        message=message,
-        actor=actor,
-        fields={
-            **_provision_afresh(),
-            "novita_name": f"{novita_name_for(instance.pk)}-r{recoveries}",
-            "recoveries": recoveries,
-            "current_job": job,
-        },
-        data={"how": "reprovision", "replaced": old_id or None, "recovery": recoveries},
+    instance_transition_apply(
+        transition=Transition(
+            instance=instance,
+            to_status=InstanceStatus.PENDING,
+            reason=SPOT_RECOVERY,
+            message=message,
+            actor=actor,
+            fields={
+                **_provision_afresh(),
+                "novita_name": f"{novita_name_for(instance.pk)}-r{recoveries}",
+                "recoveries": recoveries,
+                "current_job": job,
+            },
+            data={"how": "reprovision", "replaced": old_id or None, "recovery": recoveries},
+        )
     )
     return old_id
 
@@ -564,13 +570,15 @@ def _retry_provision(job: Job) -> None:
             "Novita has not yet confirmed that the failed attempt's GPU is gone; retry shortly.",
             code="cleanup_pending",
         )
-    instance_transition(
-        instance=instance,
-        to_status=InstanceStatus.PENDING,
-        reason="retry",
-        message="Provisioning retried by an operator.",
-        actor="operator",
-        fields=_provision_afresh(),
+    instance_transition_apply(
+        transition=Transition(
+            instance=instance,
+            to_status=InstanceStatus.PENDING,
+            reason="retry",
+            message="Provisioning retried by an operator.",
+            actor="operator",
+            fields=_provision_afresh(),
+        )
     )
 
 
@@ -582,12 +590,14 @@ def _retry_action(job: Job) -> None:
     allowed = ACTIONS[job.kind][0] if job.kind in ACTIONS else ()
     if instance.status not in allowed:
         raise _invalid_state(job.kind, instance, allowed)
-    instance_transition(
-        instance=instance,
-        to_status=transit,
-        reason="retry",
-        message=f"{job.kind.capitalize()} retried by an operator.",
-        actor="operator",
+    instance_transition_apply(
+        transition=Transition(
+            instance=instance,
+            to_status=transit,
+            reason="retry",
+            message=f"{job.kind.capitalize()} retried by an operator.",
+            actor="operator",
+        )
     )
 
 

@@ -10,10 +10,11 @@ answer turned into dataclasses (parsing.py) or a NovitaError (responses.py).
 Retries. Reads and the repeat-safe mutations (start, stop, restart, delete, edit: a repeat
 answers "invalid state change" or not-found, which callers already treat as "re-read") are
 retried on Unavailable and RateLimited, with capped exponential backoff and full jitter (the
-project's one retry policy, novitai/retry.py), and never before a Retry-After has run out. A create (and a migrate, which may create an instance) is
-retried only when nothing was sent (ConnectFailed) or on a 429 (refused, not created); when the
-request may have reached Novita (read timeout, a connection broken after sending, a 5xx, an
-unreadable 2xx) it raises UnknownOutcome, and the caller looks the instance up by name.
+project's one retry policy, novitai/retry.py), and never before a Retry-After has run out. A
+create (and a migrate, which may create an instance) is retried only when nothing was sent
+(ConnectFailed) or on a 429 (refused, not created); when the request may have reached Novita
+(read timeout, a connection broken after sending, a 5xx, an unreadable 2xx) it raises
+UnknownOutcome, and the caller looks the instance up by name.
 """
 
 from __future__ import annotations
@@ -58,9 +59,9 @@ from novitai.novita.types import (
     Cluster,
     CreateInstanceRequest,
     GpuMetrics,
-    Instance,
     Job,
     NetworkStorage,
+    NovitaInstance,
     PortSpec,
     Product,
     RegistryAuth,
@@ -227,7 +228,7 @@ class NovitaClient:
         name: str | None = None,
         product_name: str | None = None,
         status: str | None = None,
-    ) -> list[Instance]:
+    ) -> list[NovitaInstance]:
         """Every instance on every page (Novita's `name` and `productName` filters are fuzzy)."""
         return self._pages(
             "/gpu/instances",
@@ -236,13 +237,13 @@ class NovitaClient:
             parsing.parse_instance,
         )
 
-    def find_instances_by_name(self, name: str) -> list[Instance]:
+    def find_instances_by_name(self, name: str) -> list[NovitaInstance]:
         """The instances named exactly `name`, oldest first when Novita gives createdAt (its
         current docs do not: then by id, which is at least the same order every time)."""
         found = [i for i in self.list_instances(name=name) if i.name == name]
         return sorted(found, key=lambda i: (i.created_at or 0, i.id))
 
-    def get_instance(self, instance_id: str) -> Instance:
+    def get_instance(self, instance_id: str) -> NovitaInstance:
         endpoint = "/gpu/instance"
         payload = self._get_object(endpoint, params={"instanceId": instance_id})
         with self._parsing(endpoint):

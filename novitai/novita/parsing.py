@@ -24,13 +24,13 @@ from novitai.novita.types import (
     EnvVar,
     GpuCardMetrics,
     GpuMetrics,
-    Instance,
     InstanceJob,
     Job,
     LogAddresses,
     MetricPoint,
     MonthlyPrice,
     NetworkStorage,
+    NovitaInstance,
     PortMapping,
     PortSpec,
     Product,
@@ -280,11 +280,11 @@ def parse_registry_auth(value: object, where: str = "registry_auth") -> Registry
     )
 
 
-def parse_instance(value: object, where: str = "instance") -> Instance:
+def parse_instance(value: object, where: str = "instance") -> NovitaInstance:
     """Get-instance and list items alike (list items carry fewer fields)."""
     obj = as_object(value, where)
     status_error = as_object(obj.get("statusError") or {}, f"{where}.statusError")
-    return Instance(
+    return NovitaInstance(
         id=required_str(obj, "id", where),
         name=get_str(obj, "name", where),
         status=get_str(obj, "status", where),

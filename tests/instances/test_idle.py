@@ -401,7 +401,7 @@ def test_a_conflict_skips_that_instance_only(make: Any, monkeypatch: pytest.Monk
 def test_the_task_runs_the_sweep_on_the_monitor_queue(make: Any) -> None:
     instance = make(idle_timeout_seconds=60)
     ready(instance, idle_for=61)
-    assert django_settings.CELERY_BEAT_SCHEDULE["instances-idle-stop"]["task"] == idle_stop.name
+    assert django_settings.CELERY_BEAT_SCHEDULE["instances.idle_stop"]["task"] == idle_stop.name
     assert app.amqp.router.route({}, idle_stop.name)["queue"].name == "monitor"
     assert idle_stop() == 1
     assert reload(instance).status == InstanceStatus.STOPPING

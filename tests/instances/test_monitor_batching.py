@@ -19,8 +19,6 @@ from django.utils import timezone
 from instances import lifecycle, monitoring
 from instances.lifecycle import (
     Transition,
-    instance_failure,
-    instance_transition,
     instance_transition_apply,
     instance_transitions_apply,
 )
@@ -254,11 +252,13 @@ def test_a_row_moved_between_the_listing_and_the_write_is_skipped_the_others_mov
     def racing(*, transitions: list[Transition]) -> list[Transition]:
         batches.append(len(transitions))
         # A tenant's delete commits after the listing, before this batch is written.
-        assert instance_transition(
-            instance=reload(racer),
-            to_status=S.TERMINATING,
-            reason="delete_requested",
-            message="The tenant asked for a delete.",
+        assert instance_transition_apply(
+            transition=Transition(
+                instance=reload(racer),
+                to_status=S.TERMINATING,
+                reason="delete_requested",
+                message="The tenant asked for a delete.",
+            )
         )
         return instance_transitions_apply(transitions=transitions)
 
@@ -358,8 +358,10 @@ def test_a_transition_racing_a_batch_waits_for_it_then_finds_the_new_status(
     assert locked.wait(10)
     api = in_thread(
         "api",
-        lambda: instance_transition(
-            instance=reload(rows[0]), to_status=S.TERMINATING, reason="delete_requested"
+        lambda: instance_transition_apply(
+            transition=Transition(
+                instance=reload(rows[0]), to_status=S.TERMINATING, reason="delete_requested"
+            )
         ),
     )
     api.join(timeout=0.5)
@@ -409,7 +411,7 @@ KINDS: dict[str, tuple[str, Callable[[Instance], Transition]]] = {
     ),
     "failed": (
         S.HEALTH_CHECKING,
-        lambda row: instance_failure(
+        lambda row: Transition.to_failed(
             instance=row,
             reason=FailureReason.HEALTH_CHECK_TIMEOUT,
             message="The application did not pass its health checks within 600s.",

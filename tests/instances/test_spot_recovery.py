@@ -196,13 +196,13 @@ def test_running_through_the_reclaim_notice_is_not_a_restart(
     a preempted instance must not flap back to health_checking (and preempted again, with a
     second webhook), nor be recovered before the reclaim is over."""
     from novitai.novita.client import get_client
-    from novitai.novita.types import Instance as Upstream
+    from novitai.novita.types import NovitaInstance
 
     instance = ready_spot(make, on_preempt)
     Instance.objects.filter(pk=instance.pk).update(status=S.PREEMPTED)
     row = reload(instance)
     monitor = Monitor(get_client())
-    monitor.by_id[row.novita_instance_id] = Upstream(
+    monitor.by_id[row.novita_instance_id] = NovitaInstance(
         id=row.novita_instance_id,
         name=row.novita_name,
         status="running",
