@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 from instances.actions import instance_action_run
 from instances.metrics import SPOT_RECOVERIES
 from instances.models import Instance, InstanceEvent, InstanceStatus
-from instances.monitoring import Monitor, monitor_pass
+from instances.monitoring import MonitorPass, monitor_pass
 from novita_sandbox.control import SandboxControl
 from tests.instances.conftest import create, create_body
 from tests.instances.helpers import (
@@ -201,16 +201,20 @@ def test_running_through_the_reclaim_notice_is_not_a_restart(
     instance = ready_spot(make, on_preempt)
     Instance.objects.filter(pk=instance.pk).update(status=S.PREEMPTED)
     row = reload(instance)
-    monitor = Monitor(get_client())
-    monitor.by_id[row.novita_instance_id] = NovitaInstance(
-        id=row.novita_instance_id,
-        name=row.novita_name,
-        status="running",
-        billing_mode="spot",
-        spot_status="reclaiming",
+    monitor = MonitorPass(get_client())
+    monitor.listing.add(
+        [
+            NovitaInstance(
+                id=row.novita_instance_id,
+                name=row.novita_name,
+                status="running",
+                billing_mode="spot",
+                spot_status="reclaiming",
+            )
+        ]
     )
-    monitor.advance(row)
-    monitor.apply_transitions()
+    monitor.decide(row)
+    monitor.apply_moves()
     after = reload(instance)
     assert after.status == S.PREEMPTED
     assert after.recoveries == 0
