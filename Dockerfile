@@ -12,6 +12,7 @@ COPY catalog ./catalog
 COPY instances ./instances
 COPY jobs ./jobs
 COPY webhooks ./webhooks
+COPY overview ./overview
 COPY manage.py gunicorn.conf.py flowerconfig.py Procfile ./
 RUN pip install . \
  && DEBUG=true python manage.py collectstatic --noinput -v 0 \

@@ -40,6 +40,11 @@ _UNKNOWN_INVENTORY_RANK = 3
 # --- regions ------------------------------------------------------------------------------------
 
 
+def catalog_last_sync_at() -> datetime | None:
+    """When the catalog was last synced successfully (None: never)."""
+    return catalog_snapshot().last_success_at
+
+
 def region_list() -> QuerySet[Region]:
     catalog_ensure_fresh()
     return Region.objects.order_by("code")

@@ -8,16 +8,31 @@ the caller's environment variables, Novita's payloads or anything secret.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import QuerySet
+from django.core.cache import cache
+from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
 
 from instances.models import Instance, InstanceEvent, InstanceStatus
+from novitai.outages import cache_guard
 from tenants.models import Tenant
 
 LIVE_STATUSES = tuple(s for s in InstanceStatus.values if s != InstanceStatus.TERMINATED)
+# Statuses in which an upstream GPU is held (and billed at the instance's hourly price).
+HOLDING_A_GPU = (
+    InstanceStatus.STARTING,
+    InstanceStatus.HEALTH_CHECKING,
+    InstanceStatus.READY,
+    InstanceStatus.RESTARTING,
+    InstanceStatus.STOPPING,
+)
+# The monitoring pass's bookkeeping in the cache (written by instances/monitoring/passes.py).
+MONITOR_PASSES_KEY = "instances:monitor:passes"
+MONITOR_LAST_PASS_KEY = "instances:monitor:last_pass_at"  # noqa: S105 - a cache key
 
 
 # Columns instance_representation never reads (and that cost JSON parsing on every row).
@@ -154,3 +169,67 @@ def instance_get(*, tenant: Tenant | None, instance_id: uuid.UUID) -> Instance |
 
 def instance_events(*, instance: Instance) -> QuerySet[InstanceEvent]:
     return InstanceEvent.objects.filter(instance=instance).order_by("at", "id")
+
+
+# --- counts (one aggregate query each, whatever the number of rows) ----------------------------
+
+
+def _scoped(qs: QuerySet[Instance], tenant: Tenant | None) -> QuerySet[Instance]:
+    return qs.filter(tenant=tenant) if tenant is not None else qs
+
+
+def instance_counts_by_status(*, tenant: Tenant | None) -> dict[str, int]:
+    """Instances by status (every status, 0 included): a tenant's, or everyone's (None)."""
+    counts = dict.fromkeys(InstanceStatus.values, 0)
+    rows = _scoped(Instance.objects.all(), tenant).values("status").annotate(n=Count("pk"))
+    for row in rows.order_by():
+        counts[row["status"]] = row["n"]
+    return counts
+
+
+@dataclass(frozen=True)
+class InstanceUsage:
+    """What a tenant's (or everyone's) instances hold: live ones (not terminated) and those
+    holding a GPU, with their hourly price (the offer's, Novita's, in USD)."""
+
+    live: int
+    gpus_live: int
+    holding_a_gpu: int
+    gpus_held: int
+    usd_per_hour: Decimal  # of those holding a GPU
+    spot_recoveries: int  # of the live ones
+
+
+def instance_usage(*, tenant: Tenant | None) -> InstanceUsage:
+    holding, living = Q(status__in=HOLDING_A_GPU), ~Q(status=InstanceStatus.TERMINATED)
+    totals = _scoped(Instance.objects.all(), tenant).aggregate(
+        held_n=Count("pk", filter=holding),
+        held_gpus=Coalesce(Sum("gpu_num", filter=holding), 0),
+        held_usd=Sum("price_per_hour", filter=holding),
+        live_n=Count("pk", filter=living),
+        live_gpus=Coalesce(Sum("gpu_num", filter=living), 0),
+        recoveries=Coalesce(Sum("recoveries", filter=living), 0),
+    )
+    return InstanceUsage(
+        live=totals["live_n"],
+        gpus_live=totals["live_gpus"],
+        holding_a_gpu=totals["held_n"],
+        gpus_held=totals["held_gpus"],
+        usd_per_hour=totals["held_usd"] or Decimal(0),
+        spot_recoveries=totals["recoveries"],
+    )
+
+
+# --- the monitoring pass ------------------------------------------------------------------------
+
+
+def monitor_passes_count() -> int:
+    """Monitoring passes run since the cache was last emptied (0 without the cache)."""
+    count = cache_guard("monitor_passes", lambda: cache.get(MONITOR_PASSES_KEY), None, cache=cache)
+    return int(count or 0)
+
+
+def monitor_last_pass_at() -> float | None:
+    """Unix time the last pass ended; None when none was seen (raises if the cache does)."""
+    at = cache.get(MONITOR_LAST_PASS_KEY)
+    return float(at) if at is not None else None

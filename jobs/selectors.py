@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from django.db.models import Min, QuerySet
+from django.db.models import Count, Min, QuerySet
 
 from jobs.models import Job, JobStatus
 from tenants.models import Tenant
@@ -33,3 +33,12 @@ def job_oldest_due_at(*, now: datetime) -> datetime | None:
         oldest=Min("lease_expires_at")
     )["oldest"]
     return min((at for at in (pending, orphaned) if at is not None), default=None)
+
+
+def job_counts_by_status(*, tenant: Tenant | None) -> dict[str, int]:
+    """Jobs by status (every status, 0 included): a tenant's, or everyone's (None)."""
+    counts = dict.fromkeys(JobStatus.values, 0)
+    jobs = Job.objects.filter(tenant=tenant) if tenant is not None else Job.objects.all()
+    for row in jobs.values("status").annotate(n=Count("pk")).order_by():
+        counts[row["status"]] = row["n"]
+    return counts

@@ -88,6 +88,7 @@ INSTALLED_APPS = [
     "jobs",
     "instances",
     "webhooks",
+    "overview",
 ]
 
 MIDDLEWARE = [

@@ -45,9 +45,13 @@ def delivery_attempts(*, delivery: WebhookDelivery) -> QuerySet[DeliveryAttempt]
     return DeliveryAttempt.objects.filter(delivery=delivery).order_by("number")
 
 
-def delivery_counts_by_status() -> dict[str, int]:
+def delivery_counts_by_status(*, tenant: Tenant | None = None) -> dict[str, int]:
+    """Deliveries by status (every status, 0 included): a tenant's, or everyone's (None)."""
     counts = {status: 0 for status in DeliveryStatus.values}
-    rows = WebhookDelivery.objects.order_by().values("status").annotate(n=Count("pk"))
+    deliveries = WebhookDelivery.objects.all()
+    if tenant is not None:
+        deliveries = deliveries.filter(tenant=tenant)
+    rows = deliveries.order_by().values("status").annotate(n=Count("pk"))
     for row in rows:
         counts[row["status"]] = row["n"]
     return counts

@@ -50,8 +50,7 @@ from instances.services import (
     instance_request_check,
     instance_settings_update,
 )
-from jobs.api.views import parse_uuid
-from novitai.errors import NotFound, ValidationFailed
+from novitai.errors import NotFound, ValidationFailed, parse_uuid
 from tenants.authentication import request_tenant
 
 ACCEPTED = 202

@@ -34,24 +34,11 @@ batch has committed.
 
 A row changed after the listing was taken is left for the next pass (the listing may predate
 that change), and so is a start/stop/restart whose call has not been confirmed sent before it.
+
+Each pass counts itself and its end time in the cache; instances.selectors reads them
+(monitor_passes_count, monitor_last_pass_at) for /health/ready and the summary.
 """
 
-from instances.monitoring.passes import (
-    LAST_PASS_KEY,
-    LOCK_NAME,
-    MonitorPass,
-    PassReport,
-    monitor_last_pass_at,
-    monitor_pass,
-    monitor_passes_count,
-)
+from instances.monitoring.passes import LOCK_NAME, MonitorPass, PassReport, monitor_pass
 
-__all__ = [
-    "LAST_PASS_KEY",
-    "LOCK_NAME",
-    "MonitorPass",
-    "PassReport",
-    "monitor_last_pass_at",
-    "monitor_pass",
-    "monitor_passes_count",
-]
+__all__ = ["LOCK_NAME", "MonitorPass", "PassReport", "monitor_pass"]

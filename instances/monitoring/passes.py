@@ -35,6 +35,7 @@ from instances.monitoring.outcomes import (
     Recover,
     Release,
 )
+from instances.selectors import MONITOR_LAST_PASS_KEY, MONITOR_PASSES_KEY
 from novitai.locks import held_lock
 from novitai.novita import errors as novita
 from novitai.novita.client import NovitaClient, get_client
@@ -45,8 +46,6 @@ T = TypeVar("T")
 
 LOCK_NAME = "instances.monitor"
 AGAIN_KEY = "instances:monitor:again"
-PASSES_KEY = "instances:monitor:passes"
-LAST_PASS_KEY = "instances:monitor:last_pass_at"  # noqa: S105 - a cache key
 
 S = InstanceStatus
 WATCHED = Q(
@@ -102,24 +101,14 @@ def _noted(operation: str, call: Callable[[], object]) -> None:
     cache_guard(operation, call, None, cache=cache)
 
 
-def monitor_passes_count() -> int:
-    return int(cache_guard("monitor_passes", lambda: cache.get(PASSES_KEY), None, cache=cache) or 0)
-
-
-def monitor_last_pass_at() -> float | None:
-    """Unix time the last pass ended; None when none was seen (raises if the cache does)."""
-    at = cache.get(LAST_PASS_KEY)
-    return float(at) if at is not None else None
-
-
 def _count_pass() -> None:
     def count() -> None:
-        if not cache.add(PASSES_KEY, 1, timeout=None):
+        if not cache.add(MONITOR_PASSES_KEY, 1, timeout=None):
             try:
-                cache.incr(PASSES_KEY)
+                cache.incr(MONITOR_PASSES_KEY)
             except ValueError:
-                cache.set(PASSES_KEY, 1, timeout=None)
-        cache.set(LAST_PASS_KEY, time.time(), timeout=None)
+                cache.set(MONITOR_PASSES_KEY, 1, timeout=None)
+        cache.set(MONITOR_LAST_PASS_KEY, time.time(), timeout=None)
 
     _noted("monitor_passes", count)
 

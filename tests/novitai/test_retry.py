@@ -9,6 +9,7 @@ import pytest
 
 from jobs.services import job_backoff_seconds
 from novitai.retry import RETRY_AFTER_CAP_SECONDS, backoff_delay, jittered, parse_retry_after
+from tests.webhooks.test_schedule import Extreme
 
 
 def test_backoff_ceiling_doubles_up_to_the_cap() -> None:
@@ -51,14 +52,6 @@ def test_the_jobs_figures(
 
 
 def test_a_schedule_step_is_jittered_both_ways() -> None:
-    class Extreme(random.Random):
-        def __init__(self, high: bool) -> None:
-            super().__init__(0)
-            self.high = high
-
-        def uniform(self, a: float, b: float) -> float:
-            return b if self.high else a
-
     assert jittered(300, spread=0.2, rng=Extreme(True)) == 360.0
     assert jittered(300, spread=0.2, rng=Extreme(False)) == 240.0
     assert all(240.0 <= jittered(300, spread=0.2) <= 360.0 for _ in range(100))

@@ -1,0 +1,21 @@
+"""Reads on tenants, for other apps: the tenant row itself (locked, for writers that check a
+quota) and the model class as a type. Outside this app, `tenants.models` is imported by nobody
+(tests/test_architecture.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tenants.models import Tenant
+
+__all__ = ["Tenant", "tenant_get", "tenant_locked"]
+
+
+def tenant_get(*, tenant_id: Any) -> Tenant:
+    return Tenant.objects.get(pk=tenant_id)
+
+
+def tenant_locked(*, tenant_id: Any) -> Tenant:
+    """The tenant's row, locked until the transaction ends (SELECT … FOR UPDATE): writes that
+    check the tenant's quotas take it first, so that two of them cannot both pass the check."""
+    return Tenant.objects.select_for_update().get(pk=tenant_id)
