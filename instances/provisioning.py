@@ -28,7 +28,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from catalog.selectors import Offer, offers_select
-from catalog.services import TemplateConfig, offer_capacity_failed, template_get
+from catalog.services import (
+    TemplateConfig,
+    catalog_ensure_fresh,
+    offer_capacity_failed,
+    template_get,
+)
 from instances.lifecycle import Transition, instance_event_record, instance_transition_apply
 from instances.metrics import DUPLICATES_DELETED
 from instances.models import FailureReason, Instance, InstanceStatus
@@ -193,6 +198,7 @@ class Provisioner:
             )
         instance = self.instance
         try:
+            catalog_ensure_fresh()
             selection = offers_select(
                 product_names=instance.product_names,
                 gpu_num=instance.gpu_num,

@@ -12,6 +12,7 @@ from catalog.caches import NamedCache
 from catalog.models import CatalogState, Region
 from novita_sandbox.control import SandboxControl
 from tests.catalog.factories import RegionFactory
+from tests.jobs.conftest import sent_tasks  # noqa: F401 (a fixture)
 
 REGION_CODES = ("EU-NL-01", "EU-DE-01", "US-TX-02", "US-CA-06", "AS-JP-03")
 
