@@ -15,7 +15,7 @@ from instances.lifecycle import Transition, instance_event_record, instance_tran
 from instances.models import Instance, InstanceEvent, InstanceStatus
 from instances.provisioning import instance_job_claim, retry_or_fail
 from instances.services import SPOT_RECOVERY, TRANSIT_OF, Action
-from jobs.models import Job, JobStatus
+from jobs.selectors import Job, JobStatus
 from jobs.services import job_cancel, job_fail, job_wait
 from novitai.logging import log_context
 from novitai.novita import errors as novita

@@ -37,7 +37,7 @@ from instances.bulk import rows_update
 from instances.metrics import READY_SECONDS
 from instances.models import FailureReason, Instance, InstanceEvent, InstanceStatus
 from instances.selectors import instance_representation
-from jobs.models import JobStatus
+from jobs.selectors import JobStatus
 from jobs.services import JobOutcome, job_cancel, job_complete, job_fail, jobs_finish
 from webhooks.services import WebhookEvent, webhook_events_record
 

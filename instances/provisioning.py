@@ -37,7 +37,7 @@ from catalog.services import (
 from instances.lifecycle import Transition, instance_event_record, instance_transition_apply
 from instances.metrics import DUPLICATES_DELETED
 from instances.models import FailureReason, Instance, InstanceStatus
-from jobs.models import Job
+from jobs.selectors import Job
 from jobs.services import job_cancel, job_claim, job_defer, job_retry_later, job_wait
 from novitai.errors import ServiceError, UpstreamUnavailable
 from novitai.logging import log_context

@@ -19,7 +19,7 @@ from django.db.models.functions import Coalesce
 
 from instances.models import Instance, InstanceEvent, InstanceStatus
 from novitai.outages import cache_guard
-from tenants.models import Tenant
+from tenants.selectors import Tenant
 
 LIVE_STATUSES = tuple(s for s in InstanceStatus.values if s != InstanceStatus.TERMINATED)
 # Statuses in which an upstream GPU is held (and billed at the instance's hourly price).

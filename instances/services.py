@@ -31,10 +31,10 @@ from catalog.selectors import (
 from catalog.services import TemplateConfig, catalog_reading, template_get
 from instances.lifecycle import Transition, instance_event_record, instance_transition_apply
 from instances.models import Instance, InstanceEvent, InstanceStatus, OnIdle, OnPreempt
-from jobs.models import Job
+from jobs.selectors import Job, job_get
 from jobs.services import job_cancel, job_create, job_retry_hook_register
 from novitai.errors import Conflict, NotFound, ValidationFailed
-from tenants.models import Tenant
+from tenants.selectors import Tenant, tenant_get, tenant_locked
 
 logger = logging.getLogger(__name__)
 
@@ -220,7 +220,7 @@ def instance_create(*, tenant: Tenant, spec: InstanceSpec, actor: str) -> Instan
     """Writes the instance (pending), its first event and its provision job; the job's task is
     sent after commit. Quotas are checked with the tenant row locked."""
     request = spec.request
-    locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
+    locked = tenant_locked(tenant_id=tenant.pk)
     live = Instance.objects.filter(tenant=locked).exclude(status=InstanceStatus.TERMINATED)
     if live.filter(name=request.name).exists():
         raise _name_taken(request.name)
@@ -291,9 +291,9 @@ def _locked(instance_id: uuid.UUID, tenant: Tenant | None) -> Instance:
     if instance is None:
         raise NotFound("No such instance.", code="instance_not_found")
     # Related rows read after the lock (select_related with FOR UPDATE would lock them too).
-    instance.tenant = Tenant.objects.get(pk=instance.tenant_id)
+    instance.tenant = tenant_get(tenant_id=instance.tenant_id)
     instance.current_job = (
-        Job.objects.filter(pk=instance.current_job_id).first() if instance.current_job_id else None
+        job_get(job_id=instance.current_job_id) if instance.current_job_id else None
     )
     return instance
 

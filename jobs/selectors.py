@@ -1,4 +1,5 @@
-"""Reads on jobs."""
+"""Reads on jobs. Other apps take the Job class (a type) and JobStatus from here, never from
+jobs.models (tests/test_architecture.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import datetime
 from django.db.models import Count, Min, QuerySet
 
 from jobs.models import Job, JobStatus
-from tenants.models import Tenant
+from tenants.selectors import Tenant
 
 
 def job_list(*, tenant: Tenant | None) -> QuerySet[Job]:

@@ -33,7 +33,7 @@ from jobs.models import ACTIVE_JOB_STATUSES, Job, JobStatus
 from novitai.errors import Conflict
 from novitai.outages import broker_guard
 from novitai.retry import backoff_delay
-from tenants.models import Tenant
+from tenants.selectors import Tenant
 
 logger = logging.getLogger(__name__)
 

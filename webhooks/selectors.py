@@ -9,7 +9,7 @@ from django.db.models import Count, Min, QuerySet
 from django.utils import timezone
 
 from novitai.errors import NotFound
-from tenants.models import Tenant
+from tenants.selectors import Tenant
 from webhooks.models import DeliveryAttempt, DeliveryStatus, WebhookDelivery
 
 

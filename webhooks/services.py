@@ -31,7 +31,7 @@ from novitai.errors import Conflict
 from novitai.logging import log_context
 from novitai.outages import broker_guard
 from novitai.retry import RETRY_AFTER_CAP_SECONDS, jittered, parse_retry_after
-from tenants.models import Tenant
+from tenants.selectors import Tenant, tenant_get
 from tenants.services import tenant_signing_secrets, tenant_webhook_secret_rotate
 from webhooks import metrics
 from webhooks.models import AttemptResult, DeliveryAttempt, DeliveryStatus, WebhookDelivery
@@ -283,7 +283,7 @@ def webhook_deliver(*, delivery_id: uuid.UUID) -> DeliveryAttempt | None:
     with log_context(
         delivery_id=str(delivery.pk), event_id=delivery.event_id, instance_id=delivery.instance_id
     ):
-        tenant = Tenant.objects.get(pk=delivery.tenant_id)
+        tenant = tenant_get(tenant_id=delivery.tenant_id)
         body = webhook_body(delivery.payload)
         attempted_at = timezone.now()
         headers = webhook_headers(

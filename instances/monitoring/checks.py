@@ -19,7 +19,7 @@ from instances.health import CheckPlan, CheckResult, CheckTarget, run_checks
 from instances.lifecycle import Transition
 from instances.models import Instance, InstanceStatus
 from instances.monitoring.outcomes import Flags, Move
-from jobs.models import JobStatus
+from jobs.selectors import JobStatus
 from novitai.novita.client import NovitaClient
 from novitai.novita.types import NovitaInstance
 

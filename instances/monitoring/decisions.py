@@ -29,7 +29,7 @@ from instances.monitoring.outcomes import (
     Recover,
 )
 from instances.services import Action
-from jobs.models import JobStatus
+from jobs.selectors import JobStatus
 from novitai.novita.types import NovitaInstance, NovitaInstanceStatus
 
 S = InstanceStatus

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from instances.models import Instance
 from instances.services import Action
-from jobs.models import JobStatus
+from jobs.selectors import JobStatus
 from novitai.novita import errors as novita
 from novitai.novita.client import NovitaClient
 from novitai.novita.types import NovitaInstance, NovitaInstanceStatus

@@ -25,7 +25,7 @@ from instances.services import (
     instance_action_request,
     instance_reprovision,
 )
-from jobs.models import JobStatus
+from jobs.selectors import JobStatus
 from novitai.errors import Conflict
 from novitai.novita.types import NovitaInstance, NovitaInstanceStatus
 

@@ -31,7 +31,7 @@ from instances.models import Instance, InstanceEvent, InstanceStatus
 from instances.monitoring.listing import Listing
 from instances.monitoring.outcomes import Decision, Delete, Identify, Move, Release
 from instances.provisioning import grace_over
-from jobs.models import JobStatus
+from jobs.selectors import JobStatus
 from novitai.novita import errors as novita
 from novitai.novita.client import NovitaClient
 from novitai.novita.types import NovitaInstance, NovitaInstanceStatus
