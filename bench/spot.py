@@ -93,7 +93,7 @@ def _quiet(stack: Stack) -> None:
     Http(stack.sandbox_url).post("/_sandbox/reset")
 
 
-def _reclaim_and_follow(
+def _reclaim_and_follow(  # noqa: C901, PLR0912, PLR0915 - the scenario's script, step by step
     stack: Stack,
     ids: list[str],
     *,

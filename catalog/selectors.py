@@ -346,7 +346,7 @@ def _rejection(product: Product, reason: str, message: str) -> Rejection:
     )
 
 
-def _judge(
+def _judge(  # noqa: PLR0911 - one return per rejection reason, in order
     product: Product,
     *,
     gpu_num: int,

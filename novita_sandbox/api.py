@@ -430,7 +430,7 @@ def _network_storages(raw: Any) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def create_spec(sb: Sandbox, body: dict[str, Any]) -> CreateSpec:
+def create_spec(sb: Sandbox, body: dict[str, Any]) -> CreateSpec:  # noqa: C901 - one check per field of Novita's create body
     """Validate a create body as Novita does (400 VALIDATOR_PARAM, UNSUPPORTED_BILLING_MODE)."""
     name = _string(body, "name", 255)
     product_id = _string(body, "productId", 255, required=True)

@@ -46,7 +46,7 @@ def decide(row: Instance, listing: Listing) -> Decision:
 # --- what the decisions share -------------------------------------------------------------------
 
 
-def move(
+def move(  # noqa: PLR0913 - a Transition's fields, and Move's two
     row: Instance,
     to_status: str,
     reason: str,

@@ -194,6 +194,13 @@ class MonitorPass:
             self.absorb_one(outcome)
 
     def absorb_one(self, outcome: Outcome) -> None:
+        if isinstance(outcome, Move | Observe | Delete | Release | Flags):
+            self.collect(outcome)
+        else:
+            self.act(outcome)
+
+    def collect(self, outcome: Move | Observe | Delete | Release | Flags) -> None:
+        """For the writes (and the deletes), made once every row is decided."""
         if isinstance(outcome, Move):
             self.moves.append(outcome)
         elif isinstance(outcome, Observe):
@@ -205,9 +212,12 @@ class MonitorPass:
             self.deletes.append(outcome)
         elif isinstance(outcome, Release):
             self.released.append(outcome.row)
-        elif isinstance(outcome, Flags):
+        else:
             self.flags.append(outcome)
-        elif isinstance(outcome, CheckHealth):
+
+    def act(self, outcome: CheckHealth | Recover | Adopt | Identify | Counted) -> None:
+        """At once: a plan (it may read the instance's page), a recovery, an adoption."""
+        if isinstance(outcome, CheckHealth):
             self.plans.append((outcome.row, checks.plan(outcome.row, outcome.item, self.client)))
         elif isinstance(outcome, Recover):
             self.absorb(spot.recover(outcome.row, outcome.item, self.reclaimed_offers))
@@ -216,7 +226,7 @@ class MonitorPass:
                 self.count(S.STARTING)
         elif isinstance(outcome, Identify):
             writes.identity_write(outcome.row, outcome.novita_id)
-        elif isinstance(outcome, Counted):
+        else:
             self.count(outcome.to_status)
 
     def count(self, to_status: str) -> None:

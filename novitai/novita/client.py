@@ -485,7 +485,7 @@ class NovitaClient:
                 f"Novita's answer has the wrong shape: {exc}", endpoint=endpoint
             ) from None
 
-    def _pages(
+    def _pages(  # noqa: C901 - every way a listing can end (docs/novita-api.md)
         self,
         endpoint: str,
         key: str,
@@ -547,7 +547,7 @@ class NovitaClient:
             f"Novita's listing did not end after {self.max_pages} pages", endpoint=endpoint
         )
 
-    def _call(
+    def _call(  # noqa: PLR0913 - a request's parts, the options keyword-only
         self,
         method: str,
         endpoint: str,
@@ -637,7 +637,7 @@ class NovitaClient:
     def _backoff(self, attempt: int) -> float:
         return backoff_delay(attempt, base=self.config.backoff_base, cap=self.config.backoff_cap)
 
-    def _attempt(
+    def _attempt(  # noqa: PLR0913 - a request's parts, the options keyword-only
         self,
         method: str,
         endpoint: str,
@@ -715,7 +715,7 @@ class NovitaClient:
         # nor its context: it holds the prepared request, headers (the API key) included.
         raise error
 
-    def _finish(
+    def _finish(  # noqa: PLR0913 - what one attempt ended with, for its metrics and log
         self,
         method: str,
         endpoint: str,
