@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict
 
 from django.core.cache import cache
 from django.db.models import Count, Q, QuerySet, Sum
@@ -51,7 +51,64 @@ def usd_text(value: Decimal | None) -> str | None:
     return f"{whole}.{fraction.ljust(2, '0')}"
 
 
-def job_summary(instance: Instance) -> dict[str, Any] | None:
+# --- the representation: what the API answers and every webhook body's `data` -----------------
+# (its OpenAPI shape is InstanceSerializer's, instances/api/serializers.py; a test keeps the
+# three alike)
+
+
+class ProductRef(TypedDict):
+    id: str
+    name: str
+
+
+class EndpointSummary(TypedDict):
+    port: int | None
+    type: str | None  # "http" | "tcp"
+    url: str | None
+    healthy: bool | None  # None: not checked yet
+
+
+class JobSummary(TypedDict):
+    id: str
+    kind: str
+    status: str
+    attempts: int
+    last_error: str | None
+    created_at: str | None
+    finished_at: str | None
+
+
+class InstanceRepresentation(TypedDict):
+    id: str
+    name: str
+    status: str
+    failure_reason: str | None
+    failure_message: str | None
+    novita_instance_id: str | None
+    product: ProductRef | None
+    region: str | None
+    billing_mode: str
+    gpu_num: int
+    price_per_hour: str | None  # exact decimal USD
+    template_id: str
+    rootfs_size: int
+    endpoints: list[EndpointSummary]
+    created_at: str | None  # timestamps: ISO 8601, UTC, "Z"
+    provisioned_at: str | None
+    ready_at: str | None
+    stopped_at: str | None
+    terminated_at: str | None
+    webhook_url: str | None
+    on_preempt: str
+    recoveries: int
+    idle_timeout_seconds: int | None
+    on_idle: str
+    last_active_at: str | None
+    idle_stop_at: str | None
+    job: JobSummary | None
+
+
+def job_summary(instance: Instance) -> JobSummary | None:
     job = instance.current_job
     if job is None:
         return None
@@ -66,7 +123,7 @@ def job_summary(instance: Instance) -> dict[str, Any] | None:
     }
 
 
-def endpoint_summary(endpoint: dict[str, Any]) -> dict[str, Any]:
+def endpoint_summary(endpoint: dict[str, Any]) -> EndpointSummary:
     return {
         "port": endpoint.get("port"),
         "type": endpoint.get("type"),
@@ -84,8 +141,8 @@ def idle_stop_at(instance: Instance) -> datetime | None:
     return max(active) + instance.idle_timeout if active else None
 
 
-def instance_representation(instance: Instance) -> dict[str, Any]:
-    product = (
+def instance_representation(instance: Instance) -> InstanceRepresentation:
+    product: ProductRef | None = (
         {"id": instance.novita_product_id, "name": instance.product_name}
         if instance.novita_product_id
         else None

@@ -15,10 +15,10 @@ import json
 import logging
 import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -54,6 +54,16 @@ SWEEP_BATCH = 500
 _FINAL = (DeliveryStatus.DELIVERED, DeliveryStatus.FAILED, DeliveryStatus.GONE)
 
 
+class WebhookBody(TypedDict):
+    """A delivery's body as sent and signed (the row's `payload`; `webhook_body` serializes it).
+    `data` is the subject's representation: for instance events, instances.selectors'
+    InstanceRepresentation (webhooks knows no app above it, so it is a mapping here)."""
+
+    type: str  # "instance.ready", …
+    timestamp: str  # when it happened: ISO 8601, UTC, "Z"
+    data: Mapping[str, Any]
+
+
 @dataclass(frozen=True)
 class WebhookEvent:
     """An event to record: what `webhook_event_record` takes, for `webhook_events_record`."""
@@ -61,7 +71,7 @@ class WebhookEvent:
     tenant: Tenant
     url: str
     event_type: str
-    data: dict[str, Any]
+    data: Mapping[str, Any]
     instance_id: uuid.UUID | None = None
     occurred_at: datetime | None = None
 
@@ -69,17 +79,18 @@ class WebhookEvent:
 def _delivery_of(event: WebhookEvent, *, now: datetime) -> WebhookDelivery:
     """The outbox row of an event (unsaved): its `webhook-id`, body and first due time."""
     occurred_at = event.occurred_at or now
+    body: WebhookBody = {
+        "type": event.event_type,
+        "timestamp": occurred_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "data": event.data,
+    }
     return WebhookDelivery(
         tenant=event.tenant,
         event_id=f"msg_{uuid.uuid4().hex}",
         event_type=event.event_type,
         target_url=event.url,
         instance_id=event.instance_id,
-        payload={
-            "type": event.event_type,
-            "timestamp": occurred_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-            "data": event.data,
-        },
+        payload=body,
         next_attempt_at=occurred_at,
         dispatched_at=now,
     )
@@ -90,7 +101,7 @@ def webhook_event_record(
     tenant: Tenant,
     url: str,
     event_type: str,
-    data: dict[str, Any],
+    data: Mapping[str, Any],
     instance_id: uuid.UUID | None = None,
     occurred_at: datetime | None = None,
 ) -> WebhookDelivery:

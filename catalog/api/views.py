@@ -46,10 +46,10 @@ def _query(serializer_class: type[Any], request: Request) -> dict[str, Any]:
     return {**serializer.validated_data}
 
 
+# A view that reads the catalog decides its freshness once, before anything is read (its query's
+# validation included): a stale catalog is answered as it is, and a sync is sent. (A comment, not
+# a docstring: drf-spectacular would make it the description of every catalog operation.)
 class ReadsTheCatalog(APIView):
-    """A view that reads the catalog decides its freshness once, before anything is read (its
-    query's validation included): a stale catalog is answered as it is, and a sync is sent."""
-
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
         catalog_ensure_fresh()

@@ -15,7 +15,11 @@ from instances.models import (
     OnIdle,
     OnPreempt,
 )
-from instances.selectors import event_representation, instance_representation
+from instances.selectors import (
+    InstanceRepresentation,
+    event_representation,
+    instance_representation,
+)
 from instances.services import (
     NAME_RE,
     UNCHANGED,
@@ -327,7 +331,7 @@ class InstanceSerializer(serializers.Serializer[Instance]):
     )
     job = InstanceJobSerializer(allow_null=True)
 
-    def to_representation(self, instance: Instance) -> dict[str, Any]:
+    def to_representation(self, instance: Instance) -> InstanceRepresentation:  # type: ignore[override]
         return instance_representation(instance)
 
 

@@ -6,7 +6,9 @@ fields absent, and extra fields everywhere. All of that parses. What cannot be r
 where a list belongs, "abc" for a price, a missing id) raises ShapeError, which names the
 field and the expected type but never the value: a value may be a password.
 
-The ssh password is read into a Secret (types.py); the web-terminal password is never read.
+The raw shapes read here are declared in raw.py (TypedDicts; tests/novita/test_raw_shapes.py
+keeps the two alike). The ssh password is read into a Secret (types.py); the web-terminal
+password is never read.
 Money (bills, the balance) is read as exact Decimal: 1/10000 USD units become USD.
 """
 

@@ -16,6 +16,7 @@ from novitai.novita.parsing import (
     parse_template,
     to_int,
 )
+from novitai.novita.raw import RawInstance
 from novitai.novita.types import (
     Cluster,
     EnvVar,
@@ -31,7 +32,7 @@ from novitai.novita.types import (
     VolumeMount,
 )
 
-RUNNING = {  # novita-api.md §5.1, get-instance while running
+RUNNING: RawInstance = {  # novita-api.md §5.1, get-instance while running
     "id": "9c41e07ab25d6f13",
     "name": "sim-dev-1",
     "clusterId": "us-tx-2",
