@@ -30,7 +30,7 @@ def _tune_embedded_broker(**_: Any) -> None:
     if str(app.conf.broker_url or "").startswith("sqla+"):
         # kombu's SQLAlchemy transport polls once a second by default; its transport options
         # are passed to create_engine(), so the interval can only be set on the class
-        # (docs/dependency-notes.md §2).
+        # (docs/architecture.md §2).
         import kombu.transport.sqlalchemy as kombu_sqla
 
         kombu_sqla.Transport.polling_interval = 0.1

@@ -219,7 +219,7 @@ else:
 # a Redis that hangs rather than refuses costs one socket timeout per period, not one per call.
 OUTAGE_RETRY_SECONDS = env.float("OUTAGE_RETRY_SECONDS", default=5.0)
 
-# --- Celery (see docs/reliability-notes.md §1) ----------------------------------------------
+# --- Celery (why each setting: docs/architecture.md §9) ------------------------------------
 
 CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=1800)
 CELERY_TASK_ACKS_LATE = True

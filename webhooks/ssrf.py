@@ -1,4 +1,4 @@
-"""The SSRF guard for webhook targets (docs/reliability-notes.md §4.4).
+"""The SSRF guard for webhook targets (docs/architecture.md §8).
 
 A webhook URL is the caller's input, and novitai's workers sit inside a network that holds the
 database, the broker and the cloud metadata service. So a target must be http(s), carry no
