@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from django.utils import timezone
 
 from catalog.caches import NamedCache
 from catalog.models import CatalogState, Region
+from catalog.services import catalog_sync
 from novita_sandbox.control import SandboxControl
 from tests.catalog.factories import RegionFactory
 from tests.jobs.conftest import sent_tasks  # noqa: F401 (a fixture)
@@ -62,3 +64,11 @@ def novita(novita_settings: SandboxControl, settings: Any, db: None) -> SandboxC
 def upstream_calls(sandbox: SandboxControl) -> dict[str, dict[str, int]]:
     """The sandbox's API calls by endpoint and status, e.g. {"GET /clusters": {"200": 1}}."""
     return sandbox.stats()["calls"]
+
+
+@pytest.fixture
+def stale_since(novita: SandboxControl, settings: Any) -> datetime:
+    """The catalog was synced from the sandbox one CATALOG_SYNC_INTERVAL_SECONDS ago: stale now."""
+    synced = timezone.now() - timedelta(seconds=settings.CATALOG_SYNC_INTERVAL_SECONDS)
+    assert catalog_sync(now=synced).outcome == "success"
+    return synced

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime
 from typing import Any
 
 import pytest
-from django.utils import timezone
 from rest_framework.test import APIClient
 
 from catalog.caches import NamedCache
 from catalog.models import Product, Region
-from catalog.services import _lease_acquire, catalog_sync
+from catalog.services import _lease_acquire
 from novita_sandbox.control import SandboxControl
 from tests.catalog.conftest import FIRST_SYNC_COUNTS, SEED_CALLS, upstream_calls
 from tests.catalog.factories import ProductFactory
@@ -395,13 +394,12 @@ def test_optimal_end_to_end_against_novita(
 def test_a_stale_catalog_is_answered_without_waiting_on_novita(
     novita: SandboxControl,
     api_client: APIClient,
-    settings: Any,
+    stale_since: datetime,
     sent_tasks: SentTasks,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     """Past CATALOG_SYNC_INTERVAL_SECONDS the stored catalog is answered as it is, with no call
     to Novita in the request (here Novita would fail anyway); a catalog.sync task refreshes it."""
-    catalog_sync(now=timezone.now() - timedelta(seconds=settings.CATALOG_SYNC_INTERVAL_SECONDS))
     novita.set_faults(fail_next=[{"path": "/clusters", "status": 503, "count": -1}])
 
     with django_capture_on_commit_callbacks(execute=True):

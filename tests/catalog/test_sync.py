@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from io import StringIO
 from typing import Any
 
@@ -296,13 +296,10 @@ def test_a_stale_catalog_is_read_as_it_is_and_a_sync_is_sent(
 
 def test_a_stale_catalog_is_refreshed_by_the_task_it_sends(
     novita: SandboxControl,
-    settings: Any,
+    stale_since: datetime,
     sent_tasks: SentTasks,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
-    now = timezone.now() - timedelta(seconds=settings.CATALOG_SYNC_INTERVAL_SECONDS)
-    catalog_sync(now=now)
-
     with django_capture_on_commit_callbacks(execute=True):
         catalog_ensure_fresh()
     ((name, _, _),) = sent_tasks.calls
@@ -311,7 +308,7 @@ def test_a_stale_catalog_is_refreshed_by_the_task_it_sends(
 
     refreshed = catalog_state().last_success_at
     assert refreshed is not None
-    assert refreshed > now
+    assert refreshed > stale_since
     assert upstream_calls(novita) == {"GET /clusters": {"200": 2}, "GET /products": {"200": 10}}
 
 
@@ -357,12 +354,10 @@ def test_reads_in_one_block_share_one_check_and_one_snapshot(
 
 def test_a_stale_catalog_whose_sync_fails_is_still_used(
     novita: SandboxControl,
-    settings: Any,
+    stale_since: datetime,
     sent_tasks: SentTasks,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
-    now = timezone.now() - timedelta(seconds=settings.CATALOG_SYNC_INTERVAL_SECONDS)
-    catalog_sync(now=now)
     novita.set_faults(fail_next=[{"path": "/clusters", "status": 503, "count": -1}])
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -371,7 +366,7 @@ def test_a_stale_catalog_whose_sync_fails_is_still_used(
         catalog_ensure_fresh()  # asked for within the minute: not again
 
     assert catalog_state().last_outcome == "failure"
-    assert catalog_state().last_success_at == now
+    assert catalog_state().last_success_at == stale_since
     assert Product.objects.filter(available=True).count() == 16
     assert sent_tasks.names_and_args == [("catalog.sync", [])]
 

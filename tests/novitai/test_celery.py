@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from kombu import Connection
 
 from novitai.celery import app
 from novitai.logging import get_request_id, set_request_id
+from tests.cli.test_client_only import run_python
 
 
 def test_request_id_is_published_with_the_task() -> None:
@@ -56,7 +54,5 @@ def test_a_django_process_binds_every_task_to_novitais_app() -> None:
         "      find_app('novitai') is novitai_app, current_app.conf.broker_url == "
         "novitai_app.conf.broker_url)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
-    )
+    done = run_python(script)
     assert done.stdout == "True True novitai True True\n", done.stderr
