@@ -6,11 +6,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY novitai ./novitai
+COPY novita_sandbox ./novita_sandbox
 COPY tenants ./tenants
 COPY catalog ./catalog
 COPY instances ./instances
 COPY jobs ./jobs
 COPY webhooks ./webhooks
+COPY overview ./overview
 COPY manage.py gunicorn.conf.py flowerconfig.py Procfile ./
 RUN pip install . \
  && DEBUG=true python manage.py collectstatic --noinput -v 0 \

@@ -103,7 +103,7 @@ flower: venv
 	DEBUG=$${DEBUG:-true} $(BIN)/celery -A novitai flower --port=$${FLOWER_PORT:-5555}
 
 sandbox: venv
-	$(BIN)/python -m novitai.sandbox --port $(SANDBOX_PORT)
+	$(BIN)/python -m novita_sandbox --port $(SANDBOX_PORT)
 
 # Benchmarks need Postgres and Redis on 127.0.0.1 (started if they do not answer) and the bench
 # extra (locust, py-spy, pyinstrument, psutil). BENCH_ARGS: e.g. --only burst --profile.

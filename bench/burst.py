@@ -87,7 +87,7 @@ class BurstResult:
         }
 
 
-def run_burst(
+def run_burst(  # noqa: C901, PLR0915 - the scenario's script, step by step
     *,
     label: str,
     count: int,

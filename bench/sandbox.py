@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.sandbox [--instances 500] [--seconds 10] [--threads 8]
 
-Starts `python -m novitai.sandbox` in a subprocess, seeds instances through the API, then drives
+Starts `python -m novita_sandbox` in a subprocess, seeds instances through the API, then drives
 GET /gpu/instance and GET /gpu/instances (pageSize 100) from this process with several threads,
 each on its own keep-alive connection, and finally walks 2,000 instances page by page. Prints
 requests/s and p50/p99 latency and writes bench/results/sandbox.json.
@@ -65,7 +65,7 @@ def start_sandbox() -> tuple[subprocess.Popen[str], str]:
         [
             sys.executable,
             "-m",
-            "novitai.sandbox",
+            "novita_sandbox",
             "--port",
             "0",
             "--api-key",

@@ -93,7 +93,7 @@ def _quiet(stack: Stack) -> None:
     Http(stack.sandbox_url).post("/_sandbox/reset")
 
 
-def _reclaim_and_follow(
+def _reclaim_and_follow(  # noqa: C901, PLR0912, PLR0915 - the scenario's script, step by step
     stack: Stack,
     ids: list[str],
     *,
@@ -104,7 +104,7 @@ def _reclaim_and_follow(
 ) -> dict[str, Any]:
     from django.conf import settings
 
-    from novitai.sandbox.control import SandboxControl, SandboxControlError
+    from novita_sandbox.control import SandboxControl, SandboxControlError
 
     interval = float(settings.MONITOR_INTERVAL_SECONDS)
     wanted = set(ids)

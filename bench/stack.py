@@ -321,7 +321,7 @@ class Stack:
             [
                 PYTHON,
                 "-m",
-                "novitai.sandbox",
+                "novita_sandbox",
                 "--host",
                 "127.0.0.1",
                 "--port",

@@ -1,8 +1,11 @@
-"""Reads on the catalog: regions, products, and offer selection (DESIGN §5 step 2).
+"""Reads on the catalog: regions, products, and offer selection (docs/architecture.md,
+"Provisioning").
 
-Selection reads the database (after `catalog_ensure_fresh`); its answers are cached in the
-"catalog" cache for CATALOG_OFFER_TTL_SECONDS under the catalog version, which a sync that
-changed something and every capacity failure move on.
+Reads only: every selector reads the stored catalog and none syncs. Whether the catalog may be
+read as it is, is decided once per request or task by its caller (`catalog_ensure_fresh`, or a
+`catalog_reading` block). Selection's answers are cached in the "catalog" cache for
+CATALOG_OFFER_TTL_SECONDS under the catalog version, which a sync that changed something and
+every capacity failure move on.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from django.utils import timezone
 from catalog.caches import NamedCache
 from catalog.errors import NoOfferAvailable, UnknownProduct, UnknownRegion
 from catalog.models import BillingMode, Product, Region
-from catalog.services import catalog_ensure_fresh, catalog_snapshot
+from catalog.services import catalog_snapshot
 from novitai.errors import ValidationFailed
 from novitai.novita.types import PRICE_UNITS_PER_USD, price_to_usd
 from novitai.outages import cache_guard
@@ -40,8 +43,12 @@ _UNKNOWN_INVENTORY_RANK = 3
 # --- regions ------------------------------------------------------------------------------------
 
 
+def catalog_last_sync_at() -> datetime | None:
+    """When the catalog was last synced successfully (None: never)."""
+    return catalog_snapshot().last_success_at
+
+
 def region_list() -> QuerySet[Region]:
-    catalog_ensure_fresh()
     return Region.objects.order_by("code")
 
 
@@ -91,7 +98,6 @@ def _region_of(row: dict[str, Any]) -> Region:
 
 def region_resolve(value: str, *, field: str = "region") -> Region:
     """A region by its code ("EU-NL-01") or its Novita cluster id, case-insensitive."""
-    catalog_ensure_fresh()
     table = _per_version("regions", _region_table)
     pk = table["index"].get(value.strip().casefold()) if value.strip() else None
     if pk is None:
@@ -111,7 +117,6 @@ def _rootfs_table() -> dict[str, list[list[Any]]]:
 def product_rootfs_limits(names: Sequence[str]) -> list[tuple[str, int, int]]:
     """(name, min GB, max GB) of every product named exactly (case-insensitive) one of
     `names`, in any region, available or not; max 0 means no upper limit."""
-    catalog_ensure_fresh()
     table = _per_version("rootfs", _rootfs_table)
     return [
         (str(name), int(low), int(high))
@@ -165,7 +170,6 @@ def product_list(
     With a billing mode, only products sold that way (at a price above 0); `max_price_per_hour`
     bounds the price of `gpu_num` GPUs; `name` matches a part of the name, case-insensitive.
     """
-    catalog_ensure_fresh()
     mode = billing_mode or BillingMode.ON_DEMAND
     products = Product.objects.select_related("region")
     if name:
@@ -342,7 +346,7 @@ def _rejection(product: Product, reason: str, message: str) -> Rejection:
     )
 
 
-def _judge(
+def _judge(  # noqa: PLR0911 - one return per rejection reason, in order
     product: Product,
     *,
     gpu_num: int,
@@ -519,7 +523,6 @@ def offers_select(
         rootfs_size=rootfs_size,
     )
     now = now or timezone.now()
-    catalog_ensure_fresh(now=now)
     preferred = region_resolve(region) if region is not None and region.strip() else None
 
     version = catalog_snapshot().version

@@ -35,7 +35,7 @@ from novitai.crypto import UndecryptableValue, decrypt, encrypt, json_text
 from novitai.errors import UpstreamUnavailable
 from novitai.novita import errors as novita_errors
 from novitai.novita import types as novita
-from novitai.outages import cache_guard
+from novitai.outages import broker_guard, cache_guard
 
 logger = logging.getLogger(__name__)
 
@@ -468,11 +468,15 @@ def catalog_sync(*, progress: Progress | None = None, now: datetime | None = Non
 
 
 def catalog_ensure_fresh(*, now: datetime | None = None) -> None:
-    """The one place that decides whether the catalog must be synced before it is read: when it
-    was never synced, or its last successful sync is older than CATALOG_SYNC_INTERVAL_SECONDS.
+    """The one place that decides whether the catalog can be read as it is: readers (the
+    catalog's API views, a create's checks, the provision task) call it once before they read;
+    selectors never sync.
 
-    A stale catalog whose refresh fails is still used (and the failure reported); an empty one
-    cannot be: UpstreamUnavailable.
+    A catalog synced within CATALOG_SYNC_INTERVAL_SECONDS is read as it is. A stale one is read as
+    it is too, and a "catalog.sync" task is sent (catalog_refresh_request): a request never waits
+    on Novita for a refresh. Only a catalog never synced is fetched at once (there is nothing to
+    answer from; beat's first tick fetches it at start-up anyway): when that fails,
+    UpstreamUnavailable.
     """
     if _pinned.get() is not None:
         return  # checked when the catalog_reading block began
@@ -481,12 +485,18 @@ def catalog_ensure_fresh(*, now: datetime | None = None) -> None:
     snapshot = catalog_snapshot()
     if snapshot.last_success_at is not None and now - snapshot.last_success_at < interval:
         return
-    state = catalog_state()
-    if state.last_success_at is not None and now - state.last_success_at < interval:
-        return  # synced meanwhile by another process
+    state = catalog_state()  # the snapshot may be a few seconds old
+    if state.last_success_at is None:
+        _first_sync(now)
+    elif now - state.last_success_at >= interval:
+        catalog_refresh_request()
+
+
+def _first_sync(now: datetime) -> None:
+    """The first catalog, fetched now, or waited for while another process fetches it."""
     result = catalog_sync(now=now)
-    if result.outcome == "success" or state.last_success_at is not None:
-        return  # fresh now, or stale but usable
+    if result.outcome == "success":
+        return
     if result.outcome == "skipped":
         # Another process is fetching the first catalog: wait for it.
         deadline = time.monotonic() + FIRST_SYNC_WAIT_SECONDS
@@ -500,6 +510,35 @@ def catalog_ensure_fresh(*, now: datetime | None = None) -> None:
     raise UpstreamUnavailable(
         "The product catalog could not be fetched from Novita; try again shortly."
     )
+
+
+# A stale catalog asks for one sync at most this often (a Novita that keeps failing is not asked
+# again by every request; beat's own tick retries too).
+REFRESH_REQUEST_SECONDS = 60
+REFRESH_REQUEST_KEY = "catalog:refresh-requested"
+
+
+def catalog_refresh_request() -> bool:
+    """Sends a "catalog.sync" task (after commit), unless one was sent in the last
+    REFRESH_REQUEST_SECONDS. True when sent. Without the cache it is sent; without the broker it
+    is not (beat's next tick syncs)."""
+    from novitai.celery import app
+
+    cache = caches["catalog"]
+    claimed = cache_guard(
+        "catalog_refresh",
+        lambda: cache.add(REFRESH_REQUEST_KEY, 1, timeout=REFRESH_REQUEST_SECONDS),
+        True,
+        cache=cache,
+    )
+    if not claimed:
+        return False
+    logger.info("the catalog is stale: a sync is asked for")
+    transaction.on_commit(
+        lambda: broker_guard("catalog_refresh", lambda: app.send_task("catalog.sync")),
+        robust=True,
+    )
+    return True
 
 
 # --- capacity memory ---------------------------------------------------------------------------

@@ -133,7 +133,7 @@ class Harness:
 
     @property
     def sandbox(self) -> Any:
-        from novitai.sandbox.control import SandboxControl
+        from novita_sandbox.control import SandboxControl
 
         return SandboxControl(self.stack.sandbox_url, SANDBOX_KEY)
 

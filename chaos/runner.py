@@ -65,7 +65,7 @@ def _wanted(only: str) -> list[str]:
     return [n for n in SCENARIOS if n in names]  # in the suite's order
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - a run told step by step: boot, scenarios, report, teardown
     args = parse(argv)
     wanted = _wanted(args.only)
     random.seed(args.seed)

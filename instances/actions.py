@@ -11,24 +11,33 @@ import logging
 
 from django.utils import timezone
 
-from instances.lifecycle import instance_event_record, instance_transition
+from instances.lifecycle import Transition, instance_event_record, instance_transition_apply
 from instances.models import Instance, InstanceEvent, InstanceStatus
 from instances.provisioning import instance_job_claim, retry_or_fail
 from instances.services import SPOT_RECOVERY, TRANSIT_OF, Action
-from jobs.models import Job, JobStatus
+from jobs.selectors import Job, JobStatus
 from jobs.services import job_cancel, job_fail, job_wait
 from novitai.logging import log_context
 from novitai.novita import errors as novita
 from novitai.novita.client import NovitaClient, get_client
-from novitai.novita.types import InstanceStatus as Upstream
+from novitai.novita.types import NovitaInstanceStatus
 
 logger = logging.getLogger(__name__)
 
 # Upstream statuses that show an action is under way (or done).
 UNDER_WAY = {
-    Action.START: {Upstream.TO_START, Upstream.STARTING, Upstream.PULLING, Upstream.RUNNING},
-    Action.STOP: {Upstream.TO_STOP, Upstream.STOPPING, Upstream.EXITED},
-    Action.RESTART: {Upstream.TO_RESTART, Upstream.RESTARTING},
+    Action.START: {
+        NovitaInstanceStatus.TO_START,
+        NovitaInstanceStatus.STARTING,
+        NovitaInstanceStatus.PULLING,
+        NovitaInstanceStatus.RUNNING,
+    },
+    Action.STOP: {
+        NovitaInstanceStatus.TO_STOP,
+        NovitaInstanceStatus.STOPPING,
+        NovitaInstanceStatus.EXITED,
+    },
+    Action.RESTART: {NovitaInstanceStatus.TO_RESTART, NovitaInstanceStatus.RESTARTING},
 }
 # Where an instance goes back to when its action fails for good: the monitoring pass checks it
 # again from there (health_checking becomes ready once the app answers).
@@ -70,12 +79,14 @@ def _revert_to(instance: Instance, job: Job) -> str:
 
 
 def _revert(instance: Instance, job: Job, message: str) -> None:
-    instance_transition(
-        instance=instance,
-        to_status=_revert_to(instance, job),
-        reason=f"{job.kind}_failed",
-        message=message,
-        job_outcome=JobStatus.FAILED,
+    instance_transition_apply(
+        transition=Transition(
+            instance=instance,
+            to_status=_revert_to(instance, job),
+            reason=f"{job.kind}_failed",
+            message=message,
+            job_outcome=JobStatus.FAILED,
+        )
     )
 
 
@@ -156,13 +167,15 @@ def _delete(instance: Instance, job: Job, client: NovitaClient) -> None:
     now = timezone.now()
     if not instance.novita_instance_id:
         if instance.create_sent_at is None:  # no create was ever sent: nothing upstream
-            instance_transition(
-                instance=instance,
-                to_status=InstanceStatus.TERMINATED,
-                reason="deleted",
-                message="Nothing was created on Novita.",
-                fields={"terminated_at": now, "endpoints": []},
-                job_outcome=JobStatus.SUCCEEDED,
+            instance_transition_apply(
+                transition=Transition(
+                    instance=instance,
+                    to_status=InstanceStatus.TERMINATED,
+                    reason="deleted",
+                    message="Nothing was created on Novita.",
+                    fields={"terminated_at": now, "endpoints": []},
+                    job_outcome=JobStatus.SUCCEEDED,
+                )
             )
             return
         job_wait(job=job)

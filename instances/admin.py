@@ -38,8 +38,7 @@ from instances.services import (
     instance_delete_request,
     instance_retry,
 )
-from jobs.models import JobStatus
-from jobs.selectors import jobs_of
+from jobs.selectors import JobStatus, jobs_of
 from novitai.console import (
     NONE,
     OperationsAdmin,

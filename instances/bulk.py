@@ -33,7 +33,7 @@ def _column(field: Field[Any, Any]) -> str:
     return field.column
 
 
-def rows_update(queryset: QuerySet[Any], values: Mapping[Any, Mapping[str, Any]]) -> int:
+def rows_update(queryset: QuerySet[Any], values: Mapping[Any, Mapping[str, Any]]) -> int:  # noqa: C901 - the statement per database, and the fallback
     """Writes each row's `values` (primary key → {field name: value}, the same fields for every
     row), only to the rows `queryset` selects (a filter on its own table): the filter holds
     for every row written. Returns how many rows were written."""

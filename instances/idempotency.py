@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from instances.models import IdempotencyKey, IdempotencyStatus, Instance
 from novitai.errors import Conflict, Unprocessable, ValidationFailed
-from tenants.models import Tenant
+from tenants.selectors import Tenant
 
 HEADER = "Idempotency-Key"
 # Printable ASCII, 1-255 characters (Stripe's limit).

@@ -1,7 +1,10 @@
 """The one way an instance changes status: a conditional UPDATE, its event, its webhook, and the
 outcome of its current job — in one transaction.
 
-    instance_transition(instance=row_as_read, to_status=..., reason=..., ...)
+A `Transition` says what the change is (`Transition(instance=row_as_read, to_status=..., ...)`,
+or `Transition.to_failed(...)`); applying it is the one verb that writes:
+
+    instance_transition_apply(transition=Transition(instance=row_as_read, to_status=..., ...))
 
 updates `WHERE id = … AND status = <row_as_read.status>`; when another process changed the
 status first, nothing is written and it returns False (the caller re-reads or moves on).
@@ -11,7 +14,7 @@ status first, nothing is written and it returns False (the caller re-reads or mo
 does the same for many instances (the monitoring pass) in one transaction and a number of
 statements that does not grow with them: the rows are locked first (SELECT … FOR UPDATE; on
 SQLite the IMMEDIATE transaction already holds the write lock), those whose status moved
-meanwhile are skipped exactly as the conditional UPDATE skips them (no event, no webhook, no
+meanwhile are skipped exactly as the single conditional UPDATE skips them (no event, no webhook, no
 job change), and the others are written by conditional bulk UPDATEs, their events, webhook
 deliveries and job outcomes by bulk statements. Both paths build what a transition writes with
 the same code (`Transition.values`, `_records`, `_job_outcome`).
@@ -34,7 +37,7 @@ from instances.bulk import rows_update
 from instances.metrics import READY_SECONDS
 from instances.models import FailureReason, Instance, InstanceEvent, InstanceStatus
 from instances.selectors import instance_representation
-from jobs.models import JobStatus
+from jobs.selectors import JobStatus
 from jobs.services import JobOutcome, job_cancel, job_complete, job_fail, jobs_finish
 from webhooks.services import WebhookEvent, webhook_events_record
 
@@ -92,6 +95,37 @@ class Transition:
 
     def __post_init__(self) -> None:
         self.from_status = self.instance.status
+
+    @classmethod
+    def to_failed(
+        cls,
+        *,
+        instance: Instance,
+        reason: FailureReason,
+        message: str,
+        actor: str = SYSTEM,
+        data: dict[str, Any] | None = None,
+        fields: dict[str, Any] | None = None,
+    ) -> Transition:
+        """→ failed with a reason and a human message; its current job fails too. Whatever it
+        has upstream is deleted by the monitoring pass (`released_at` stays empty until then)."""
+        values: dict[str, Any] = {
+            "failure_reason": reason,
+            "failure_message": message,
+            "released_at": None if needs_upstream_cleanup(instance) else timezone.now(),
+            "endpoints": [{**e, "healthy": False} for e in instance.endpoints],
+            **(fields or {}),
+        }
+        return cls(
+            instance=instance,
+            to_status=InstanceStatus.FAILED,
+            reason=reason,
+            message=message,
+            actor=actor,
+            fields=values,
+            data=data,
+            job_outcome=JobStatus.FAILED,
+        )
 
     def values(self, now: datetime) -> dict[str, Any]:
         """The columns it writes. Terminated: the caller's env values go (the record stays)."""
@@ -229,36 +263,11 @@ def instance_event_record(
     return event
 
 
-def instance_transition(
-    *,
-    instance: Instance,
-    to_status: str,
-    reason: str,
-    message: str = "",
-    actor: str = SYSTEM,
-    fields: dict[str, Any] | None = None,
-    data: dict[str, Any] | None = None,
-    job_outcome: str | None = None,
-) -> bool:
-    """Moves `instance` from the status it was read with to `to_status`. `fields` are written
-    in the same UPDATE; `job_outcome` (succeeded, failed, cancelled) finishes the current job.
-    Updates `instance` in memory. False, with nothing written, if the status moved meanwhile."""
-    return instance_transition_apply(
-        transition=Transition(
-            instance=instance,
-            to_status=to_status,
-            reason=reason,
-            message=message,
-            actor=actor,
-            fields=fields or {},
-            data=data,
-            job_outcome=job_outcome,
-        )
-    )
-
-
 def instance_transition_apply(*, transition: Transition) -> bool:
-    """`instance_transition` of a Transition: one conditional UPDATE and its writes."""
+    """Moves the transition's instance from the status it was read with to `to_status`: one
+    conditional UPDATE (with `fields`), its event, its webhook and its job's outcome, in one
+    transaction. Updates the instance in memory. False, with nothing written, if the status
+    moved meanwhile."""
     instance = transition.instance
     now = timezone.now()
     values = transition.values(now)
@@ -282,7 +291,8 @@ def instance_transition_apply(*, transition: Transition) -> bool:
 def instance_transitions_apply(*, transitions: Sequence[Transition]) -> list[Transition]:
     """Many transitions (one per instance) in one transaction: returns those that happened,
     their instances (and jobs) updated in memory. A transition whose instance's status moved
-    since it was read is skipped with nothing written for it, as `instance_transition` skips it.
+    since it was read is skipped with nothing written for it, as `instance_transition_apply` skips
+    it.
     Statements: a lock, one conditional UPDATE per kind of transition (same from status, same
     columns; `rows_update`), the job outcomes (two), the events (one) and the webhook
     deliveries (one, and one on-commit wake-up) — bulk statements split further only by the
@@ -350,51 +360,3 @@ def _observe_ready(instance: Instance) -> None:
 def needs_upstream_cleanup(instance: Instance) -> bool:
     """Something may exist upstream for it: an id, or a create whose outcome is unknown."""
     return bool(instance.novita_instance_id) or instance.create_sent_at is not None
-
-
-def instance_failure(
-    *,
-    instance: Instance,
-    reason: FailureReason,
-    message: str,
-    actor: str = SYSTEM,
-    data: dict[str, Any] | None = None,
-    fields: dict[str, Any] | None = None,
-) -> Transition:
-    """→ failed with a reason and a human message; its current job fails too. Whatever it has
-    upstream is deleted by the monitoring pass (`released_at` stays empty until then)."""
-    now = timezone.now()
-    values: dict[str, Any] = {
-        "failure_reason": reason,
-        "failure_message": message,
-        "released_at": None if needs_upstream_cleanup(instance) else now,
-        "endpoints": [{**e, "healthy": False} for e in instance.endpoints],
-        **(fields or {}),
-    }
-    return Transition(
-        instance=instance,
-        to_status=InstanceStatus.FAILED,
-        reason=reason,
-        message=message,
-        actor=actor,
-        fields=values,
-        data=data,
-        job_outcome=JobStatus.FAILED,
-    )
-
-
-def instance_fail(
-    *,
-    instance: Instance,
-    reason: FailureReason,
-    message: str,
-    actor: str = SYSTEM,
-    data: dict[str, Any] | None = None,
-    fields: dict[str, Any] | None = None,
-) -> bool:
-    """`instance_failure`, applied now."""
-    return instance_transition_apply(
-        transition=instance_failure(
-            instance=instance, reason=reason, message=message, actor=actor, data=data, fields=fields
-        )
-    )

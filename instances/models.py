@@ -1,6 +1,6 @@
 """GPU instances, their history, and the Idempotency-Key records of the create API.
 
-Lifecycle (DESIGN §4):
+Lifecycle (docs/architecture.md §4):
 
     pending → provisioning → starting → health_checking → ready
     ready ⇄ stopping → stopped → starting → health_checking → ready

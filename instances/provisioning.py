@@ -28,11 +28,16 @@ from django.db import transaction
 from django.utils import timezone
 
 from catalog.selectors import Offer, offers_select
-from catalog.services import TemplateConfig, offer_capacity_failed, template_get
-from instances.lifecycle import instance_event_record, instance_fail, instance_transition
+from catalog.services import (
+    TemplateConfig,
+    catalog_ensure_fresh,
+    offer_capacity_failed,
+    template_get,
+)
+from instances.lifecycle import Transition, instance_event_record, instance_transition_apply
 from instances.metrics import DUPLICATES_DELETED
 from instances.models import FailureReason, Instance, InstanceStatus
-from jobs.models import Job
+from jobs.selectors import Job
 from jobs.services import job_cancel, job_claim, job_defer, job_retry_later, job_wait
 from novitai.errors import ServiceError, UpstreamUnavailable
 from novitai.logging import log_context
@@ -42,9 +47,7 @@ from novitai.novita.types import (
     BillingMethod,
     CreateInstanceRequest,
     EnvVar,
-)
-from novitai.novita.types import (
-    InstanceStatus as UpstreamStatus,
+    NovitaInstanceStatus,
 )
 
 logger = logging.getLogger(__name__)
@@ -70,10 +73,12 @@ def retry_or_fail(
         if on_exhausted is not None:
             on_exhausted(message)
             return
-        instance_fail(
-            instance=instance,
-            reason=FailureReason.UPSTREAM_ERROR,
-            message=f"Novita kept failing ({job.attempts} attempts). Last error: {message}",
+        instance_transition_apply(
+            transition=Transition.to_failed(
+                instance=instance,
+                reason=FailureReason.UPSTREAM_ERROR,
+                message=f"Novita kept failing ({job.attempts} attempts). Last error: {message}",
+            )
         )
         return
     job_retry_later(job=job, error=message, retry_after=getattr(error, "retry_after", None))
@@ -100,18 +105,22 @@ def instance_provision_run(*, job_id: str) -> None:
     job, instance = claimed
     with log_context(job_id=str(job.pk), instance_id=str(instance.pk)):
         if job.exhausted:
-            instance_fail(
-                instance=instance,
-                reason=FailureReason.UPSTREAM_ERROR,
-                message=f"Provisioning gave up after {job.max_attempts} attempts.",
+            instance_transition_apply(
+                transition=Transition.to_failed(
+                    instance=instance,
+                    reason=FailureReason.UPSTREAM_ERROR,
+                    message=f"Provisioning gave up after {job.max_attempts} attempts.",
+                )
             )
             return
         if instance.status == InstanceStatus.PENDING:
-            instance_transition(
-                instance=instance,
-                to_status=InstanceStatus.PROVISIONING,
-                reason="provisioning_started",
-                message="Choosing an offer and creating the instance on Novita.",
+            instance_transition_apply(
+                transition=Transition(
+                    instance=instance,
+                    to_status=InstanceStatus.PROVISIONING,
+                    reason="provisioning_started",
+                    message="Choosing an offer and creating the instance on Novita.",
+                )
             )
             instance = load_instance(job.subject_id) or instance
             instance.current_job = job
@@ -133,7 +142,7 @@ class Provisioner:
 
     # --- the steps ----------------------------------------------------------------------------
 
-    def run(self) -> None:
+    def run(self) -> None:  # noqa: C901 - the provisioning steps, each its own outcome
         if self.instance.novita_instance_id:
             self.record_created(self.instance.novita_instance_id)
         if self.instance.create_sent_at is not None:
@@ -189,6 +198,7 @@ class Provisioner:
             )
         instance = self.instance
         try:
+            catalog_ensure_fresh()
             selection = offers_select(
                 product_names=instance.product_names,
                 gpu_num=instance.gpu_num,
@@ -308,13 +318,18 @@ class Provisioner:
             if not recorded and fresh.novita_instance_id != novita_id:
                 duplicate = True
             elif fresh.status == InstanceStatus.PROVISIONING:
-                instance_transition(
-                    instance=fresh,
-                    to_status=InstanceStatus.STARTING,
-                    reason="created",
-                    message=f"Created on Novita as {novita_id}"
-                    + (f" ({offer.product_name} in {offer.region_code})." if offer else "."),
-                    data={"novita_instance_id": novita_id, **(offer_data(offer) if offer else {})},
+                instance_transition_apply(
+                    transition=Transition(
+                        instance=fresh,
+                        to_status=InstanceStatus.STARTING,
+                        reason="created",
+                        message=f"Created on Novita as {novita_id}"
+                        + (f" ({offer.product_name} in {offer.region_code})." if offer else "."),
+                        data={
+                            "novita_instance_id": novita_id,
+                            **(offer_data(offer) if offer else {}),
+                        },
+                    )
                 )
         self.instance = fresh
         if duplicate:
@@ -358,7 +373,7 @@ class Provisioner:
             self.retry_or_fail(exc, "looking the instance up by name")
         except novita.NovitaError as exc:
             self.fail(FailureReason.UPSTREAM_ERROR, f"Looking the instance up failed: {exc}")
-        alive = [i for i in found if i.status not in UpstreamStatus.REMOVING_STATES]
+        alive = [i for i in found if i.status not in NovitaInstanceStatus.REMOVING_STATES]
         if alive:
             keep, extra = alive[0], alive[1:]
             for other in extra:
@@ -402,7 +417,9 @@ class Provisioner:
         fresh = load_instance(self.instance.pk)
         if fresh is not None and fresh.status == InstanceStatus.PROVISIONING:
             fresh.current_job = self.job
-            instance_fail(instance=fresh, reason=reason, message=message)
+            instance_transition_apply(
+                transition=Transition.to_failed(instance=fresh, reason=reason, message=message)
+            )
         else:
             job_cancel(job=self.job, reason=message)
         raise Stop

@@ -8,14 +8,19 @@ the caller's environment variables, Novita's payloads or anything secret.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict
 
-from django.db.models import Count, QuerySet
+from django.core.cache import cache
+from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
 
+from instances.models import FailureReason as FailureReason  # re-exported: the import rule
 from instances.models import Instance, InstanceEvent, InstanceStatus
-from tenants.models import Tenant
+from novitai.outages import cache_guard
+from tenants.selectors import Tenant
 
 LIVE_STATUSES = tuple(s for s in InstanceStatus.values if s != InstanceStatus.TERMINATED)
 # Statuses in which an upstream GPU is held (and billed at the instance's hourly price).
@@ -26,6 +31,9 @@ HOLDING_A_GPU = (
     InstanceStatus.RESTARTING,
     InstanceStatus.STOPPING,
 )
+# The monitoring pass's bookkeeping in the cache (written by instances/monitoring/passes.py).
+MONITOR_PASSES_KEY = "instances:monitor:passes"
+MONITOR_LAST_PASS_KEY = "instances:monitor:last_pass_at"  # noqa: S105 - a cache key
 
 
 # Columns instance_representation never reads (and that cost JSON parsing on every row).
@@ -44,7 +52,64 @@ def usd_text(value: Decimal | None) -> str | None:
     return f"{whole}.{fraction.ljust(2, '0')}"
 
 
-def job_summary(instance: Instance) -> dict[str, Any] | None:
+# --- the representation: what the API answers and every webhook body's `data` -----------------
+# (its OpenAPI shape is InstanceSerializer's, instances/api/serializers.py; a test keeps the
+# three alike)
+
+
+class ProductRef(TypedDict):
+    id: str
+    name: str
+
+
+class EndpointSummary(TypedDict):
+    port: int | None
+    type: str | None  # "http" | "tcp"
+    url: str | None
+    healthy: bool | None  # None: not checked yet
+
+
+class JobSummary(TypedDict):
+    id: str
+    kind: str
+    status: str
+    attempts: int
+    last_error: str | None
+    created_at: str | None
+    finished_at: str | None
+
+
+class InstanceRepresentation(TypedDict):
+    id: str
+    name: str
+    status: str
+    failure_reason: str | None
+    failure_message: str | None
+    novita_instance_id: str | None
+    product: ProductRef | None
+    region: str | None
+    billing_mode: str
+    gpu_num: int
+    price_per_hour: str | None  # exact decimal USD
+    template_id: str
+    rootfs_size: int
+    endpoints: list[EndpointSummary]
+    created_at: str | None  # timestamps: ISO 8601, UTC, "Z"
+    provisioned_at: str | None
+    ready_at: str | None
+    stopped_at: str | None
+    terminated_at: str | None
+    webhook_url: str | None
+    on_preempt: str
+    recoveries: int
+    idle_timeout_seconds: int | None
+    on_idle: str
+    last_active_at: str | None
+    idle_stop_at: str | None
+    job: JobSummary | None
+
+
+def job_summary(instance: Instance) -> JobSummary | None:
     job = instance.current_job
     if job is None:
         return None
@@ -59,7 +124,7 @@ def job_summary(instance: Instance) -> dict[str, Any] | None:
     }
 
 
-def endpoint_summary(endpoint: dict[str, Any]) -> dict[str, Any]:
+def endpoint_summary(endpoint: dict[str, Any]) -> EndpointSummary:
     return {
         "port": endpoint.get("port"),
         "type": endpoint.get("type"),
@@ -77,8 +142,8 @@ def idle_stop_at(instance: Instance) -> datetime | None:
     return max(active) + instance.idle_timeout if active else None
 
 
-def instance_representation(instance: Instance) -> dict[str, Any]:
-    product = (
+def instance_representation(instance: Instance) -> InstanceRepresentation:
+    product: ProductRef | None = (
         {"id": instance.novita_product_id, "name": instance.product_name}
         if instance.novita_product_id
         else None
@@ -190,3 +255,67 @@ def instance_failures_by_reason(*, since: datetime) -> dict[str, int]:
         .order_by("-n", "reason")
     )
     return {row["reason"]: row["n"] for row in rows}
+
+
+# --- counts (one aggregate query each, whatever the number of rows) ----------------------------
+
+
+def _scoped(qs: QuerySet[Instance], tenant: Tenant | None) -> QuerySet[Instance]:
+    return qs.filter(tenant=tenant) if tenant is not None else qs
+
+
+def instance_counts_by_status(*, tenant: Tenant | None) -> dict[str, int]:
+    """Instances by status (every status, 0 included): a tenant's, or everyone's (None)."""
+    counts = dict.fromkeys(InstanceStatus.values, 0)
+    rows = _scoped(Instance.objects.all(), tenant).values("status").annotate(n=Count("pk"))
+    for row in rows.order_by():
+        counts[row["status"]] = row["n"]
+    return counts
+
+
+@dataclass(frozen=True)
+class InstanceUsage:
+    """What a tenant's (or everyone's) instances hold: live ones (not terminated) and those
+    holding a GPU, with their hourly price (the offer's, Novita's, in USD)."""
+
+    live: int
+    gpus_live: int
+    holding_a_gpu: int
+    gpus_held: int
+    usd_per_hour: Decimal  # of those holding a GPU
+    spot_recoveries: int  # of the live ones
+
+
+def instance_usage(*, tenant: Tenant | None) -> InstanceUsage:
+    holding, living = Q(status__in=HOLDING_A_GPU), ~Q(status=InstanceStatus.TERMINATED)
+    totals = _scoped(Instance.objects.all(), tenant).aggregate(
+        held_n=Count("pk", filter=holding),
+        held_gpus=Coalesce(Sum("gpu_num", filter=holding), 0),
+        held_usd=Sum("price_per_hour", filter=holding),
+        live_n=Count("pk", filter=living),
+        live_gpus=Coalesce(Sum("gpu_num", filter=living), 0),
+        recoveries=Coalesce(Sum("recoveries", filter=living), 0),
+    )
+    return InstanceUsage(
+        live=totals["live_n"],
+        gpus_live=totals["live_gpus"],
+        holding_a_gpu=totals["held_n"],
+        gpus_held=totals["held_gpus"],
+        usd_per_hour=totals["held_usd"] or Decimal(0),
+        spot_recoveries=totals["recoveries"],
+    )
+
+
+# --- the monitoring pass ------------------------------------------------------------------------
+
+
+def monitor_passes_count() -> int:
+    """Monitoring passes run since the cache was last emptied (0 without the cache)."""
+    count = cache_guard("monitor_passes", lambda: cache.get(MONITOR_PASSES_KEY), None, cache=cache)
+    return int(count or 0)
+
+
+def monitor_last_pass_at() -> float | None:
+    """Unix time the last pass ended; None when none was seen (raises if the cache does)."""
+    at = cache.get(MONITOR_LAST_PASS_KEY)
+    return float(at) if at is not None else None

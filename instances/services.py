@@ -29,12 +29,12 @@ from catalog.selectors import (
     region_resolve,
 )
 from catalog.services import TemplateConfig, catalog_reading, template_get
-from instances.lifecycle import instance_event_record, instance_transition
+from instances.lifecycle import Transition, instance_event_record, instance_transition_apply
 from instances.models import Instance, InstanceEvent, InstanceStatus, OnIdle, OnPreempt
-from jobs.models import Job
+from jobs.selectors import Job, job_get
 from jobs.services import job_cancel, job_create, job_retry_hook_register
 from novitai.errors import Conflict, NotFound, ServiceError, ValidationFailed
-from tenants.models import Tenant
+from tenants.selectors import Tenant, tenant_get, tenant_locked
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ def problem_field_details(problem: ServiceError) -> dict[str, Any]:
     return {"non_field_errors": [problem.message]}
 
 
-def instance_request_problems(
+def instance_request_problems(  # noqa: C901 - one check per catalog rule, each collected
     *, request: InstanceRequest, unchecked: frozenset[str] = frozenset()
 ) -> tuple[InstanceSpec | None, list[ServiceError]]:
     """Every catalog check of a create request (template cached; products, regions and rootfs
@@ -317,7 +317,7 @@ def instance_create(*, tenant: Tenant, spec: InstanceSpec, actor: str) -> Instan
     """Writes the instance (pending), its first event and its provision job; the job's task is
     sent after commit. Quotas are checked with the tenant row locked."""
     request = spec.request
-    locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
+    locked = tenant_locked(tenant_id=tenant.pk)
     live = Instance.objects.filter(tenant=locked).exclude(status=InstanceStatus.TERMINATED)
     if live.filter(name=request.name).exists():
         raise _name_taken(request.name)
@@ -388,9 +388,9 @@ def _locked(instance_id: uuid.UUID, tenant: Tenant | None) -> Instance:
     if instance is None:
         raise NotFound("No such instance.", code="instance_not_found")
     # Related rows read after the lock (select_related with FOR UPDATE would lock them too).
-    instance.tenant = Tenant.objects.get(pk=instance.tenant_id)
+    instance.tenant = tenant_get(tenant_id=instance.tenant_id)
     instance.current_job = (
-        Job.objects.filter(pk=instance.current_job_id).first() if instance.current_job_id else None
+        job_get(job_id=instance.current_job_id) if instance.current_job_id else None
     )
     return instance
 
@@ -439,13 +439,15 @@ def instance_action_request(
         raise _invalid_state(action, instance, allowed)
     _supersede_job(instance, action)
     job = _action_job(instance, action)
-    instance_transition(
-        instance=instance,
-        to_status=to_status,
-        reason=reason or f"{action}_requested",
-        message=message or f"{action.capitalize()} requested.",
-        actor=actor,
-        fields={**(fields or {}), "current_job": job},
+    instance_transition_apply(
+        transition=Transition(
+            instance=instance,
+            to_status=to_status,
+            reason=reason or f"{action}_requested",
+            message=message or f"{action.capitalize()} requested.",
+            actor=actor,
+            fields={**(fields or {}), "current_job": job},
+        )
     )
     return instance
 
@@ -466,13 +468,15 @@ def instance_delete_request(
         return instance
     _supersede_job(instance, Action.DELETE)
     job = _action_job(instance, Action.DELETE)
-    instance_transition(
-        instance=instance,
-        to_status=InstanceStatus.TERMINATING,
-        reason=reason or "delete_requested",
-        message=message or "Delete requested.",
-        actor=actor,
-        fields={"current_job": job, "delete_requested_at": None},
+    instance_transition_apply(
+        transition=Transition(
+            instance=instance,
+            to_status=InstanceStatus.TERMINATING,
+            reason=reason or "delete_requested",
+            message=message or "Delete requested.",
+            actor=actor,
+            fields={"current_job": job, "delete_requested_at": None},
+        )
     )
     return instance
 
@@ -629,19 +633,21 @@ def instance_reprovision(*, instance_id: uuid.UUID, message: str, actor: str = "
         subject_id=instance.pk,
         tenant=instance.tenant,
     )
-    instance_transition(
-        instance=instance,
-        to_status=InstanceStatus.PENDING,
-        reason=SPOT_RECOVERY,
-        message=message,
-        actor=actor,
-        fields={
-            **_provision_afresh(),
-            "novita_name": f"{novita_name_for(instance.pk)}-r{recoveries}",
-            "recoveries": recoveries,
-            "current_job": job,
-        },
-        data={"how": "reprovision", "replaced": old_id or None, "recovery": recoveries},
+    instance_transition_apply(
+        transition=Transition(
+            instance=instance,
+            to_status=InstanceStatus.PENDING,
+            reason=SPOT_RECOVERY,
+            message=message,
+            actor=actor,
+            fields={
+                **_provision_afresh(),
+                "novita_name": f"{novita_name_for(instance.pk)}-r{recoveries}",
+                "recoveries": recoveries,
+                "current_job": job,
+            },
+            data={"how": "reprovision", "replaced": old_id or None, "recovery": recoveries},
+        )
     )
     return old_id
 
@@ -661,13 +667,15 @@ def _retry_provision(job: Job, actor: str) -> None:
             "Novita has not yet confirmed that the failed attempt's GPU is gone; retry shortly.",
             code="cleanup_pending",
         )
-    instance_transition(
-        instance=instance,
-        to_status=InstanceStatus.PENDING,
-        reason="retry",
-        message="Provisioning retried by an operator.",
-        actor=actor,
-        fields=_provision_afresh(),
+    instance_transition_apply(
+        transition=Transition(
+            instance=instance,
+            to_status=InstanceStatus.PENDING,
+            reason="retry",
+            message="Provisioning retried by an operator.",
+            actor=actor,
+            fields=_provision_afresh(),
+        )
     )
 
 
@@ -679,12 +687,14 @@ def _retry_action(job: Job, actor: str) -> None:
     allowed = ACTIONS[job.kind][0] if job.kind in ACTIONS else ()
     if instance.status not in allowed:
         raise _invalid_state(job.kind, instance, allowed)
-    instance_transition(
-        instance=instance,
-        to_status=transit,
-        reason="retry",
-        message=f"{job.kind.capitalize()} retried by an operator.",
-        actor=actor,
+    instance_transition_apply(
+        transition=Transition(
+            instance=instance,
+            to_status=transit,
+            reason="retry",
+            message=f"{job.kind.capitalize()} retried by an operator.",
+            actor=actor,
+        )
     )
 
 

@@ -1,14 +1,15 @@
-"""Reads on jobs."""
+"""Reads on jobs. Other apps take the Job class (a type) and JobStatus from here, never from
+jobs.models (tests/test_architecture.py)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
 
-from django.db.models import Min, QuerySet
+from django.db.models import Count, Min, QuerySet
 
 from jobs.models import Job, JobStatus
-from tenants.models import Tenant
+from tenants.selectors import Tenant
 
 
 def job_list(*, tenant: Tenant | None) -> QuerySet[Job]:
@@ -53,3 +54,12 @@ def jobs_of(*, subject_type: str, subject_id: uuid.UUID) -> QuerySet[Job]:
     return Job.objects.filter(subject_type=subject_type, subject_id=subject_id).order_by(
         "-created_at", "-id"
     )
+
+
+def job_counts_by_status(*, tenant: Tenant | None) -> dict[str, int]:
+    """Jobs by status (every status, 0 included): a tenant's, or everyone's (None)."""
+    counts = dict.fromkeys(JobStatus.values, 0)
+    jobs = Job.objects.filter(tenant=tenant) if tenant is not None else Job.objects.all()
+    for row in jobs.values("status").annotate(n=Count("pk")).order_by():
+        counts[row["status"]] = row["n"]
+    return counts

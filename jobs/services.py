@@ -15,7 +15,6 @@ ran out (and whose job another worker claimed since) changes nothing.
 from __future__ import annotations
 
 import logging
-import random
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -33,7 +32,8 @@ from jobs.metrics import job_outcome_count
 from jobs.models import ACTIVE_JOB_STATUSES, Job, JobStatus
 from novitai.errors import Conflict
 from novitai.outages import broker_guard
-from tenants.models import Tenant
+from novitai.retry import backoff_delay
+from tenants.selectors import Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -259,11 +259,11 @@ def job_wait(*, job: Job) -> bool:
 
 
 def job_backoff_seconds(attempts: int) -> float:
-    """Capped exponential backoff with full jitter (at least one base step)."""
+    """Capped exponential backoff with full jitter, at least one base step (novitai/retry.py):
+    `attempts` counts the failed one: the first retry waits one base step, the next one to two."""
     base = float(settings.JOB_RETRY_BACKOFF_BASE_SECONDS)
     cap = float(settings.JOB_RETRY_BACKOFF_CAP_SECONDS)
-    ceiling = min(cap, base * 2 ** max(0, attempts - 1))
-    return max(base, random.uniform(0, ceiling))
+    return backoff_delay(attempts - 1, base=base, cap=cap, floor=base)
 
 
 def _reschedule(job: Job, *, at: datetime, attempts_delta: int, error: str | None) -> bool:

@@ -1,5 +1,5 @@
-"""novitai: a control plane for GPU instances on Novita.ai."""
+"""novitai: a control plane for GPU instances on Novita.ai.
 
-from novitai.celery import app as celery_app
-
-__all__ = ["celery_app"]
+This module imports nothing, so that `import novitai.cli` (the command line client) costs no
+Django and no Celery. The Celery app is `novitai.celery`: `celery -A novitai` finds it by itself,
+and every Django process loads it when the app registry is ready (novitai/apps.py)."""

@@ -35,7 +35,7 @@ def _tune_broker(**_: Any) -> None:
     if broker_url.startswith("sqla+"):
         # kombu's SQLAlchemy transport polls once a second by default; its transport options
         # are passed to create_engine(), so the interval can only be set on the class
-        # (docs/dependency-notes.md §2).
+        # (docs/architecture.md §2).
         import kombu.transport.sqlalchemy as kombu_sqla
 
         kombu_sqla.Transport.polling_interval = 0.1

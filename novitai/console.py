@@ -129,7 +129,7 @@ def back_to(url: str) -> HttpResponseRedirect:
     return HttpResponseRedirect(url)
 
 
-def operate_once(
+def operate_once(  # noqa: PLR0913 - what an operation is told, keyword-only
     model_admin: admin.ModelAdmin,
     request: HttpRequest,
     obj: Model,

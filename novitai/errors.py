@@ -13,6 +13,7 @@ novitai/outages.py — is not a bug: it answers 503 `service_unavailable` with R
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -83,6 +84,14 @@ class UpstreamUnavailable(ServiceError):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     code = "upstream_unavailable"
     message = "Novita is not reachable right now; try again shortly."
+
+
+def parse_uuid(value: str, what: str) -> uuid.UUID:
+    """A path id that is not a UUID names nothing: 404 `<what>_not_found`, never a 500."""
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise NotFound(f"No such {what}.", code=f"{what}_not_found") from None
 
 
 def error_body(

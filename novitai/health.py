@@ -109,7 +109,7 @@ def check_webhooks_queue() -> CheckResult:
 def check_monitor() -> CheckResult:
     """Monitoring is a pass every MONITOR_INTERVAL_SECONDS, not rows: its last pass is what
     tells whether the monitor queue is served."""
-    from instances.monitoring import monitor_last_pass_at
+    from instances.selectors import monitor_last_pass_at
 
     at = monitor_last_pass_at()
     if at is None:

@@ -1,4 +1,4 @@
-"""Degrade, never fail, when Redis is down (DESIGN §6: Postgres is the truth).
+"""Degrade, never fail, when Redis is down (docs/architecture.md §9: Postgres is the truth).
 
 Nothing novitai keeps in Redis is the truth: the caches can be recomputed from the database, the
 throttle's counters and the beat's tick claims only save work, and a wake-up message that the

@@ -245,7 +245,7 @@ else:
 # a Redis that hangs rather than refuses costs one socket timeout per period, not one per call.
 OUTAGE_RETRY_SECONDS = env.float("OUTAGE_RETRY_SECONDS", default=5.0)
 
-# --- Celery (see docs/reliability-notes.md §1) ----------------------------------------------
+# --- Celery (why each setting: docs/architecture.md §9) ------------------------------------
 
 CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=1800)
 CELERY_TASK_ACKS_LATE = True
@@ -284,7 +284,8 @@ if CELERY_BROKER_URL.startswith("redis"):
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Beat claims each tick's interval slot in the cache, so that a second beat sends nothing twice.
 CELERY_BEAT_SCHEDULER = "novitai.beat:Scheduler"
-# Periodic tasks; each is safe if run twice at once (claims rows, conditional updates).
+# Periodic tasks, each entry named after its task; each is safe if run twice at once (claims
+# rows, conditional updates). Beat claims ticks per entry name (novitai/beat.py).
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
 
 # A worker writes a heartbeat into the cache this often; /health/ready reports the newest.
@@ -383,22 +384,22 @@ MONITOR_WRITE_BATCH_SIZE = env.int("MONITOR_WRITE_BATCH_SIZE", default=500)
 DELETE_REISSUE_SECONDS = env.float("DELETE_REISSUE_SECONDS", default=60.0)
 # An Idempotency-Key whose first request died mid-way is taken over after this long (seconds).
 IDEMPOTENCY_IN_FLIGHT_SECONDS = env.int("IDEMPOTENCY_IN_FLIGHT_SECONDS", default=60)
-CELERY_BEAT_SCHEDULE["instances-monitor"] = {
+CELERY_BEAT_SCHEDULE["instances.monitor"] = {
     "task": "instances.monitor",
     "schedule": MONITOR_INTERVAL_SECONDS,
     "options": {"expires": max(1.0, MONITOR_INTERVAL_SECONDS * 2)},
 }
-CELERY_BEAT_SCHEDULE["instances-idle-stop"] = {
+CELERY_BEAT_SCHEDULE["instances.idle_stop"] = {
     "task": "instances.idle_stop",
     "schedule": IDLE_CHECK_INTERVAL_SECONDS,
     "options": {"expires": max(1.0, IDLE_CHECK_INTERVAL_SECONDS * 2)},
 }
-CELERY_BEAT_SCHEDULE["jobs-sweep"] = {
+CELERY_BEAT_SCHEDULE["jobs.sweep"] = {
     "task": "jobs.sweep",
     "schedule": SWEEP_INTERVAL_SECONDS,
     "options": {"expires": max(1.0, SWEEP_INTERVAL_SECONDS * 2)},
 }
-CELERY_BEAT_SCHEDULE["instances-idempotency-keys-purge"] = {
+CELERY_BEAT_SCHEDULE["instances.idempotency_keys_purge"] = {
     "task": "instances.idempotency_keys_purge",
     "schedule": 3600.0,
     "options": {"expires": 600.0},
@@ -420,7 +421,7 @@ WEBHOOK_CONNECT_TIMEOUT_SECONDS = env.float("WEBHOOK_CONNECT_TIMEOUT_SECONDS", d
 WEBHOOK_CA_BUNDLE = env.str("WEBHOOK_CA_BUNDLE", default="")
 # How often the sweeper re-drives due deliveries whose wake-up message was lost or never sent.
 WEBHOOK_SWEEP_INTERVAL_SECONDS = env.float("WEBHOOK_SWEEP_INTERVAL_SECONDS", default=5.0)
-CELERY_BEAT_SCHEDULE["webhooks-sweep"] = {
+CELERY_BEAT_SCHEDULE["webhooks.sweep"] = {
     "task": "webhooks.sweep",
     "schedule": WEBHOOK_SWEEP_INTERVAL_SECONDS,
     "options": {"expires": WEBHOOK_SWEEP_INTERVAL_SECONDS * 2},

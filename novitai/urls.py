@@ -31,7 +31,7 @@ def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpRespon
 
 api_v1: list[URLPattern | URLResolver] = [
     path("", views.api_root, name="api-root"),
-    path("metrics/", views.metrics_summary_view, name="metrics-summary"),
+    path("", include("overview.api.urls")),
     path("", include("catalog.api.urls")),
     path("", include("instances.api.urls")),
     path("", include("jobs.api.urls")),

@@ -25,12 +25,14 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from instances.models import FailureReason, InstanceStatus
-from instances.selectors import instance_failures_by_reason, instances_past_deadline
-from jobs.models import JobStatus
-from jobs.selectors import job_oldest_due_by_task
-from webhooks.models import DeliveryStatus
-from webhooks.selectors import delivery_failing_endpoints, delivery_oldest_due_at
+from instances.selectors import (
+    FailureReason,
+    InstanceStatus,
+    instance_failures_by_reason,
+    instances_past_deadline,
+)
+from jobs.selectors import JobStatus, job_oldest_due_by_task
+from webhooks.selectors import DeliveryStatus, delivery_failing_endpoints, delivery_oldest_due_at
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +164,7 @@ def _queues(now: datetime) -> list[dict[str, Any]]:
 
 def dashboard(*, now: datetime | None = None) -> dict[str, Any]:
     """Everything the console's index shows, as of `now`."""
-    from novitai.summary import metrics_summary
+    from overview.summary import metrics_summary
 
     now = now or timezone.now()
     summary = metrics_summary(tenant=None, now=now)

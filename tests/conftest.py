@@ -13,8 +13,8 @@ from django.conf import settings
 from django.core.cache import caches
 from rest_framework.test import APIClient
 
-from novitai.sandbox import TIMING_PRESETS, SandboxConfig, SandboxServer
-from novitai.sandbox.control import SandboxControl
+from novita_sandbox import TIMING_PRESETS, SandboxConfig, SandboxServer
+from novita_sandbox.control import SandboxControl
 from tenants.models import Tenant
 from tenants.services import tenant_create
 

@@ -10,7 +10,7 @@ from django.db.models import Count, Max, Min, Q, QuerySet
 from django.utils import timezone
 
 from novitai.errors import NotFound
-from tenants.models import Tenant
+from tenants.selectors import Tenant
 from webhooks.models import DeliveryAttempt, DeliveryStatus, WebhookDelivery
 
 
@@ -46,9 +46,13 @@ def delivery_attempts(*, delivery: WebhookDelivery) -> QuerySet[DeliveryAttempt]
     return DeliveryAttempt.objects.filter(delivery=delivery).order_by("number")
 
 
-def delivery_counts_by_status() -> dict[str, int]:
+def delivery_counts_by_status(*, tenant: Tenant | None = None) -> dict[str, int]:
+    """Deliveries by status (every status, 0 included): a tenant's, or everyone's (None)."""
     counts = {status: 0 for status in DeliveryStatus.values}
-    rows = WebhookDelivery.objects.order_by().values("status").annotate(n=Count("pk"))
+    deliveries = WebhookDelivery.objects.all()
+    if tenant is not None:
+        deliveries = deliveries.filter(tenant=tenant)
+    rows = deliveries.order_by().values("status").annotate(n=Count("pk"))
     for row in rows:
         counts[row["status"]] = row["n"]
     return counts

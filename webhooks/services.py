@@ -15,11 +15,10 @@ import json
 import logging
 import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -31,7 +30,8 @@ from standardwebhooks import Webhook
 from novitai.errors import Conflict
 from novitai.logging import log_context
 from novitai.outages import broker_guard
-from tenants.models import Tenant
+from novitai.retry import RETRY_AFTER_CAP_SECONDS, jittered, parse_retry_after
+from tenants.selectors import Tenant, tenant_get
 from tenants.services import tenant_signing_secrets, tenant_webhook_secret_rotate
 from webhooks import metrics
 from webhooks.models import AttemptResult, DeliveryAttempt, DeliveryStatus, WebhookDelivery
@@ -45,13 +45,23 @@ ERROR_LENGTH = 500
 # Jitter of a scheduled retry: the schedule's delay times a factor in [1 - J, 1 + J].
 RETRY_JITTER = 0.2
 # A 429/503 Retry-After is honoured up to this long.
-RETRY_AFTER_CAP = timedelta(hours=6)
+RETRY_AFTER_CAP = timedelta(seconds=RETRY_AFTER_CAP_SECONDS)
 # A wake-up not acted on for this long is presumed lost; the sweeper sends another.
 REDISPATCH_AFTER = timedelta(seconds=60)
 # Due rows the sweeper dispatches per run at most (the next run takes the rest).
 SWEEP_BATCH = 500
 
 _FINAL = (DeliveryStatus.DELIVERED, DeliveryStatus.FAILED, DeliveryStatus.GONE)
+
+
+class WebhookBody(TypedDict):
+    """A delivery's body as sent and signed (the row's `payload`; `webhook_body` serializes it).
+    `data` is the subject's representation: for instance events, instances.selectors'
+    InstanceRepresentation (webhooks knows no app above it, so it is a mapping here)."""
+
+    type: str  # "instance.ready", …
+    timestamp: str  # when it happened: ISO 8601, UTC, "Z"
+    data: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -61,7 +71,7 @@ class WebhookEvent:
     tenant: Tenant
     url: str
     event_type: str
-    data: dict[str, Any]
+    data: Mapping[str, Any]
     instance_id: uuid.UUID | None = None
     occurred_at: datetime | None = None
 
@@ -69,17 +79,18 @@ class WebhookEvent:
 def _delivery_of(event: WebhookEvent, *, now: datetime) -> WebhookDelivery:
     """The outbox row of an event (unsaved): its `webhook-id`, body and first due time."""
     occurred_at = event.occurred_at or now
+    body: WebhookBody = {
+        "type": event.event_type,
+        "timestamp": occurred_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "data": event.data,
+    }
     return WebhookDelivery(
         tenant=event.tenant,
         event_id=f"msg_{uuid.uuid4().hex}",
         event_type=event.event_type,
         target_url=event.url,
         instance_id=event.instance_id,
-        payload={
-            "type": event.event_type,
-            "timestamp": occurred_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-            "data": event.data,
-        },
+        payload=body,
         next_attempt_at=occurred_at,
         dispatched_at=now,
     )
@@ -90,7 +101,7 @@ def webhook_event_record(
     tenant: Tenant,
     url: str,
     event_type: str,
-    data: dict[str, Any],
+    data: Mapping[str, Any],
     instance_id: uuid.UUID | None = None,
     occurred_at: datetime | None = None,
 ) -> WebhookDelivery:
@@ -190,22 +201,6 @@ def webhook_headers(
 # --- the retry schedule -----------------------------------------------------------------------
 
 
-def retry_after_seconds(value: str | None, *, now: datetime) -> float | None:
-    """A Retry-After header (delta-seconds or an HTTP date) in seconds; None if unusable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(min(int(value), 10**9))
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
-
-
 def retry_delay(
     *,
     round_attempts: int,
@@ -215,16 +210,18 @@ def retry_delay(
     rng: random.Random | None = None,
 ) -> timedelta | None:
     """How long to wait after the `round_attempts`-th failed attempt of a round; None when the
-    schedule has run out. 429 and 503 with Retry-After wait at least that long (capped)."""
+    schedule has run out. 429 and 503 with Retry-After wait at least that long (capped at
+    RETRY_AFTER_CAP; novitai/retry.py reads the header)."""
     schedule: list[int] = settings.WEBHOOK_RETRY_SCHEDULE
     if round_attempts > len(schedule):
         return None
-    jitter = (rng or random).uniform(1 - RETRY_JITTER, 1 + RETRY_JITTER)
-    seconds = schedule[round_attempts - 1] * jitter
+    seconds = jittered(schedule[round_attempts - 1], spread=RETRY_JITTER, rng=rng)
     if status_code in (429, 503):
-        wait = retry_after_seconds(retry_after, now=now)
+        wait = parse_retry_after(
+            retry_after, now=now.timestamp(), cap=RETRY_AFTER_CAP.total_seconds()
+        )
         if wait is not None:
-            seconds = max(seconds, min(wait, RETRY_AFTER_CAP.total_seconds()))
+            seconds = max(seconds, wait)
     return timedelta(seconds=seconds)
 
 
@@ -297,7 +294,7 @@ def webhook_deliver(*, delivery_id: uuid.UUID) -> DeliveryAttempt | None:
     with log_context(
         delivery_id=str(delivery.pk), event_id=delivery.event_id, instance_id=delivery.instance_id
     ):
-        tenant = Tenant.objects.get(pk=delivery.tenant_id)
+        tenant = tenant_get(tenant_id=delivery.tenant_id)
         body = webhook_body(delivery.payload)
         attempted_at = timezone.now()
         headers = webhook_headers(

@@ -223,7 +223,7 @@ def webhook_post(
     raise failure
 
 
-def _post_to(
+def _post_to(  # noqa: C901 - each stage of an attempt and its failure
     target: WebhookTarget,
     address: str,
     body: bytes,

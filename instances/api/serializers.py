@@ -18,7 +18,11 @@ from instances.models import (
     OnIdle,
     OnPreempt,
 )
-from instances.selectors import event_representation, instance_representation
+from instances.selectors import (
+    InstanceRepresentation,
+    event_representation,
+    instance_representation,
+)
 from instances.services import (
     NAME_RE,
     UNCHANGED,
@@ -202,7 +206,7 @@ class InstanceCreateInputSerializer(StrictSerializerMixin, serializers.Serialize
             raise serializers.ValidationError(f"Duplicate keys: {', '.join(duplicates)}.")
         return value
 
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
+    def to_internal_value(self, data: Any) -> dict[str, Any]:  # noqa: C901 - every rule across fields, each collected, none nested
         """Every problem at once: each field's, unknown fields, the rules across fields and,
         when any of those fails, the catalog's checks of the fields that are right (template,
         region, products, rootfs limits, health-check ports). DRF stops at the first stage that
@@ -408,7 +412,7 @@ class InstanceSerializer(serializers.Serializer[Instance]):
     )
     job = InstanceJobSerializer(allow_null=True)
 
-    def to_representation(self, instance: Instance) -> dict[str, Any]:
+    def to_representation(self, instance: Instance) -> InstanceRepresentation:  # type: ignore[override]
         return instance_representation(instance)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpResponse
 from drf_spectacular.utils import (
@@ -16,7 +15,6 @@ from drf_spectacular.utils import (
 )
 from rest_framework import exceptions, mixins, viewsets
 from rest_framework.decorators import action
-from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -26,35 +24,23 @@ from instances.api.serializers import (
     InstanceSerializer,
     InstanceUpdateInputSerializer,
 )
-from instances.idempotency import (
-    HEADER,
-    Claim,
-    Replay,
-    idempotency_abandon,
-    idempotency_begin,
-    idempotency_complete,
-    idempotency_key_validate,
-    idempotency_lookup,
-    request_fingerprint,
-)
+from instances.creation import ACCEPTED, CreateAnswer, instance_create_request
+from instances.idempotency import HEADER
 from instances.models import Instance, InstanceStatus
-from instances.selectors import instance_events, instance_list, instance_representation
+from instances.selectors import instance_events, instance_list
 from instances.services import (
     HEARTBEAT_STATUSES,
     Action,
+    InstanceRequest,
     actor_of,
     instance_action_request,
-    instance_create,
     instance_delete_request,
     instance_heartbeat,
-    instance_request_check,
     instance_settings_update,
 )
-from jobs.api.views import parse_uuid
-from novitai.errors import NotFound, ValidationFailed
+from novitai.errors import NotFound, ValidationFailed, parse_uuid
 from tenants.authentication import request_tenant
 
-ACCEPTED = 202
 _ERRORS = {
     400: OpenApiResponse(description="Invalid request (error envelope)"),
     404: OpenApiResponse(description="Not found (error envelope)"),
@@ -66,17 +52,12 @@ _STATUS_LIST_PATTERN = rf"^ *{_STATUS} *(?:, *{_STATUS} *)*$"
 _NON_BLANK = {"type": "string", "minLength": 1}
 
 
-def _json(status: int, body: bytes, instance_id: Any, *, replayed: bool = False) -> HttpResponse:
-    response = HttpResponse(body, status=status, content_type="application/json")
-    response["Location"] = f"/api/v1/instances/{instance_id}/"
-    if replayed:
+def _http(answer: CreateAnswer) -> HttpResponse:
+    response = HttpResponse(answer.body, status=answer.status, content_type="application/json")
+    if answer.replayed:
         response["Idempotent-Replayed"] = "true"
-    return response
-
-
-def _replay(replay: Replay) -> HttpResponse:
-    response = HttpResponse(replay.body, status=replay.status, content_type="application/json")
-    response["Idempotent-Replayed"] = "true"
+    else:
+        response["Location"] = f"/api/v1/instances/{answer.instance_id}/"
     return response
 
 
@@ -171,38 +152,22 @@ class InstanceViewSet(
                 "Creating an instance needs a tenant API key (Authorization: Bearer <key>); "
                 "a staff session can list and act on instances but owns none."
             )
-        key = request.headers.get(HEADER)
-        fingerprint = ""
-        if key is not None:
-            key = idempotency_key_validate(key)
-            fingerprint = request_fingerprint(
-                method=request.method or "POST", path=request.path, body=request.data
-            )
-            replay = idempotency_lookup(tenant=tenant, key=key, fingerprint=fingerprint)
-            if replay is not None:
-                return _replay(replay)
-
         serializer = InstanceCreateInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        spec = instance_request_check(request=serializer.to_request())
 
-        claim: Claim | None = None
-        if key is not None:
-            begun = idempotency_begin(tenant=tenant, key=key, fingerprint=fingerprint)
-            if isinstance(begun, Replay):
-                return _replay(begun)
-            claim = begun
-        try:
-            with transaction.atomic():
-                instance = instance_create(tenant=tenant, spec=spec, actor=actor_of(request.user))
-                body = JSONRenderer().render(instance_representation(instance))
-                if claim is not None:
-                    idempotency_complete(claim=claim, status=ACCEPTED, body=body, instance=instance)
-        except BaseException:
-            if claim is not None:
-                idempotency_abandon(claim=claim)
-            raise
-        return _json(ACCEPTED, body, instance.pk)
+        def parse() -> InstanceRequest:
+            serializer.is_valid(raise_exception=True)
+            return serializer.to_request()
+
+        answer = instance_create_request(
+            tenant=tenant,
+            body=request.data,
+            parse=parse,
+            idempotency_key=request.headers.get(HEADER),
+            method=request.method or "POST",
+            path=request.path,
+            actor=actor_of(request.user),
+        )
+        return _http(answer)
 
     # --- settings ---------------------------------------------------------------------------
 

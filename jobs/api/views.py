@@ -22,19 +22,11 @@ from jobs.api.serializers import JobOutputSerializer
 from jobs.models import Job, JobStatus
 from jobs.selectors import job_list
 from jobs.services import job_retry
-from novitai.errors import NotFound, ValidationFailed
+from novitai.errors import NotFound, ValidationFailed, parse_uuid
 from tenants.authentication import request_tenant
 from tenants.permissions import IsStaff
 
 KIND_MAX_LENGTH: int = Job._meta.get_field("kind").max_length or 32
-
-
-def parse_uuid(value: str, what: str) -> uuid.UUID:
-    """A path id that is not a UUID names nothing: 404, never a 500."""
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise NotFound(f"No such {what}.", code=f"{what}_not_found") from None
 
 
 @extend_schema_view(

@@ -188,7 +188,7 @@ def _wait_options(parser: argparse.ArgumentParser, *, flag: bool) -> None:
     )
 
 
-def build_parser(out: IO[str], err: IO[str]) -> argparse.ArgumentParser:
+def build_parser(out: IO[str], err: IO[str]) -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement per command and option
     parser_class = type("Parser", (_Parser,), {"out": out, "err": err})
     parser = parser_class(
         prog="novitai",

@@ -37,7 +37,7 @@ class Outcome:
 
 
 class Waiter:
-    def __init__(
+    def __init__(  # noqa: PLR0913 - what a wait is told, the options keyword-only
         self,
         client: Client,
         instance_id: str,

@@ -9,11 +9,12 @@ answer turned into dataclasses (parsing.py) or a NovitaError (responses.py).
 
 Retries. Reads and the repeat-safe mutations (start, stop, restart, delete, edit: a repeat
 answers "invalid state change" or not-found, which callers already treat as "re-read") are
-retried on Unavailable and RateLimited, with capped exponential backoff and full jitter, and never
-before a Retry-After has run out. A create (and a migrate, which may create an instance) is
-retried only when nothing was sent (ConnectFailed) or on a 429 (refused, not created); when the
-request may have reached Novita (read timeout, a connection broken after sending, a 5xx, an
-unreadable 2xx) it raises UnknownOutcome, and the caller looks the instance up by name.
+retried on Unavailable and RateLimited, with capped exponential backoff and full jitter (the
+project's one retry policy, novitai/retry.py), and never before a Retry-After has run out. A
+create (and a migrate, which may create an instance) is retried only when nothing was sent
+(ConnectFailed) or on a 429 (refused, not created); when the request may have reached Novita
+(read timeout, a connection broken after sending, a 5xx, an unreadable 2xx) it raises
+UnknownOutcome, and the caller looks the instance up by name.
 """
 
 from __future__ import annotations
@@ -52,21 +53,21 @@ from novitai.novita.responses import (
     read_json,
     transport_error,
 )
-from novitai.novita.retry import backoff_delay, parse_retry_after
 from novitai.novita.types import (
     Balance,
     Bill,
     Cluster,
     CreateInstanceRequest,
     GpuMetrics,
-    Instance,
     Job,
     NetworkStorage,
+    NovitaInstance,
     PortSpec,
     Product,
     RegistryAuth,
     Template,
 )
+from novitai.retry import backoff_delay, parse_retry_after
 
 logger = logging.getLogger("novitai.novita")
 
@@ -227,7 +228,7 @@ class NovitaClient:
         name: str | None = None,
         product_name: str | None = None,
         status: str | None = None,
-    ) -> list[Instance]:
+    ) -> list[NovitaInstance]:
         """Every instance on every page (Novita's `name` and `productName` filters are fuzzy)."""
         return self._pages(
             "/gpu/instances",
@@ -236,13 +237,13 @@ class NovitaClient:
             parsing.parse_instance,
         )
 
-    def find_instances_by_name(self, name: str) -> list[Instance]:
+    def find_instances_by_name(self, name: str) -> list[NovitaInstance]:
         """The instances named exactly `name`, oldest first when Novita gives createdAt (its
         current docs do not: then by id, which is at least the same order every time)."""
         found = [i for i in self.list_instances(name=name) if i.name == name]
         return sorted(found, key=lambda i: (i.created_at or 0, i.id))
 
-    def get_instance(self, instance_id: str) -> Instance:
+    def get_instance(self, instance_id: str) -> NovitaInstance:
         endpoint = "/gpu/instance"
         payload = self._get_object(endpoint, params={"instanceId": instance_id})
         with self._parsing(endpoint):
@@ -484,7 +485,7 @@ class NovitaClient:
                 f"Novita's answer has the wrong shape: {exc}", endpoint=endpoint
             ) from None
 
-    def _pages(
+    def _pages(  # noqa: C901 - every way a listing can end (docs/novita-api.md)
         self,
         endpoint: str,
         key: str,
@@ -546,7 +547,7 @@ class NovitaClient:
             f"Novita's listing did not end after {self.max_pages} pages", endpoint=endpoint
         )
 
-    def _call(
+    def _call(  # noqa: PLR0913 - a request's parts, the options keyword-only
         self,
         method: str,
         endpoint: str,
@@ -636,7 +637,7 @@ class NovitaClient:
     def _backoff(self, attempt: int) -> float:
         return backoff_delay(attempt, base=self.config.backoff_base, cap=self.config.backoff_cap)
 
-    def _attempt(
+    def _attempt(  # noqa: PLR0913 - a request's parts, the options keyword-only
         self,
         method: str,
         endpoint: str,
@@ -714,7 +715,7 @@ class NovitaClient:
         # nor its context: it holds the prepared request, headers (the API key) included.
         raise error
 
-    def _finish(
+    def _finish(  # noqa: PLR0913 - what one attempt ended with, for its metrics and log
         self,
         method: str,
         endpoint: str,

@@ -6,7 +6,9 @@ fields absent, and extra fields everywhere. All of that parses. What cannot be r
 where a list belongs, "abc" for a price, a missing id) raises ShapeError, which names the
 field and the expected type but never the value: a value may be a password.
 
-The ssh password is read into a Secret (types.py); the web-terminal password is never read.
+The raw shapes read here are declared in raw.py (TypedDicts; tests/novita/test_raw_shapes.py
+keeps the two alike). The ssh password is read into a Secret (types.py); the web-terminal
+password is never read.
 Money (bills, the balance) is read as exact Decimal: 1/10000 USD units become USD.
 """
 
@@ -24,13 +26,13 @@ from novitai.novita.types import (
     EnvVar,
     GpuCardMetrics,
     GpuMetrics,
-    Instance,
     InstanceJob,
     Job,
     LogAddresses,
     MetricPoint,
     MonthlyPrice,
     NetworkStorage,
+    NovitaInstance,
     PortMapping,
     PortSpec,
     Product,
@@ -280,11 +282,11 @@ def parse_registry_auth(value: object, where: str = "registry_auth") -> Registry
     )
 
 
-def parse_instance(value: object, where: str = "instance") -> Instance:
+def parse_instance(value: object, where: str = "instance") -> NovitaInstance:
     """Get-instance and list items alike (list items carry fewer fields)."""
     obj = as_object(value, where)
     status_error = as_object(obj.get("statusError") or {}, f"{where}.statusError")
-    return Instance(
+    return NovitaInstance(
         id=required_str(obj, "id", where),
         name=get_str(obj, "name", where),
         status=get_str(obj, "status", where),

@@ -55,7 +55,7 @@ NOT_FOUND_WORDS = ("not found", "not fount")  # the live API's typo (novita-api.
 MAX_MESSAGE_CHARS = 300
 
 
-def error_for_status(
+def error_for_status(  # noqa: C901, PLR0911 - one return per error class
     status: int,
     payload: object,
     *,

@@ -3,7 +3,7 @@
 Catalog prices are integers in 1/100000 USD, exactly as Novita sends them (35000 = $0.35 per
 GPU-hour; per GB per day for storage). Billing money (bills, the balance) arrives in 1/10000 USD
 and is kept as Decimal USD, converted exactly (`*_usd` fields). Statuses are kept as the strings
-Novita sends, known or not (see InstanceStatus). Secrets Novita sends are Secret values.
+Novita sends, known or not (see NovitaInstanceStatus). Secrets Novita sends are Secret values.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ class Secret:
     """A value Novita sends that must never be shown (an ssh password).
 
     repr and str say "[redacted]"; dataclasses.asdict and copy keep the Secret itself (so a dump of
-    an Instance holds no password); it cannot be pickled or JSON-encoded, so it cannot slip into a
-    cache, a task argument or a webhook body. `reveal()` is the one way to the value.
+    a NovitaInstance holds no password); it cannot be pickled or JSON-encoded, so it cannot slip
+    into a cache, a task argument or a webhook body. `reveal()` is the one way to the value.
     """
 
     __slots__ = ("_value",)
@@ -68,7 +68,7 @@ class Secret:
         raise TypeError("a Secret is not pickled")
 
 
-class InstanceStatus:
+class NovitaInstanceStatus:
     """v1 instance statuses (novita-api.md §3). Unknown values are kept as they come."""
 
     TO_CREATE = "toCreate"
@@ -273,10 +273,10 @@ class LogAddresses:
 
 
 @dataclass(frozen=True)
-class Instance:
+class NovitaInstance:
     id: str
     name: str
-    status: str  # raw v1 status; see InstanceStatus
+    status: str  # raw v1 status; see NovitaInstanceStatus
     cluster_id: str = ""
     cluster_name: str = ""
     status_error: StatusError = StatusError()

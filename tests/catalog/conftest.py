@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -10,8 +11,10 @@ from django.utils import timezone
 
 from catalog.caches import NamedCache
 from catalog.models import CatalogState, Region
-from novitai.sandbox.control import SandboxControl
+from catalog.services import catalog_sync
+from novita_sandbox.control import SandboxControl
 from tests.catalog.factories import RegionFactory
+from tests.jobs.conftest import sent_tasks  # noqa: F401 (a fixture)
 
 REGION_CODES = ("EU-NL-01", "EU-DE-01", "US-TX-02", "US-CA-06", "AS-JP-03")
 
@@ -61,3 +64,11 @@ def novita(novita_settings: SandboxControl, settings: Any, db: None) -> SandboxC
 def upstream_calls(sandbox: SandboxControl) -> dict[str, dict[str, int]]:
     """The sandbox's API calls by endpoint and status, e.g. {"GET /clusters": {"200": 1}}."""
     return sandbox.stats()["calls"]
+
+
+@pytest.fixture
+def stale_since(novita: SandboxControl, settings: Any) -> datetime:
+    """The catalog was synced from the sandbox one CATALOG_SYNC_INTERVAL_SECONDS ago: stale now."""
+    synced = timezone.now() - timedelta(seconds=settings.CATALOG_SYNC_INTERVAL_SECONDS)
+    assert catalog_sync(now=synced).outcome == "success"
+    return synced

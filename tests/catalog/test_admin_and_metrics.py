@@ -9,7 +9,7 @@ from django.test import Client
 
 from catalog.models import Product, Region
 from catalog.services import catalog_state, catalog_sync
-from novitai.sandbox.control import SandboxControl
+from novita_sandbox.control import SandboxControl
 from tests.catalog.conftest import upstream_calls
 from tests.catalog.factories import TemplateFactory
 

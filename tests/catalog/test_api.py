@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -10,9 +11,10 @@ from rest_framework.test import APIClient
 from catalog.caches import NamedCache
 from catalog.models import Product, Region
 from catalog.services import _lease_acquire
-from novitai.sandbox.control import SandboxControl
+from novita_sandbox.control import SandboxControl
 from tests.catalog.conftest import FIRST_SYNC_COUNTS, SEED_CALLS, upstream_calls
 from tests.catalog.factories import ProductFactory
+from tests.jobs.conftest import SentTasks
 
 
 def error(response: Any) -> tuple[int, str, Any]:
@@ -387,6 +389,30 @@ def test_optimal_end_to_end_against_novita(
 
 
 # --- templates ---------------------------------------------------------------------------------
+
+
+def test_a_stale_catalog_is_answered_without_waiting_on_novita(
+    novita: SandboxControl,
+    api_client: APIClient,
+    stale_since: datetime,
+    sent_tasks: SentTasks,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """Past CATALOG_SYNC_INTERVAL_SECONDS the stored catalog is answered as it is, with no call
+    to Novita in the request (here Novita would fail anyway); a catalog.sync task refreshes it."""
+    novita.set_faults(fail_next=[{"path": "/clusters", "status": 503, "count": -1}])
+
+    with django_capture_on_commit_callbacks(execute=True):
+        products = api_client.get("/api/v1/products/?name=RTX 4090&region=US-TX-02")
+        regions = api_client.get("/api/v1/regions/")
+
+    assert (products.status_code, regions.status_code) == (200, 200)
+    assert [(p["name"], p["region"]) for p in products.json()["results"]] == [
+        ("RTX 4090 24GB", "US-TX-02")
+    ]
+    assert len(regions.json()["results"]) == 5
+    assert upstream_calls(novita) == SEED_CALLS  # the first sync's, nothing since
+    assert sent_tasks.names_and_args == [("catalog.sync", [])]
 
 
 def test_template_configuration(novita: SandboxControl, api_client: APIClient) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from io import StringIO
 from typing import Any
 
@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 
 from catalog.models import CatalogState, Product, Region
 from catalog.services import (
+    REFRESH_REQUEST_KEY,
     SyncResult,
     _lease_acquire,
     catalog_ensure_fresh,
@@ -25,10 +26,11 @@ from catalog.services import (
     region_code_from_name,
 )
 from catalog.tasks import catalog_sync_task
+from novita_sandbox.control import SandboxControl
 from novitai.errors import UpstreamUnavailable
-from novitai.sandbox.control import SandboxControl
 from tests.catalog.conftest import FIRST_SYNC_COUNTS, SEED_CALLS, upstream_calls
 from tests.catalog.factories import ProductFactory, RegionFactory
+from tests.jobs.conftest import SentTasks
 
 
 def snapshot() -> dict[str, list[dict[str, Any]]]:
@@ -260,18 +262,77 @@ def test_a_lease_left_by_a_killed_sync_expires(novita: SandboxControl) -> None:
     assert catalog_state().lease_token == ""
 
 
-def test_ensure_fresh_syncs_only_when_stale(novita: SandboxControl, settings: Any) -> None:
+def test_a_stale_catalog_is_read_as_it_is_and_a_sync_is_sent(
+    novita: SandboxControl,
+    settings: Any,
+    sent_tasks: SentTasks,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """Only the first catalog is fetched by a reader; a stale one is read as it is (a request
+    never waits on Novita for a refresh) and one catalog.sync task is sent, not one per read."""
     settings.CATALOG_SYNC_INTERVAL_SECONDS = 600
     now = timezone.now()
 
-    catalog_ensure_fresh(now=now)
+    catalog_ensure_fresh(now=now)  # never synced: fetched now
     catalog_ensure_fresh(now=now + timedelta(seconds=599))
 
     assert upstream_calls(novita) == SEED_CALLS
+    assert sent_tasks.calls == []
 
-    catalog_ensure_fresh(now=now + timedelta(seconds=600))
+    with django_capture_on_commit_callbacks(execute=True):
+        catalog_ensure_fresh(now=now + timedelta(seconds=600))
+        catalog_ensure_fresh(now=now + timedelta(seconds=601))
 
+    assert upstream_calls(novita) == SEED_CALLS  # no Novita call from the reader
+    assert sent_tasks.names_and_args == [("catalog.sync", [])]  # once, within the minute
+    assert catalog_state().last_success_at == now
+
+    caches["catalog"].delete(REFRESH_REQUEST_KEY)  # a minute later (REFRESH_REQUEST_SECONDS)
+    with django_capture_on_commit_callbacks(execute=True):
+        catalog_ensure_fresh(now=now + timedelta(seconds=700))
+
+    assert sent_tasks.names_and_args == [("catalog.sync", []), ("catalog.sync", [])]
+
+
+def test_a_stale_catalog_is_refreshed_by_the_task_it_sends(
+    novita: SandboxControl,
+    stale_since: datetime,
+    sent_tasks: SentTasks,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        catalog_ensure_fresh()
+    ((name, _, _),) = sent_tasks.calls
+    assert catalog_sync_task.name == name
+    assert catalog_sync_task.apply().get() == "success"
+
+    refreshed = catalog_state().last_success_at
+    assert refreshed is not None
+    assert refreshed > stale_since
     assert upstream_calls(novita) == {"GET /clusters": {"200": 2}, "GET /products": {"200": 10}}
+
+
+def test_without_the_broker_a_stale_catalog_is_still_read(
+    novita: SandboxControl,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from novitai.celery import app
+
+    def broker_down(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("broker down")
+
+    now = timezone.now()
+    catalog_sync(now=now)
+    monkeypatch.setattr(app, "send_task", broker_down)
+
+    with django_capture_on_commit_callbacks(execute=True) as sent:
+        catalog_ensure_fresh(now=now + timedelta(seconds=settings.CATALOG_SYNC_INTERVAL_SECONDS))
+
+    assert len(sent) == 1  # the wake-up was attempted, and its failure swallowed
+    assert upstream_calls(novita) == SEED_CALLS
+    assert Product.objects.filter(available=True).count() == 16
 
 
 def test_reads_in_one_block_share_one_check_and_one_snapshot(
@@ -291,17 +352,23 @@ def test_reads_in_one_block_share_one_check_and_one_snapshot(
     assert upstream_calls(novita) == SEED_CALLS
 
 
-def test_ensure_fresh_uses_a_stale_catalog_when_novita_fails(
-    novita: SandboxControl, settings: Any
+def test_a_stale_catalog_whose_sync_fails_is_still_used(
+    novita: SandboxControl,
+    stale_since: datetime,
+    sent_tasks: SentTasks,
+    django_capture_on_commit_callbacks: Any,
 ) -> None:
-    now = timezone.now()
-    catalog_sync(now=now)
     novita.set_faults(fail_next=[{"path": "/clusters", "status": 503, "count": -1}])
 
-    catalog_ensure_fresh(now=now + timedelta(seconds=settings.CATALOG_SYNC_INTERVAL_SECONDS))
+    with django_capture_on_commit_callbacks(execute=True):
+        catalog_ensure_fresh()
+        assert catalog_sync_task.apply().get() == "failure"
+        catalog_ensure_fresh()  # asked for within the minute: not again
 
     assert catalog_state().last_outcome == "failure"
+    assert catalog_state().last_success_at == stale_since
     assert Product.objects.filter(available=True).count() == 16
+    assert sent_tasks.names_and_args == [("catalog.sync", [])]
 
 
 def test_ensure_fresh_without_any_catalog_and_novita_down(novita: SandboxControl) -> None:

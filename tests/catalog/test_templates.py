@@ -12,9 +12,9 @@ from catalog.caches import NamedCache
 from catalog.errors import TemplateNotFound
 from catalog.models import Template
 from catalog.services import TemplateConfig, template_get
+from novita_sandbox.control import SandboxControl
 from novitai.errors import UpstreamUnavailable
 from novitai.novita.types import EnvVar, PortSpec
-from novitai.sandbox.control import SandboxControl
 from tests.catalog.conftest import upstream_calls
 from tests.catalog.factories import TemplateFactory
 

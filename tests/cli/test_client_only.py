@@ -14,6 +14,13 @@ from novitai.cli.main import build_parser, create_body
 CLI_DIR = Path(__file__).resolve().parents[2] / "novitai" / "cli"
 
 
+def run_python(script: str) -> subprocess.CompletedProcess[str]:
+    """`script` in a fresh interpreter of this venv (nothing imported yet)."""
+    return subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
 def imported_modules(path: Path) -> set[str]:
     modules: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
@@ -47,9 +54,7 @@ def test_running_it_loads_no_settings_and_no_orm() -> None:
         "if m in sys.modules]\n"
         "print(code, loaded)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
-    )
+    done = run_python(script)
     assert done.stdout == "5 []\n", done.stderr
     assert (
         done.stderr == "novitai: cannot reach novitai at http://127.0.0.1:9: connection refused\n"
@@ -117,3 +122,16 @@ def test_a_reader_that_leaves_ends_it_quietly() -> None:
         os.close(writer)
     assert done.returncode == 141
     assert done.stderr == ""
+
+
+def test_importing_it_loads_neither_django_nor_celery() -> None:
+    """What `import novitai.cli` loads, in a fresh interpreter: its own modules, requests and the
+    standard library; `novitai/__init__.py` imports nothing."""
+    script = (
+        "import sys\n"
+        "import novitai.cli\n"
+        "tops = sorted({m.split('.')[0] for m in sys.modules})\n"
+        "print([t for t in tops if t in ('django', 'celery', 'kombu', 'rest_framework')])\n"
+    )
+    done = run_python(script)
+    assert done.stdout == "[]\n", done.stderr

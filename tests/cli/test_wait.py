@@ -11,7 +11,7 @@ import pytest
 
 from instances.actions import instance_action_run
 from instances.models import Instance, InstanceStatus
-from novitai.sandbox.control import SandboxControl
+from novita_sandbox.control import SandboxControl
 from tests.cli.conftest import Driver, Run, create_args, fields
 from tests.instances.helpers import monitor_until, provision, wait_for
 

@@ -23,8 +23,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 
+from novita_sandbox import SandboxServer
 from novitai.celery import WORKER_HEARTBEAT_KEY
-from novitai.sandbox import SandboxServer
 from tests.instances.helpers import wait_for
 
 REPO = Path(__file__).resolve().parents[2]

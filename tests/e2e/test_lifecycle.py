@@ -9,7 +9,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from instances.models import InstanceEvent
-from novitai.sandbox.control import SandboxControl
+from novita_sandbox.control import SandboxControl
 from tests.e2e.conftest import Worker
 from tests.instances.conftest import create, create_body
 from tests.instances.helpers import wait_for

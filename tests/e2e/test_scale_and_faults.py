@@ -9,8 +9,8 @@ from rest_framework.test import APIClient
 
 from catalog.services import catalog_sync, template_get
 from instances.models import Instance, InstanceStatus
-from instances.monitoring import monitor_passes_count
-from novitai.sandbox.control import SandboxControl
+from instances.selectors import monitor_passes_count
+from novita_sandbox.control import SandboxControl
 from tests.e2e.conftest import WORKER_SETTINGS, Worker
 from tests.e2e.test_lifecycle import until
 from tests.instances.conftest import create, create_body

@@ -10,7 +10,7 @@ import pytest
 from rest_framework.test import APIClient
 from standardwebhooks import Webhook
 
-from novitai.sandbox.control import SandboxControl
+from novita_sandbox.control import SandboxControl
 from tenants.models import Tenant
 from tests.e2e.conftest import Worker
 from tests.e2e.test_lifecycle import act, until

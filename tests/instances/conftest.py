@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from catalog.services import catalog_sync
 from instances.models import Instance
-from novitai.sandbox.control import SandboxControl
+from novita_sandbox.control import SandboxControl
 from tests.jobs.conftest import SentTasks, sent_tasks  # noqa: F401 (a fixture)
 
 PRODUCT = "RTX 4090 24GB"

@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from instances.models import FailureReason, Instance, InstanceStatus
 from jobs.models import Job, JobStatus
-from novitai.sandbox.control import SandboxControl
+from novita_sandbox.control import SandboxControl
 from tests.instances.conftest import create, create_body
 from tests.instances.helpers import monitor_until, provision, reload
 

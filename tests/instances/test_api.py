@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from instances.models import Instance, InstanceEvent, InstanceStatus
 from jobs.models import Job, JobStatus
-from novitai.sandbox.control import SandboxControl
+from novita_sandbox.control import SandboxControl
 from tests.instances.conftest import create, create_body
 from tests.jobs.conftest import SentTasks
 

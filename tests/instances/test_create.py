@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from instances.models import Instance, InstanceEvent, InstanceStatus
 from jobs.models import Job, JobStatus
-from novitai.sandbox.control import SandboxControl
+from novita_sandbox.control import SandboxControl
 from tenants.models import Tenant
 from tests.instances.conftest import PRODUCT, TEMPLATE, create, create_body, nothing_created
 from tests.jobs.conftest import SentTasks
@@ -165,7 +165,7 @@ def test_defaults_from_the_template_and_the_second_create_calls_nothing(
         ({"product_name": "H100 SXM 80GB"}, 404, "no_offer_available", None),
     ],
 )
-def test_bad_input_creates_nothing(
+def test_bad_input_creates_nothing(  # noqa: PLR0913 - fixtures and parameters
     api_client: APIClient,
     catalog: SandboxControl,
     sent_tasks: SentTasks,

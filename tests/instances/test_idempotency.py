@@ -13,7 +13,7 @@ from instances.idempotency import idempotency_keys_purge, request_fingerprint
 from instances.models import IdempotencyKey, IdempotencyStatus, Instance
 from instances.tasks import idempotency_keys_purge_task
 from jobs.models import Job
-from novitai.sandbox.control import SandboxControl
+from novita_sandbox.control import SandboxControl
 from tenants.models import Tenant
 from tests.instances.conftest import create, create_body, nothing_created
 from tests.jobs.conftest import SentTasks

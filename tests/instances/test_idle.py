@@ -19,9 +19,9 @@ from instances.models import Instance, InstanceEvent, InstanceStatus
 from instances.selectors import idle_stop_at, instance_representation
 from instances.tasks import idle_stop
 from jobs.models import Job, JobStatus
+from novita_sandbox.control import SandboxControl
 from novitai.celery import app
 from novitai.errors import Conflict
-from novitai.sandbox.control import SandboxControl
 from tests.instances.conftest import create, create_body
 from tests.instances.helpers import monitor_until, provision, reload
 from tests.jobs.conftest import SentTasks
@@ -401,7 +401,7 @@ def test_a_conflict_skips_that_instance_only(make: Any, monkeypatch: pytest.Monk
 def test_the_task_runs_the_sweep_on_the_monitor_queue(make: Any) -> None:
     instance = make(idle_timeout_seconds=60)
     ready(instance, idle_for=61)
-    assert django_settings.CELERY_BEAT_SCHEDULE["instances-idle-stop"]["task"] == idle_stop.name
+    assert django_settings.CELERY_BEAT_SCHEDULE["instances.idle_stop"]["task"] == idle_stop.name
     assert app.amqp.router.route({}, idle_stop.name)["queue"].name == "monitor"
     assert idle_stop() == 1
     assert reload(instance).status == InstanceStatus.STOPPING

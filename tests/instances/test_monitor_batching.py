@@ -16,22 +16,20 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from instances import lifecycle, monitoring
+from instances import lifecycle
 from instances.lifecycle import (
     Transition,
-    instance_failure,
-    instance_transition,
     instance_transition_apply,
     instance_transitions_apply,
 )
 from instances.models import FailureReason, Instance, InstanceEvent, InstanceStatus
-from instances.monitoring import Monitor, PassReport, monitor_pass
+from instances.monitoring import MonitorPass, PassReport, monitor_pass, writes
 from instances.selectors import instance_representation
 from instances.services import novita_name_for
 from jobs.models import Job, JobStatus
+from novita_sandbox.control import SandboxControl
 from novitai.novita.client import get_client
 from novitai.novita.types import CreateInstanceRequest, PortSpec
-from novitai.sandbox.control import SandboxControl
 from tenants.models import Tenant
 from tests.instances.conftest import PRODUCT
 from tests.instances.helpers import reasons, reload
@@ -254,15 +252,17 @@ def test_a_row_moved_between_the_listing_and_the_write_is_skipped_the_others_mov
     def racing(*, transitions: list[Transition]) -> list[Transition]:
         batches.append(len(transitions))
         # A tenant's delete commits after the listing, before this batch is written.
-        assert instance_transition(
-            instance=reload(racer),
-            to_status=S.TERMINATING,
-            reason="delete_requested",
-            message="The tenant asked for a delete.",
+        assert instance_transition_apply(
+            transition=Transition(
+                instance=reload(racer),
+                to_status=S.TERMINATING,
+                reason="delete_requested",
+                message="The tenant asked for a delete.",
+            )
         )
         return instance_transitions_apply(transitions=transitions)
 
-    monkeypatch.setattr(monitoring, "instance_transitions_apply", racing)
+    monkeypatch.setattr(writes, "instance_transitions_apply", racing)
     report = monitor_pass()
 
     assert batches == [5]  # the racer was in the batch …
@@ -296,10 +296,10 @@ def test_two_passes_despite_the_lock_write_each_transition_once(
     def racing(*, transitions: list[Transition]) -> list[Transition]:
         if not inner:
             inner.append(PassReport())  # the inner pass comes back here: let it through
-            inner[0] = Monitor(get_client()).run()
+            inner[0] = MonitorPass(get_client()).run()
         return instance_transitions_apply(transitions=transitions)
 
-    monkeypatch.setattr(monitoring, "instance_transitions_apply", racing)
+    monkeypatch.setattr(writes, "instance_transitions_apply", racing)
     outer = monitor_pass()
 
     assert inner[0].counts == {S.READY: 4}
@@ -358,8 +358,10 @@ def test_a_transition_racing_a_batch_waits_for_it_then_finds_the_new_status(
     assert locked.wait(10)
     api = in_thread(
         "api",
-        lambda: instance_transition(
-            instance=reload(rows[0]), to_status=S.TERMINATING, reason="delete_requested"
+        lambda: instance_transition_apply(
+            transition=Transition(
+                instance=reload(rows[0]), to_status=S.TERMINATING, reason="delete_requested"
+            )
         ),
     )
     api.join(timeout=0.5)
@@ -409,7 +411,7 @@ KINDS: dict[str, tuple[str, Callable[[Instance], Transition]]] = {
     ),
     "failed": (
         S.HEALTH_CHECKING,
-        lambda row: instance_failure(
+        lambda row: Transition.to_failed(
             instance=row,
             reason=FailureReason.HEALTH_CHECK_TIMEOUT,
             message="The application did not pass its health checks within 600s.",
@@ -588,11 +590,8 @@ def test_an_older_listing_does_not_overwrite_a_newer_upstream_status(
     (row,) = seed(tenant, 1, upstream=False)
     seen = timezone.now()
     Instance.objects.filter(pk=row.pk).update(upstream_status="running", upstream_seen_at=seen)
-    older = Monitor(get_client())
-    older.now = seen - timedelta(seconds=1)
     row.upstream_status = "pulling"
-    older.noted.append(row)
 
-    older.write_upstream_statuses()
+    writes.upstream_statuses_write([row], seen_at=seen - timedelta(seconds=1))
 
     assert (reload(row).upstream_status, reload(row).upstream_seen_at) == ("running", seen)

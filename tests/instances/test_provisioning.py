@@ -14,9 +14,9 @@ from catalog.models import Product
 from instances.models import FailureReason, Instance, InstanceEvent, InstanceStatus
 from instances.selectors import instance_representation
 from jobs.models import Job, JobStatus
+from novita_sandbox.control import SandboxControl
 from novitai.novita.client import get_client
 from novitai.novita.types import CreateInstanceRequest
-from novitai.sandbox.control import SandboxControl
 from tests.instances.conftest import PRODUCT, create, create_body
 from tests.instances.helpers import (
     monitor_until,
@@ -179,6 +179,24 @@ def test_rate_limited_create_retries_later(make: Any, catalog: SandboxControl) -
     assert job.status == JobStatus.PENDING
     assert job.next_attempt_at >= timezone.now() + timedelta(seconds=25)
     assert "429" in job.last_error or "rate" in job.last_error.lower()
+    assert catalog.instances() == []
+
+
+def test_an_absurd_retry_after_reschedules_the_create_within_the_cap(
+    make: Any, catalog: SandboxControl
+) -> None:
+    """Retry-After: 300000000000 (about 9,500 years) is read as the cap, six hours: the job used to
+    be rescheduled past the year 9999 — an OverflowError out of the task, the job left running."""
+    catalog.set_faults(
+        fail_next=[
+            {"path": "/gpu/instance/create", "count": 1, "status": 429, "retry_after": 3 * 10**11}
+        ]
+    )
+    before = timezone.now()
+    instance = provision(make())
+    job = job_of(instance)
+    assert (instance.status, job.status) == (InstanceStatus.PROVISIONING, JobStatus.PENDING)
+    assert before + timedelta(hours=6) <= job.next_attempt_at <= timezone.now() + timedelta(hours=6)
     assert catalog.instances() == []
 
 

@@ -14,8 +14,8 @@ from catalog.caches import NamedCache
 from catalog.models import Template
 from instances.actions import instance_action_run
 from instances.models import Instance, InstanceStatus
+from novita_sandbox.control import SandboxControl
 from novitai.crypto import decrypt
-from novitai.sandbox.control import SandboxControl
 from tests.instances.helpers import monitor_until, provision, reload
 from tests.stores import cache_contents
 

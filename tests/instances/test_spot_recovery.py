@@ -11,8 +11,8 @@ from rest_framework.test import APIClient
 from instances.actions import instance_action_run
 from instances.metrics import SPOT_RECOVERIES
 from instances.models import Instance, InstanceEvent, InstanceStatus
-from instances.monitoring import Monitor, monitor_pass
-from novitai.sandbox.control import SandboxControl
+from instances.monitoring import MonitorPass, monitor_pass
+from novita_sandbox.control import SandboxControl
 from tests.instances.conftest import create, create_body
 from tests.instances.helpers import (
     monitor_until,
@@ -196,21 +196,25 @@ def test_running_through_the_reclaim_notice_is_not_a_restart(
     a preempted instance must not flap back to health_checking (and preempted again, with a
     second webhook), nor be recovered before the reclaim is over."""
     from novitai.novita.client import get_client
-    from novitai.novita.types import Instance as Upstream
+    from novitai.novita.types import NovitaInstance
 
     instance = ready_spot(make, on_preempt)
     Instance.objects.filter(pk=instance.pk).update(status=S.PREEMPTED)
     row = reload(instance)
-    monitor = Monitor(get_client())
-    monitor.by_id[row.novita_instance_id] = Upstream(
-        id=row.novita_instance_id,
-        name=row.novita_name,
-        status="running",
-        billing_mode="spot",
-        spot_status="reclaiming",
+    monitor = MonitorPass(get_client())
+    monitor.listing.add(
+        [
+            NovitaInstance(
+                id=row.novita_instance_id,
+                name=row.novita_name,
+                status="running",
+                billing_mode="spot",
+                spot_status="reclaiming",
+            )
+        ]
     )
-    monitor.advance(row)
-    monitor.apply_transitions()
+    monitor.decide(row)
+    monitor.apply_moves()
     after = reload(instance)
     assert after.status == S.PREEMPTED
     assert after.recoveries == 0

@@ -18,10 +18,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from prometheus_client import REGISTRY
 
+from novita_sandbox.control import SandboxControl
 from novitai.novita.client import NovitaClient, get_client
 from novitai.novita.config import NovitaConfig
 from novitai.novita.types import CreateInstanceRequest, EnvVar, PortSpec
-from novitai.sandbox.control import SandboxControl
 
 
 @pytest.fixture

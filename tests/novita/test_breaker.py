@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from prometheus_client import generate_latest
 
+from novita_sandbox.control import SandboxControl
 from novitai.metrics import build_registry
 from novitai.novita.breaker import PROBE_KEY, BreakerState
 from novitai.novita.client import NovitaClient
 from novitai.novita.errors import CapacityUnavailable, CircuitOpen, NotFound, Unavailable
 from novitai.novita.shared import novita_cache
-from novitai.sandbox.control import SandboxControl
 from tests.novita.conftest import another_client, api_calls, create_request
 
 RESET = 0.3

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from novita_sandbox.control import SandboxControl
 from novitai.novita.errors import CircuitOpen
 from novitai.novita.ratelimit import RateLimiter
-from novitai.sandbox.control import SandboxControl
 from tests.novita.conftest import another_client, api_calls, sample
 from tests.novita.test_ratelimit import FakeClock
 from tests.outages import free_port, redis_caches

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from novita_sandbox.control import SandboxControl
 from novitai.novita.client import NovitaClient, get_client
 from novitai.novita.errors import InvalidStateChange, NotFound
 from novitai.novita.types import Cluster, PortMapping, PortSpec, Product, RegistryAuth
-from novitai.sandbox.control import SandboxControl
 from tests.novita.conftest import api_calls, create_request
 
 DWELL = 0.02

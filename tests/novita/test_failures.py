@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from novita_sandbox.control import SandboxControl
 from novitai.novita.client import NovitaClient, get_client
 from novitai.novita.config import NovitaConfig
 from novitai.novita.errors import (
@@ -21,7 +22,6 @@ from novitai.novita.errors import (
     Unavailable,
     UnknownOutcome,
 )
-from novitai.sandbox.control import SandboxControl
 from tests.novita.conftest import another_client, api_calls, create_request, sample
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from novita_sandbox.control import SandboxControl
 from novitai.novita.client import NovitaClient
 from novitai.novita.types import Cluster
-from novitai.sandbox.control import SandboxControl
 from tests.novita.conftest import create_request
 from tests.sandbox.helpers import frozen_at, instant_timing
 

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
+from novita_sandbox.control import SandboxControl
 from novitai.health import check_novita
 from novitai.novita.errors import CircuitOpen, Unavailable
 from novitai.novita.health import novita_health
-from novitai.sandbox.control import SandboxControl
 from tests.novita.conftest import another_client, api_calls
 from tests.novita.test_failures import closed_port
 

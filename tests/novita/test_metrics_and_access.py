@@ -8,12 +8,12 @@ import pickle
 
 import pytest
 
+from novita_sandbox.control import SandboxControl
 from novitai.novita import client as client_module
 from novitai.novita.client import NovitaClient
 from novitai.novita.errors import MalformedResponse, NotFound
 from novitai.novita.parsing import parse_gpu_metrics, ssh_target
 from novitai.novita.types import GpuCardMetrics, GpuMetrics, LogAddresses, MetricPoint, Secret
-from novitai.sandbox.control import SandboxControl
 from tests.novita.conftest import CORE, Canned, OddNovita, api_calls, create_request
 from tests.sandbox.helpers import frozen_at, instant_timing
 

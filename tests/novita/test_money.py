@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from novita_sandbox.control import SandboxControl
 from novitai.novita.client import NovitaClient, get_client
 from novitai.novita.config import NovitaConfig, core_base_url_from
 from novitai.novita.errors import MalformedResponse, QuotaExceeded, RejectedInput
 from novitai.novita.types import Balance, Bill
-from novitai.sandbox.control import SandboxControl
 from tests.novita.conftest import CORE, Canned, OddNovita, api_calls, create_request
 from tests.sandbox.helpers import frozen_at, instant_timing
 

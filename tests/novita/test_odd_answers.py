@@ -10,7 +10,7 @@ import pytest
 from novitai.novita.client import NovitaClient, get_client
 from novitai.novita.errors import GarbledResponse, MalformedResponse, RateLimited, UnknownOutcome
 from novitai.novita.types import (
-    Instance,
+    NovitaInstance,
     PortMapping,
     PortSpec,
     Secret,
@@ -49,7 +49,7 @@ def test_an_odd_instance_parses(odd_novita: OddNovita, odd_client: NovitaClient)
             },
         ),
     )
-    assert odd_client.get_instance("9c41e07ab25d6f13") == Instance(
+    assert odd_client.get_instance("9c41e07ab25d6f13") == NovitaInstance(
         id="9c41e07ab25d6f13",
         name="novitai-odd",
         status="pending",

@@ -16,11 +16,12 @@ from novitai.novita.parsing import (
     parse_template,
     to_int,
 )
+from novitai.novita.raw import RawInstance
 from novitai.novita.types import (
     Cluster,
     EnvVar,
-    Instance,
     MonthlyPrice,
+    NovitaInstance,
     PortMapping,
     PortSpec,
     Product,
@@ -31,7 +32,7 @@ from novitai.novita.types import (
     VolumeMount,
 )
 
-RUNNING = {  # novita-api.md §5.1, get-instance while running
+RUNNING: RawInstance = {  # novita-api.md §5.1, get-instance while running
     "id": "9c41e07ab25d6f13",
     "name": "sim-dev-1",
     "clusterId": "us-tx-2",
@@ -74,7 +75,7 @@ RUNNING = {  # novita-api.md §5.1, get-instance while running
 
 
 def test_a_running_instance_parses_exactly() -> None:
-    assert parse_instance(RUNNING) == Instance(
+    assert parse_instance(RUNNING) == NovitaInstance(
         id="9c41e07ab25d6f13",
         name="sim-dev-1",
         status="running",
@@ -156,7 +157,7 @@ def test_odd_values_are_coerced() -> None:
 
 
 def test_a_list_item_with_only_an_id_parses_with_defaults() -> None:
-    assert parse_instance({"id": "a1"}) == Instance(id="a1", name="", status="")
+    assert parse_instance({"id": "a1"}) == NovitaInstance(id="a1", name="", status="")
 
 
 @pytest.mark.parametrize(

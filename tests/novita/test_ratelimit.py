@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from novita_sandbox.control import SandboxControl
 from novitai.novita.errors import RateLimited
 from novitai.novita.ratelimit import RateLimiter
-from novitai.sandbox.control import SandboxControl
 from tests.novita.conftest import another_client, api_calls
 
 

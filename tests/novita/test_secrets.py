@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from novita_sandbox.control import SandboxControl
 from novitai.novita.client import NovitaClient, get_client
 from novitai.novita.errors import AuthFailed, NovitaError, RejectedInput, Unavailable
-from novitai.sandbox.control import SandboxControl
 from tests.novita.conftest import Canned, OddNovita, create_request
 
 CANARY = "canary-Zx81q-never-log-me"

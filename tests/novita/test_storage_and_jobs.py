@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from novita_sandbox.control import SandboxControl
 from novitai.novita.client import NovitaClient, get_client
 from novitai.novita.errors import (
     InUse,
@@ -16,7 +17,6 @@ from novitai.novita.errors import (
     UnknownOutcome,
 )
 from novitai.novita.types import InstanceJob, Job, NetworkStorage, NetworkStorageMount, VolumeMount
-from novitai.sandbox.control import SandboxControl
 from tests.novita.conftest import Canned, OddNovita, api_calls, create_request
 from tests.sandbox.helpers import frozen_at, instant_timing
 

@@ -158,3 +158,15 @@ def test_a_follow_up_the_monitor_sends_itself_is_not_a_tick(
     due_ticks(beat)  # the next tick: sent too, in its own slot
     beat.close()
     assert sent(broker)["instances.monitor"] == 3
+
+
+def test_every_entry_is_named_after_its_task() -> None:
+    """One convention for beat keys: the task's name (the tick claims are per entry name)."""
+    assert {name: entry["task"] for name, entry in settings.CELERY_BEAT_SCHEDULE.items()} == {
+        "catalog.sync": "catalog.sync",
+        "instances.monitor": "instances.monitor",
+        "instances.idle_stop": "instances.idle_stop",
+        "jobs.sweep": "jobs.sweep",
+        "instances.idempotency_keys_purge": "instances.idempotency_keys_purge",
+        "webhooks.sweep": "webhooks.sweep",
+    }

@@ -171,7 +171,7 @@ def test_ready_reports_a_queue_whose_oldest_due_item_waited_too_long(client, set
 
     from django.utils import timezone
 
-    from instances.monitoring import LAST_PASS_KEY
+    from instances.selectors import MONITOR_LAST_PASS_KEY as LAST_PASS_KEY
     from jobs.models import Job
     from tenants.services import tenant_create
     from tests.jobs.test_services import make_job

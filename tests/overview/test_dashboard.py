@@ -17,7 +17,7 @@ from instances.models import FailureReason, Instance, InstanceEvent, InstanceSta
 from jobs.models import Job, JobStatus
 from overview.dashboard import Count, dashboard, queue_depths, queue_of
 from tenants.models import Tenant
-from tests.novitai.test_summary import instance
+from tests.overview.test_summary import instance
 from webhooks.models import DeliveryStatus, WebhookDelivery
 
 pytestmark = pytest.mark.django_db

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from novitai.sandbox.control import SandboxControl
+from novita_sandbox.control import SandboxControl
 from tests.sandbox.helpers import Api
 
 

@@ -13,8 +13,8 @@ from email.message import Message
 from typing import Any
 from urllib.parse import urlencode
 
-from novitai.sandbox.config import STATUS_DWELL_FIELDS
-from novitai.sandbox.control import SandboxControl
+from novita_sandbox.config import STATUS_DWELL_FIELDS
+from novita_sandbox.control import SandboxControl
 
 VALID_CREATE: dict[str, Any] = {
     "name": "novitai-test-1",

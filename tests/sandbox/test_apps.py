@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from novitai.sandbox.config import NGINX_502_PAGE
+from novita_sandbox.config import NGINX_502_PAGE
 from tests.sandbox.helpers import Api, http, instant_timing, pin
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from novitai.sandbox.api import ROUTES
-from novitai.sandbox.control import SandboxControl
+from novita_sandbox.api import ROUTES
+from novita_sandbox.control import SandboxControl
 from tests.sandbox.helpers import Api, http, instant_timing
 
 UNAUTHORIZED = {"code": 401, "reason": "UNAUTHORIZED", "message": "unauthorized", "metadata": {}}

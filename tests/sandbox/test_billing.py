@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from novitai.sandbox.control import SandboxControlError
+from novita_sandbox.control import SandboxControlError
 from tests.sandbox.helpers import VALID_CREATE, Api, frozen_at, http, instant_timing
 
 HOUR, DAY = 3600, 86400

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from novitai.sandbox.control import SandboxControlError
+from novita_sandbox.control import SandboxControlError
 from tests.sandbox.helpers import VALID_CREATE, Api, frozen_at, instant_timing
 
 INSUFFICIENT = {

@@ -1,4 +1,4 @@
-"""python -m novitai.sandbox: flags, the line saying where it listens, clean stop on signals."""
+"""python -m novita_sandbox: flags, the line saying where it listens, clean stop on signals."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import urllib.request
 
 import pytest
 
-from novitai.sandbox.__main__ import build_parser, config_from_args
-from novitai.sandbox.config import TIMING_PRESETS, FailRule, SandboxConfig
+from novita_sandbox.__main__ import build_parser, config_from_args
+from novita_sandbox.config import TIMING_PRESETS, FailRule, SandboxConfig
 
 
 def parse(*argv: str) -> SandboxConfig:
@@ -86,7 +86,7 @@ def test_fault_flags() -> None:
 
 
 def test_fidelity_balance_and_state_flags() -> None:
-    from novitai.sandbox.config import DEFAULT_BALANCE, Fidelity
+    from novita_sandbox.config import DEFAULT_BALANCE, Fidelity
 
     assert parse().fidelity == Fidelity()
     assert parse().balance == DEFAULT_BALANCE
@@ -122,7 +122,7 @@ def test_fidelity_balance_and_state_flags() -> None:
 )
 def test_bad_flags_exit_2(argv: list[str]) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "novitai.sandbox", *argv],
+        [sys.executable, "-m", "novita_sandbox", *argv],
         capture_output=True,
         timeout=30,
         check=False,
@@ -137,7 +137,7 @@ def test_runs_alone_and_stops_cleanly_on_signals(signum: int) -> None:
         [
             sys.executable,
             "-m",
-            "novitai.sandbox",
+            "novita_sandbox",
             "--port",
             "0",
             "--api-key",
@@ -180,12 +180,12 @@ def test_runs_alone_and_stops_cleanly_on_signals(signum: int) -> None:
 
 
 def test_busy_port_is_an_error() -> None:
-    from novitai.sandbox import SandboxServer
+    from novita_sandbox import SandboxServer
 
     with SandboxServer() as server:
         port = server.url.rsplit(":", 1)[1]
         result = subprocess.run(
-            [sys.executable, "-m", "novitai.sandbox", "--port", port],
+            [sys.executable, "-m", "novita_sandbox", "--port", port],
             capture_output=True,
             text=True,
             timeout=30,

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from novitai.sandbox.control import SandboxControl, SandboxControlError
+from novita_sandbox.control import SandboxControl, SandboxControlError
 from tests.sandbox.helpers import Api, http, instant_timing
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from novitai.sandbox.control import SandboxControlError
+from novita_sandbox.control import SandboxControlError
 from tests.sandbox.helpers import VALID_CREATE, Api, http, instant_timing
 
 INSUFFICIENT = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from novitai.sandbox.control import SandboxControlError
+from novita_sandbox.control import SandboxControlError
 from tests.sandbox.helpers import VALID_CREATE, Api, instant_timing
 
 

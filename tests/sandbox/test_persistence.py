@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from novitai.sandbox import SandboxServer
-from novitai.sandbox.control import SandboxControl
-from novitai.sandbox.persist import STATE_FILE, PersistError
+from novita_sandbox import SandboxServer
+from novita_sandbox.control import SandboxControl
+from novita_sandbox.persist import STATE_FILE, PersistError
 from tests.sandbox.helpers import VALID_CREATE, Api, frozen_at, http, instant_timing
 
 
@@ -153,7 +153,7 @@ def test_an_unreadable_state_is_an_error_not_a_fresh_start(tmp_path: Path) -> No
 def test_the_cli_keeps_a_running_instance_across_a_restart(tmp_path: Path) -> None:
     def run() -> tuple[subprocess.Popen[str], str, str]:
         process = subprocess.Popen(
-            [sys.executable, "-m", "novitai.sandbox", "--port", "0", "--state-dir", str(tmp_path)],
+            [sys.executable, "-m", "novita_sandbox", "--port", "0", "--state-dir", str(tmp_path)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -188,7 +188,7 @@ def test_the_cli_keeps_a_running_instance_across_a_restart(tmp_path: Path) -> No
 
     (tmp_path / STATE_FILE).write_text("not json")
     broken = subprocess.run(
-        [sys.executable, "-m", "novitai.sandbox", "--port", "0", "--state-dir", str(tmp_path)],
+        [sys.executable, "-m", "novita_sandbox", "--port", "0", "--state-dir", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=30,

@@ -57,7 +57,7 @@ TENANTS = [
 # Named in the README's text (not a ```sh block), run as it names them.
 IN_THE_TEXT = [
     ".venv/bin/python manage.py encryption_rotate",
-    ".venv/bin/python -m novitai.sandbox --help",
+    ".venv/bin/python -m novita_sandbox --help",
 ]
 INSPECT = ".venv/bin/celery -A novitai inspect ping"
 WORKERS = {"worker", "events", "webhooks"}
@@ -124,7 +124,7 @@ def flower(stack: Stack) -> Any:
         log.close()
 
 
-def test_the_readme_as_written_then_a_restart_keeps_ready_instances_ready(
+def test_the_readme_as_written_then_a_restart_keeps_ready_instances_ready(  # noqa: PLR0915 - the README's commands in its order
     tmp_path: Path,
 ) -> None:
     readme = readme_commands()
@@ -159,7 +159,7 @@ def test_the_readme_as_written_then_a_restart_keeps_ready_instances_ready(
         rotated = run_ok(stack, IN_THE_TEXT[0], key)
         assert "value(s) re-encrypted under the first key" in rotated.stdout, rotated.stdout
         assert "not decrypted" not in rotated.stdout, rotated.stdout
-        assert "usage: python -m novitai.sandbox" in run_ok(stack, IN_THE_TEXT[1], key).stdout
+        assert "usage: python -m novita_sandbox" in run_ok(stack, IN_THE_TEXT[1], key).stdout
         ping = run_ok(stack, INSPECT, key)
         assert {name for name in WORKERS if f"{name}@" in ping.stdout} == WORKERS, ping.stdout
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from webhooks.services import RETRY_AFTER_CAP, retry_after_seconds, retry_delay
+from webhooks.services import RETRY_AFTER_CAP, retry_delay
 
 NOW = datetime(2015, 10, 21, 7, 27, 0, tzinfo=UTC)
 
@@ -21,26 +21,6 @@ class Extreme(random.Random):
 
     def uniform(self, a: float, b: float) -> float:
         return b if self.high else a
-
-
-@pytest.mark.parametrize(
-    ("header", "seconds"),
-    [
-        ("120", 120.0),
-        (" 7 ", 7.0),
-        ("0", 0.0),
-        ("Wed, 21 Oct 2015 07:28:00 GMT", 60.0),
-        ("Wed, 21 Oct 2015 07:00:00 GMT", 0.0),  # in the past: no extra wait
-        ("99999999999999", 1e9),
-        ("soon", None),
-        ("-5", None),
-        ("1.5", None),
-        ("", None),
-        (None, None),
-    ],
-)
-def test_retry_after_header(header: str | None, seconds: float | None) -> None:
-    assert retry_after_seconds(header, now=NOW) == seconds
 
 
 @pytest.mark.parametrize(

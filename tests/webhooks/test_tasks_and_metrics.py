@@ -46,7 +46,7 @@ def test_tasks_are_registered_and_routed_to_the_webhooks_queue() -> None:
     assert celery_app.tasks["webhooks.sweep"].name == tasks.sweep.name == "webhooks.sweep"
     assert celery_app.amqp.router.route({}, "webhooks.deliver")["queue"].name == "webhooks"
     assert celery_app.amqp.router.route({}, "webhooks.sweep")["queue"].name == "webhooks"
-    entry = django_settings.CELERY_BEAT_SCHEDULE["webhooks-sweep"]
+    entry = django_settings.CELERY_BEAT_SCHEDULE["webhooks.sweep"]
     assert entry["task"] == "webhooks.sweep"
     assert entry["schedule"] == django_settings.WEBHOOK_SWEEP_INTERVAL_SECONDS
 

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from tenants.models import Tenant, TenantAPIKey
+from tenants.selectors import tenant_api_key_usable, tenant_find
 from tenants.services import tenant_api_key_create, tenant_create
 
 DEMO_TENANT = "demo"
@@ -27,11 +27,11 @@ class Command(BaseCommand):
         path = settings.VAR_DIR / "demo-credentials.json"
         saved: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
 
-        tenant = Tenant.objects.filter(name=DEMO_TENANT).first()
+        tenant = tenant_find(name=DEMO_TENANT)
         key = saved.get("api_key", "")
         if tenant is None:
             tenant, key = tenant_create(name=DEMO_TENANT)
-        elif not key or not TenantAPIKey.objects.is_valid(key):
+        elif not key or not tenant_api_key_usable(key=key):
             key = tenant_api_key_create(tenant=tenant, name="demo")
 
         user_model = get_user_model()

@@ -31,13 +31,13 @@ from .catalog import CLUSTERS_BY_ID, PRODUCTS_BY_ID, Offer
 from .state import (
     Clock,
     CreateSpec,
-    Instance,
     Job,
     Load,
     NetworkStorage,
     Port,
     Prices,
     Sandbox,
+    SandboxInstance,
     Segment,
 )
 
@@ -53,7 +53,7 @@ class PersistError(RuntimeError):
 # --- to JSON -------------------------------------------------------------------------------------
 
 
-def _instance(instance: Instance) -> dict[str, Any]:
+def _instance(instance: SandboxInstance) -> dict[str, Any]:
     spec = dataclasses.asdict(instance.spec)
     return {
         "id": instance.id,
@@ -142,10 +142,10 @@ def _load(raw: dict[str, Any]) -> Load:
     return Load(**{**raw, "gpu": tuple(raw["gpu"]), "gpu_memory": tuple(raw["gpu_memory"])})
 
 
-def _load_instance(raw: dict[str, Any]) -> Instance:
+def _load_instance(raw: dict[str, Any]) -> SandboxInstance:
     if raw["cluster_id"] not in CLUSTERS_BY_ID:
         raise ValueError(f"unknown cluster {raw['cluster_id']}")
-    return Instance(
+    return SandboxInstance(
         id=raw["id"],
         spec=_spec(raw["spec"]),
         cluster_id=raw["cluster_id"],

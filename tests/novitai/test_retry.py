@@ -1,12 +1,15 @@
-"""Pure pieces of the retry policy: backoff with full jitter, Retry-After parsing."""
+"""The retry policy (novitai/retry.py), as pure functions: backoff with jitter, Retry-After."""
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime
 
 import pytest
 
-from novitai.novita.retry import backoff_delay, parse_retry_after
+from jobs.services import job_backoff_seconds
+from novitai.retry import RETRY_AFTER_CAP_SECONDS, backoff_delay, jittered, parse_retry_after
+from tests.webhooks.test_schedule import Extreme
 
 
 def test_backoff_ceiling_doubles_up_to_the_cap() -> None:
@@ -18,6 +21,11 @@ def test_backoff_is_full_jitter_below_the_ceiling() -> None:
     assert backoff_delay(3, base=0.5, cap=8.0, rand=lambda: 0.0) == 0.0
     assert backoff_delay(3, base=0.5, cap=8.0, rand=lambda: 0.25) == 1.0
     assert backoff_delay(10, base=0.5, cap=8.0, rand=lambda: 0.5) == 4.0
+
+
+def test_backoff_never_goes_below_its_floor() -> None:
+    assert backoff_delay(3, base=2.0, cap=120.0, floor=2.0, rand=lambda: 0.0) == 2.0
+    assert backoff_delay(3, base=2.0, cap=120.0, floor=2.0, rand=lambda: 0.5) == 8.0
 
 
 def test_backoff_of_a_huge_attempt_is_the_cap() -> None:
@@ -32,18 +40,39 @@ def test_backoff_with_real_randomness_stays_in_range() -> None:
 
 
 @pytest.mark.parametrize(
+    ("attempts", "rand", "seconds"),
+    [(1, 0.0, 2.0), (1, 0.99, 2.0), (3, 0.0, 2.0), (3, 0.5, 4.0), (10, 0.5, 60.0)],
+)
+def test_the_jobs_figures(
+    monkeypatch: pytest.MonkeyPatch, attempts: int, rand: float, seconds: float
+) -> None:
+    """Base 2 s, cap 120 s (settings), at least one base step."""
+    monkeypatch.setattr(random, "random", lambda: rand)
+    assert job_backoff_seconds(attempts) == seconds
+
+
+def test_a_schedule_step_is_jittered_both_ways() -> None:
+    assert jittered(300, spread=0.2, rng=Extreme(True)) == 360.0
+    assert jittered(300, spread=0.2, rng=Extreme(False)) == 240.0
+    assert all(240.0 <= jittered(300, spread=0.2) <= 360.0 for _ in range(100))
+
+
+@pytest.mark.parametrize(
     ("header", "seconds"),
     [
         ("3", 3.0),
         (" 2 ", 2.0),
+        ("120", 120.0),
         ("0", 0.0),
         ("1.5", 1.5),
-        ("-5", 0.0),
+        ("99999999999999", RETRY_AFTER_CAP_SECONDS),
+        ("-5", None),
         (None, None),
         ("", None),
         ("soon", None),
         ("nan", None),
         ("inf", None),
+        ("1e3", None),
     ],
 )
 def test_retry_after_in_seconds(header: str | None, seconds: float | None) -> None:
@@ -57,3 +86,11 @@ def test_retry_after_as_an_http_date() -> None:
     # RFC 5322's "-0000" (no zone information): HTTP dates are UTC.
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 -0000", now=at - 4) == 4.0
     assert parse_retry_after("Wed, 32 Foo 2015 07:28:00 GMT", now=at) is None
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=at - 10**9) == (
+        RETRY_AFTER_CAP_SECONDS
+    )
+
+
+def test_retry_after_has_a_cap_of_the_callers_choosing() -> None:
+    assert parse_retry_after("120", cap=30.0) == 30.0
+    assert parse_retry_after("20", cap=30.0) == 20.0

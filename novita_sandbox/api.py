@@ -38,11 +38,11 @@ from .state import (
     RUNNING,
     ApiError,
     CreateSpec,
-    Instance,
     Job,
     NetworkStorage,
     Port,
     Sandbox,
+    SandboxInstance,
     validation_error,
 )
 
@@ -430,7 +430,7 @@ def _network_storages(raw: Any) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def create_spec(sb: Sandbox, body: dict[str, Any]) -> CreateSpec:
+def create_spec(sb: Sandbox, body: dict[str, Any]) -> CreateSpec:  # noqa: C901 - one check per field of Novita's create body
     """Validate a create body as Novita does (400 VALIDATOR_PARAM, UNSUPPORTED_BILLING_MODE)."""
     name = _string(body, "name", 255)
     product_id = _string(body, "productId", 255, required=True)
@@ -511,7 +511,7 @@ def create(sb: Sandbox, req: Request) -> Reply:
 # --- instances ---------------------------------------------------------------------------------
 
 
-def _endpoint(sb: Sandbox, instance: Instance, port: Port, running: bool) -> str:
+def _endpoint(sb: Sandbox, instance: SandboxInstance, port: Port, running: bool) -> str:
     if not running:
         return ""
     if port.type == "http":
@@ -519,14 +519,14 @@ def _endpoint(sb: Sandbox, instance: Instance, port: Port, running: bool) -> str
     return sb.tcp_endpoint
 
 
-def _port_mappings(sb: Sandbox, instance: Instance, running: bool) -> list[dict[str, Any]]:
+def _port_mappings(sb: Sandbox, instance: SandboxInstance, running: bool) -> list[dict[str, Any]]:
     return [
         {"port": p.port, "endpoint": _endpoint(sb, instance, p, running), "type": p.type}
         for p in instance.ports
     ]
 
 
-def _volume_mounts(sb: Sandbox, instance: Instance, size_type: type) -> list[dict[str, Any]]:
+def _volume_mounts(sb: Sandbox, instance: SandboxInstance, size_type: type) -> list[dict[str, Any]]:
     mounts = [
         {"type": "local", "size": size_type(instance.rootfs_size), "id": "", "mountPath": "/"}
     ]
@@ -546,7 +546,7 @@ def _unix(ts: float | None) -> str:
     return str(int(ts)) if ts else "0"
 
 
-def _common(sb: Sandbox, instance: Instance, now: float) -> tuple[dict[str, Any], bool]:
+def _common(sb: Sandbox, instance: SandboxInstance, now: float) -> tuple[dict[str, Any], bool]:
     segment = instance.segment_at(now)
     running = segment.status == RUNNING
     spec = instance.spec
@@ -586,7 +586,7 @@ def _common(sb: Sandbox, instance: Instance, now: float) -> tuple[dict[str, Any]
     return wire, running
 
 
-def instance_summary(sb: Sandbox, instance: Instance, now: float) -> dict[str, Any]:
+def instance_summary(sb: Sandbox, instance: SandboxInstance, now: float) -> dict[str, Any]:
     """An item of GET /gpu/instances: a subset of the detail, volumeMounts sizes as strings."""
     wire, _ = _common(sb, instance, now)
     wire["volumeMounts"] = _volume_mounts(sb, instance, str)
@@ -597,7 +597,7 @@ def instance_summary(sb: Sandbox, instance: Instance, now: float) -> dict[str, A
     return wire
 
 
-def instance_detail(sb: Sandbox, instance: Instance, now: float) -> dict[str, Any]:
+def instance_detail(sb: Sandbox, instance: SandboxInstance, now: float) -> dict[str, Any]:
     wire, running = _common(sb, instance, now)
     host, _, ssh_port = sb.tcp_endpoint.partition(":")
     jupyter = next((p for p in instance.ports if p.port == 8888 and p.type == "http"), None)

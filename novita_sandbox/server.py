@@ -39,7 +39,7 @@ from .config import (
     timing_update,
 )
 from .persist import Persister
-from .state import RUNNING, ApiError, Instance, Load, Sandbox, rule_error
+from .state import RUNNING, ApiError, Load, Sandbox, SandboxInstance, rule_error
 
 NO_ANSWER = 0  # the status recorded for a call whose connection was closed unanswered
 INVENTORY_GPUS = {"none": 0, "low": 2, "normal": 8, "high": 8}
@@ -176,7 +176,7 @@ class _Handler(BaseHTTPRequestHandler):
             key.strip().encode(), expected.encode()
         )
 
-    def _api(
+    def _api(  # noqa: C901, PLR0912, PLR0915 - the request's checks in the order Novita makes them
         self, route: str, query: str, body: bytes, arrived: float, routes: dict[Any, Any]
     ) -> None:
         sb = self.server.sandbox
@@ -283,7 +283,7 @@ class _Handler(BaseHTTPRequestHandler):
                 with sb.lock:
                     sb.changes += 1
 
-    def _control_call(self, path: str, query: str, data: dict[str, Any]) -> tuple[int, Any]:
+    def _control_call(self, path: str, query: str, data: dict[str, Any]) -> tuple[int, Any]:  # noqa: C901, PLR0911, PLR0912, PLR0915 - one branch per control endpoint
         sb = self.server.sandbox
         method = self.command
         parts = path.rstrip("/").split("/")[2:]  # after "/_sandbox"
@@ -407,7 +407,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return 200, {"reset": True}
         raise _ControlError(404, f"no control endpoint {method} {path}")
 
-    def _ledger(self, instance_id: str) -> Instance:
+    def _ledger(self, instance_id: str) -> SandboxInstance:
         instance = self.server.sandbox.instances.get(instance_id)
         if instance is None:
             raise _ControlError(404, f"no instance {instance_id}")
@@ -552,7 +552,7 @@ def _percent(key: str, value: Any) -> float:
     return float(value)
 
 
-def _load_changes(data: dict[str, Any], instance: Instance) -> dict[str, Any]:
+def _load_changes(data: dict[str, Any], instance: SandboxInstance) -> dict[str, Any]:
     """{gpu, gpu_memory: a percentage or one per card; cpu, memory, root_disk: percentages}."""
     known = {f.name for f in dataclasses.fields(Load)}
     unknown = set(data) - known

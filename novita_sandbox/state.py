@@ -199,7 +199,7 @@ class CreateSpec:
 
 
 @dataclass(eq=False)
-class Instance:
+class SandboxInstance:
     id: str
     spec: CreateSpec
     cluster_id: str
@@ -356,8 +356,8 @@ class Sandbox:
         self.rng = random.Random(config.seed)
         # Volume and job ids draw from their own stream: instance ids stay what they were.
         self.id_rng = random.Random(f"{config.seed}/resources")
-        self.instances: dict[str, Instance] = {}  # every instance since reset (the ledger)
-        self.visible: dict[str, Instance] = {}  # what GET/list still see, oldest first
+        self.instances: dict[str, SandboxInstance] = {}  # every instance since reset (the ledger)
+        self.visible: dict[str, SandboxInstance] = {}  # what GET/list still see, oldest first
         self._purge_heap: list[tuple[float, str]] = []
         self.offer_overrides: dict[tuple[str, str], Offer] = {}
         # (clusterId or "*", productId, billingMode or "*") with no capacity (control API)
@@ -513,7 +513,7 @@ class Sandbox:
             _, instance_id = heapq.heappop(heap)
             self.visible.pop(instance_id, None)
 
-    def get_locked(self, instance_id: str, now: float) -> Instance:
+    def get_locked(self, instance_id: str, now: float) -> SandboxInstance:
         self.purge_locked(now)
         instance = self.visible.get(instance_id)
         if instance is None:
@@ -533,7 +533,7 @@ class Sandbox:
         alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"
         return "Sbx-" + "".join(self.rng.choice(alphabet) for _ in range(12))
 
-    def create_locked(self, spec: CreateSpec, now: float) -> Instance:
+    def create_locked(self, spec: CreateSpec, now: float) -> SandboxInstance:
         product = PRODUCTS_BY_ID[spec.product_id]
         storages = [self.storage_locked(sid) for sid, _ in spec.network_storages]
         cluster_id = spec.cluster_id
@@ -576,7 +576,7 @@ class Sandbox:
         )
         if faults.pull_fail_next > 0:
             self.faults = dataclasses.replace(faults, pull_fail_next=faults.pull_fail_next - 1)
-        instance = Instance(
+        instance = SandboxInstance(
             id=self._new_id_locked(),
             spec=spec,
             cluster_id=cluster_id,
@@ -594,7 +594,9 @@ class Sandbox:
         self.creates_by_name[spec.name] += 1
         return instance
 
-    def _boot_locked(self, instance: Instance, now: float, steps: list[tuple[str, float]]) -> None:
+    def _boot_locked(
+        self, instance: SandboxInstance, now: float, steps: list[tuple[str, float]]
+    ) -> None:
         """Plan `steps`, then creating/pulling (or just pulling) and running or a failed pull."""
         timing = self.timing
         if steps[0][0] == "toCreate":
@@ -608,14 +610,14 @@ class Sandbox:
         else:
             instance.plan(now, steps, RUNNING)
 
-    def stop_locked(self, instance: Instance, now: float) -> str:
+    def stop_locked(self, instance: SandboxInstance, now: float) -> str:
         if instance.status_at(now) not in STOPPABLE:
             raise invalid_state_change()
         t = self.timing
         instance.plan(now, [("toStop", t.to_stop), ("stopping", t.stopping)], EXITED)
         return "toStop"
 
-    def start_locked(self, instance: Instance, now: float) -> str:
+    def start_locked(self, instance: SandboxInstance, now: float) -> str:
         if instance.status_at(now) != EXITED:
             raise invalid_state_change()
         if self._take_capacity_error_locked(
@@ -633,19 +635,19 @@ class Sandbox:
             instance.plan(now, steps, RUNNING)
         return "toStart"
 
-    def restart_locked(self, instance: Instance, now: float) -> None:
+    def restart_locked(self, instance: SandboxInstance, now: float) -> None:
         if instance.status_at(now) != RUNNING:
             raise invalid_state_change()
         t = self.timing
         instance.app_boot = t.app_boot
         instance.plan(now, [("toRestart", t.to_restart), ("restarting", t.restarting)], RUNNING)
 
-    def migrate_locked(self, instance: Instance, now: float) -> None:
+    def migrate_locked(self, instance: SandboxInstance, now: float) -> None:
         if instance.status_at(now) != EXITED:
             raise invalid_state_change()
         self._boot_locked(instance, now, [("migrating", self.timing.migrating)])
 
-    def delete_locked(self, instance: Instance, now: float) -> None:
+    def delete_locked(self, instance: SandboxInstance, now: float) -> None:
         if instance.spec.billing_mode == "monthly":
             raise ApiError(
                 400,
@@ -661,14 +663,18 @@ class Sandbox:
         self._schedule_purge_locked(instance, removed_at, removed_at + t.removed_linger)
 
     def _schedule_purge_locked(
-        self, instance: Instance, removed_at: float, purge_at: float
+        self, instance: SandboxInstance, removed_at: float, purge_at: float
     ) -> None:
         instance.removed_at = removed_at
         instance.purge_at = purge_at
         heapq.heappush(self._purge_heap, (purge_at, instance.id))
 
     def edit_locked(
-        self, instance: Instance, now: float, ports: tuple[Port, ...] | None, rootfs: int | None
+        self,
+        instance: SandboxInstance,
+        now: float,
+        ports: tuple[Port, ...] | None,
+        rootfs: int | None,
     ) -> None:
         if instance.status_at(now) not in EDITABLE:
             raise invalid_state_change()
@@ -696,7 +702,7 @@ class Sandbox:
             raise storage_not_found()
         return storage
 
-    def mounted_by_locked(self, storage: NetworkStorage, now: float) -> list[Instance]:
+    def mounted_by_locked(self, storage: NetworkStorage, now: float) -> list[SandboxInstance]:
         """The instances that hold the volume: every one not on its way out."""
         return [
             i
@@ -746,7 +752,7 @@ class Sandbox:
     # --- jobs -----------------------------------------------------------------------------------
 
     def save_image_locked(
-        self, instance: Instance, image: str, registry_auth_id: str, now: float
+        self, instance: SandboxInstance, image: str, registry_auth_id: str, now: float
     ) -> Job:
         if instance.status_at(now) not in (RUNNING, EXITED):
             raise invalid_state_change()
@@ -785,7 +791,7 @@ class Sandbox:
 
     # --- GPU load (what the metrics show) ---------------------------------------------------------
 
-    def set_load_locked(self, instance: Instance, now: float, **changes: Any) -> Load:
+    def set_load_locked(self, instance: SandboxInstance, now: float, **changes: Any) -> Load:
         load = dataclasses.replace(billing.value_at(instance.load_plan, now), **changes)
         instance.load_plan = [(at, v) for at, v in instance.load_plan if at < now] + [(now, load)]
         return load
@@ -826,7 +832,7 @@ class Sandbox:
                 )
         return out
 
-    def _instance_usages(self, instance: Instance, end: float) -> list[Usage]:
+    def _instance_usages(self, instance: SandboxInstance, end: float) -> list[Usage]:
         spec, product = instance.spec, instance.product
         prices = self.product_prices[product.id]
         out: list[Usage] = []
@@ -930,7 +936,7 @@ class Sandbox:
 
     def reclaim_locked(
         self,
-        instance: Instance,
+        instance: SandboxInstance,
         now: float,
         *,
         notice: float | None = None,
@@ -955,7 +961,7 @@ class Sandbox:
         instance.segments.append(Segment(reclaiming_at, "stopping"))
         instance.segments.append(Segment(terminated_at, EXITED))
 
-    def vanish_locked(self, instance: Instance, now: float) -> None:
+    def vanish_locked(self, instance: SandboxInstance, now: float) -> None:
         """The instance disappears from Novita at once, without walking toRemove/removing."""
         instance.plan(now, [], REMOVED)
         instance.vanished = True
@@ -964,19 +970,19 @@ class Sandbox:
 
     # --- apps behind the http endpoints ---------------------------------------------------------
 
-    def app_unhealthy(self, instance: Instance) -> bool:
+    def app_unhealthy(self, instance: SandboxInstance) -> bool:
         faults = self.faults
         return _glob(faults.unhealthy_name, instance.name) or _contains(
             faults.unhealthy_image, instance.spec.image_url
         )
 
-    def app_proxy_error(self, instance: Instance) -> bool:
+    def app_proxy_error(self, instance: SandboxInstance) -> bool:
         faults = self.faults
         return _glob(faults.proxy_error_name, instance.name) or _contains(
             faults.proxy_error_image, instance.spec.image_url
         )
 
-    def app_ready_at(self, instance: Instance, now: float) -> float | None:
+    def app_ready_at(self, instance: SandboxInstance, now: float) -> float | None:
         """When the app began answering 200 in its latest run (None: it has not)."""
         if self.app_unhealthy(instance):
             return None
@@ -1008,7 +1014,7 @@ class Sandbox:
             "visible_instances": len(self.visible),
         }
 
-    def instance_view_locked(self, instance: Instance, now: float) -> dict[str, Any]:
+    def instance_view_locked(self, instance: SandboxInstance, now: float) -> dict[str, Any]:
         segment = instance.segment_at(now)
         return {
             "id": instance.id,

@@ -1,9 +1,10 @@
 """A standalone imitation of the Novita v1 GPU-instance API, for demos, tests and benchmarks.
 
-It is Novita, not novitai: it imports nothing of Django or of novitai's apps and could ship on
-its own. `python -m novitai.sandbox --help` runs it; in Python:
+It is Novita, not novitai: a top-level package of its own that imports nothing but the standard
+library, so it runs on a bare Python and could ship alone (tests/sandbox/test_bare_python.py).
+`python -m novita_sandbox --help` runs it; in Python:
 
-    from novitai.sandbox import SandboxConfig, SandboxServer, TIMING_PRESETS
+    from novita_sandbox import SandboxConfig, SandboxServer, TIMING_PRESETS
 
     server = SandboxServer(port=0, api_key="sandbox-key").start()
     server.api_base  # http://127.0.0.1:<port>/gpu-instance/openapi/v1

@@ -1,4 +1,4 @@
-"""python -m novitai.sandbox: run the Novita sandbox until Ctrl-C or SIGTERM."""
+"""python -m novita_sandbox: run the Novita sandbox until Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def _pair(raw: str) -> tuple[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m novitai.sandbox",
+        prog="python -m novita_sandbox",
         description="A standalone imitation of the Novita v1 GPU-instance API.",
     )
     parser.add_argument("--host", default="127.0.0.1")
