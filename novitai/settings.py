@@ -18,6 +18,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from novitai import embedded_redis, localenv
+from novitai.novita.ceiling import Ceiling
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 UNDER_PYTEST = bool(os.environ.get("PYTEST_VERSION"))
@@ -317,7 +318,21 @@ NOVITA_CREATE_TIMEOUT = env.float("NOVITA_CREATE_TIMEOUT", default=30.0)
 NOVITA_MAX_RETRIES = env.int("NOVITA_MAX_RETRIES", default=3)
 NOVITA_BACKOFF_BASE = env.float("NOVITA_BACKOFF_BASE", default=0.5)
 NOVITA_BACKOFF_CAP = env.float("NOVITA_BACKOFF_CAP", default=8.0)
-NOVITA_RATE_LIMIT_PER_SECOND = env.float("NOVITA_RATE_LIMIT_PER_SECOND", default=10.0)
+# Novita's request-rate ceiling as Novita states it: calls per window ("100/60s", "600/min",
+# "10/s") or a rate per second ("1.6667"); kept exactly, fractions included, across every process
+# (novitai/novita/ratelimit.py). Unset: NOVITA_RATE_LIMIT_PER_SECOND (10). 0 = no ceiling.
+try:
+    NOVITA_RATE_LIMIT = Ceiling.parse(
+        env.str("NOVITA_RATE_LIMIT", default="")
+        or env.str("NOVITA_RATE_LIMIT_PER_SECOND", default="10")
+    )
+except ValueError as exc:
+    raise ImproperlyConfigured(f"NOVITA_RATE_LIMIT: {exc}") from None
+# The same as a rate (what readers of the figure use; a test may set it alone).
+NOVITA_RATE_LIMIT_PER_SECOND = NOVITA_RATE_LIMIT.per_second
+# Calls that may go at once after a quiet spell. 1 keeps every window of Novita's within the
+# ceiling; more trades that for less waiting (at most burst - 1 calls over, in any window).
+NOVITA_RATE_LIMIT_BURST = env.int("NOVITA_RATE_LIMIT_BURST", default=1)
 # While the shared cache is unreachable (Redis down) each process keeps its own ceiling at this
 # rate (default: a quarter of the shared one), so that an outage never means unlimited calls.
 NOVITA_RATE_LIMIT_LOCAL_PER_SECOND = env.float(
@@ -349,6 +364,9 @@ CELERY_BEAT_SCHEDULE["catalog.sync"] = {
 # --- Provisioning ---------------------------------------------------------------------------
 
 MONITOR_INTERVAL_SECONDS = env.float("MONITOR_INTERVAL_SECONDS", default=3.0)
+# With nothing in transit (and no ready spot instance), Novita is listed this often instead, only
+# to catch drift (an instance deleted or started outside novitai). <= the interval: every pass.
+MONITOR_STEADY_INTERVAL_SECONDS = env.float("MONITOR_STEADY_INTERVAL_SECONDS", default=30.0)
 SWEEP_INTERVAL_SECONDS = env.float("SWEEP_INTERVAL_SECONDS", default=15.0)
 JOB_LEASE_SECONDS = env.int("JOB_LEASE_SECONDS", default=300)
 JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=5)

@@ -28,6 +28,13 @@ def _clear_caches() -> None:
         caches[alias].clear()
 
 
+@pytest.fixture(autouse=True)
+def _every_pass_lists(settings: Any) -> None:
+    """Tests call monitor_pass and expect it to look; the steady interval (a pass with nothing in
+    transit lists nothing) has tests of its own (tests/instances/test_monitor_steady.py)."""
+    settings.MONITOR_STEADY_INTERVAL_SECONDS = 0
+
+
 @pytest.fixture
 def tenant_and_key(db: None) -> tuple[Tenant, str]:
     return tenant_create(name="acme")

@@ -17,7 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from instances.health import CheckPlan
-from instances.models import Instance, InstanceStatus
+from instances.models import BillingMode, Instance, InstanceStatus
 from instances.monitoring import checks, spot, sweeps, writes
 from instances.monitoring.decisions import decide
 from instances.monitoring.listing import Listing
@@ -46,6 +46,7 @@ T = TypeVar("T")
 
 LOCK_NAME = "instances.monitor"
 AGAIN_KEY = "instances:monitor:again"
+LISTED_AT_KEY = "instances:monitor:listed_at"
 
 S = InstanceStatus
 WATCHED = Q(
@@ -61,6 +62,13 @@ WATCHED = Q(
         S.PREEMPTED,
     ]
 ) | Q(status=S.FAILED, released_at__isnull=True)
+# Rows that a pass must look at every interval: everything in transit, and ready spot instances
+# (a reclaim notice or a reclaim is seen only in the listing). Ready on-demand and stopped rows
+# change upstream only by drift (deleted or started outside novitai), which a listing every
+# MONITOR_STEADY_INTERVAL_SECONDS catches.
+FAST = (WATCHED & ~Q(status__in=[S.READY, S.STOPPED])) | Q(
+    status=S.READY, billing_mode=BillingMode.SPOT
+)
 
 
 @dataclass
@@ -72,6 +80,7 @@ class PassReport:
     deletes: int = 0
     orphans_deleted: int = 0
     skipped: bool = False
+    steady: bool = False  # nothing needed a look this interval: no listing was made
     again: bool = False  # a tick was skipped while this pass ran: run the next one now
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
@@ -84,12 +93,30 @@ def monitor_pass(*, client: NovitaClient | None = None) -> PassReport:
             _noted("monitor_again", lambda: cache.set(AGAIN_KEY, True, timeout=_again_ttl()))
             return PassReport(skipped=True)
         _noted("monitor_again", lambda: cache.delete(AGAIN_KEY))
+        if _steady():
+            _count_pass()  # a pass that found nothing to look at is still a live monitor
+            return PassReport(steady=True)
         report = MonitorPass(client or get_client()).run()
     # A tick that came while this pass ran was skipped: rather than wait for the next tick
     # (up to one interval more of notification lag), the caller runs the next pass now.
     again = cache_guard("monitor_again", lambda: cache.get(AGAIN_KEY), None, cache=cache)
     report.again = bool(again)
     return report
+
+
+def _steady() -> bool:
+    """True when nothing is in transit (nor a ready spot instance) and the last listing is less
+    than MONITOR_STEADY_INTERVAL_SECONDS old: then this pass lists nothing. Without the cache
+    (Redis down) every pass lists, as before."""
+    steady = float(settings.MONITOR_STEADY_INTERVAL_SECONDS)
+    if steady <= float(settings.MONITOR_INTERVAL_SECONDS):
+        return False
+    listed_at = cache_guard(
+        "monitor_listed_at", lambda: cache.get(LISTED_AT_KEY), None, cache=cache
+    )
+    if listed_at is None or time.time() - float(listed_at) >= steady:
+        return False
+    return not Instance.objects.filter(FAST).exists()
 
 
 def _again_ttl() -> float:
@@ -153,6 +180,8 @@ class MonitorPass:
             return self.report
         self.listing = Listing(client=self.client, listed_at=listed_at, now=timezone.now())
         self.listing.add(upstream)
+        listed = listed_at.timestamp()
+        _noted("monitor_listed_at", lambda: cache.set(LISTED_AT_KEY, listed, timeout=None))
         self.report.upstream = len(upstream)
         rows = self.watched_rows()
         for row in rows:

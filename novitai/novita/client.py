@@ -47,6 +47,7 @@ from novitai.novita.errors import (
     UnknownOutcome,
 )
 from novitai.novita.metrics import DURATION, REQUESTS, RETRIES, outcome_label
+from novitai.novita.ratelimit import Priority
 from novitai.novita.responses import (
     error_body,
     error_for_status,
@@ -571,7 +572,7 @@ class NovitaClient:
         max_retries = self.config.max_retries if retries is None else retries
         attempt = 0
         while True:
-            ticket = self._admit(method, endpoint, max_wait)
+            ticket = self._admit(method, endpoint, max_wait, _priority(method, endpoint, params))
             try:
                 return self._attempt(
                     method,
@@ -602,7 +603,9 @@ class NovitaClient:
                 self._sleep(delay)
                 attempt += 1
 
-    def _admit(self, method: str, endpoint: str, max_wait: float | None) -> Ticket:
+    def _admit(
+        self, method: str, endpoint: str, max_wait: float | None, priority: Priority
+    ) -> Ticket:
         """The breaker, then a slot under the rate ceiling. Neither failure is retried here."""
         try:
             ticket = self._breaker.before_call(endpoint)
@@ -610,7 +613,7 @@ class NovitaClient:
             REQUESTS.labels(endpoint, method, outcome_label(exc)).inc()
             raise
         try:
-            self._limiter.acquire(max_wait=max_wait, endpoint=endpoint)
+            self._limiter.acquire(max_wait=max_wait, endpoint=endpoint, priority=priority)
         except RateLimited as exc:
             self._breaker.release(ticket)
             REQUESTS.labels(endpoint, method, "throttled").inc()
@@ -755,6 +758,32 @@ class NovitaClient:
         if key:
             text = text.replace(key, REDACTED)
         return redact(text)
+
+
+# Reads that only watch: they wait at the rate ceiling while a create, a change or an instance's
+# own GET is queued (ratelimit.py). The instance listing by name (finding what an ambiguous
+# create made) is not among them.
+WATCHING_READS = frozenset(
+    {
+        "/gpu/instances",
+        "/clusters",
+        "/products",
+        "/templates",
+        "/networkstorages/list",
+        "/jobs",
+        "/billing/bill/list",
+        "/billing/balance/detail",
+        GPU_METRICS_PATH,
+    }
+)
+
+
+def _priority(method: str, endpoint: str, params: dict[str, Any] | None) -> Priority:
+    if method != "GET" or endpoint not in WATCHING_READS:
+        return Priority.HIGH
+    if endpoint == "/gpu/instances" and (params or {}).get("name"):
+        return Priority.HIGH
+    return Priority.LOW
 
 
 def _params(**values: Any) -> dict[str, Any]:

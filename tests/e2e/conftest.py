@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 # Short intervals so that a test sees a whole lifecycle in seconds.
 WORKER_SETTINGS = {
     "MONITOR_INTERVAL_SECONDS": "0.5",
+    "MONITOR_STEADY_INTERVAL_SECONDS": "0",
     "SWEEP_INTERVAL_SECONDS": "1",
     "JOB_LEASE_SECONDS": "3",
     "JOB_REDISPATCH_SECONDS": "3",

@@ -50,6 +50,10 @@ def test_everything_novitai_caches_is_json(make: Any, api_client: Any, client: A
         if key.endswith(":__stats__"):  # NamedCache's counters: a Redis hash of integers
             assert all(int(count) >= 0 for count in values[1::2]), key
             continue
+        if key.endswith(":ratelimit:bucket"):  # the rate ceiling's Lua-kept hash of two times
+            assert set(values[0::2]) <= {b"tat", b"high_until"}, key
+            assert all(float(at) > 0 for at in values[1::2]), key
+            continue
         for raw in values:
             if key.endswith("_stats.lock"):
                 continue  # the file cache's statistics lock: empty
