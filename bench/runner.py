@@ -12,6 +12,8 @@ Order (each scenario gets the processes it needs, and only those):
     3 API latency              gunicorn alone (worker and beat stopped), locust from a subprocess
     6 spot reclaim at scale    from a quiet state (rows, queues, sandbox emptied): gunicorn,
                                worker, beat, sandbox, webhook receiver
+    8 Novita's ceiling         from a quiet state, the stack at NOVITA_RATE_LIMIT=100/60s: a
+                               burst against its floor, then the listings with nothing in transit
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from bench.stack import (
     say,
 )
 
-SCENARIOS = ("sandbox", "monitoring", "burst", "api", "spot")
+SCENARIOS = ("sandbox", "monitoring", "burst", "api", "spot", "ceiling")
 # The results file of a scenario that broke before reporting.
 KEYS = {
     "sandbox": "5-sandbox",
@@ -64,6 +66,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--api-seconds", type=float, default=20.0, help="per load run (scenario 3)")
     parser.add_argument(
         "--sandbox-seconds", type=float, default=5.0, help="per figure (scenario 5)"
+    )
+    parser.add_argument(
+        "--ceiling-burst",
+        type=int,
+        default=50,
+        help="instances created at once at a ceiling of 100/60s (scenario 8)",
     )
     parser.add_argument(
         "--spot", type=int, default=50, help="spot instances reclaimed at once (scenario 6)"
@@ -123,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0912, PLR0915 
         steps: list[tuple[str, Callable[[], list[Scenario]]]] = []
         if "sandbox" in wanted:
             steps.append(("sandbox", lambda: [_sandbox(args)]))
-        if {"monitoring", "burst", "api", "spot"} & set(wanted):
+        if {"monitoring", "burst", "api", "spot", "ceiling"} & set(wanted):
             steps.append(("start", lambda: _start(stack)))
         if "monitoring" in wanted:
             steps.append(("monitoring", lambda: [_monitoring(stack, args)]))
@@ -133,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0912, PLR0915 
             steps.append(("api", lambda: [_api(stack, args)]))
         if "spot" in wanted:
             steps.append(("spot", lambda: [_spot(stack, args)]))
+        if "ceiling" in wanted:
+            steps.append(("ceiling", lambda: [_ceiling(stack, args)]))
         for name, step in steps:
             try:
                 scenarios.extend(step())
@@ -249,6 +259,13 @@ def _spot(stack: Stack | None, args: argparse.Namespace) -> Scenario:
 
     assert stack is not None
     return run(stack, count=args.spot, timeout=args.spot_timeout)
+
+
+def _ceiling(stack: Stack | None, args: argparse.Namespace) -> Scenario:
+    from bench.ceiling import run
+
+    assert stack is not None
+    return run(stack, count=args.ceiling_burst)
 
 
 if __name__ == "__main__":

@@ -248,7 +248,14 @@ class Stack:
         # Nothing of the caller's own novitai configuration leaks in (a .env beside manage.py
         # is read with overwrite=False: every variable it could set is set here).
         os.environ.update(env)
-        for name in ("PYTEST_VERSION", "NOVITA_RATE_LIMIT_PER_SECOND", "MONITOR_INTERVAL_SECONDS"):
+        for name in (
+            "PYTEST_VERSION",
+            "NOVITA_RATE_LIMIT",
+            "NOVITA_RATE_LIMIT_BURST",
+            "NOVITA_RATE_LIMIT_PER_SECOND",
+            "MONITOR_INTERVAL_SECONDS",
+            "MONITOR_STEADY_INTERVAL_SECONDS",
+        ):
             os.environ.pop(name, None)
         return cls(
             run_dir=run_dir, env=dict(os.environ), web_port=web_port, sandbox_port=sandbox_port
