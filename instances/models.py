@@ -129,6 +129,10 @@ class Instance(models.Model):
     # A failed instance: when Novita confirmed nothing is left of it.
     released_at = models.DateTimeField(null=True, blank=True)
     endpoints = models.JSONField(default=list, blank=True)
+    # Read from Novita's get-instance once per run (connectComponentSSH, connectComponentLog):
+    # {"host", "port", "user", "command"}, never the password (GET …/ssh/ asks Novita for it).
+    ssh = models.JSONField(default=dict, blank=True)
+    logs_url = models.CharField(max_length=2048, blank=True)
     phase_deadline_at = models.DateTimeField(null=True, blank=True)
     current_job = models.ForeignKey(
         "jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -149,7 +149,7 @@ class Provisioner:
             self.resolve_unknown()
         template = self.template()
         while True:
-            offer = self.next_offer()
+            offer = self.next_offer(template)
             if not self.write_intent(offer):
                 self.moved_on()
             try:
@@ -189,7 +189,7 @@ class Provisioner:
         except ServiceError as exc:  # TemplateNotFound
             self.fail(FailureReason.TEMPLATE_NOT_FOUND, exc.message)
 
-    def next_offer(self) -> Offer:
+    def next_offer(self, template: TemplateConfig) -> Offer:
         tried = self.instance.offers_tried
         if len(tried) >= settings.PROVISION_MAX_OFFERS:
             self.fail(
@@ -206,6 +206,7 @@ class Provisioner:
                 billing_mode=instance.billing_mode,
                 max_price_per_hour=instance.max_price_per_hour,
                 rootfs_size=instance.rootfs_size,
+                min_cuda_version=template.min_cuda_version,
             )
         except UpstreamUnavailable as exc:
             self.retry_or_fail(exc, "reading the catalog")
@@ -240,6 +241,8 @@ class Provisioner:
             envs=tuple(EnvVar(key=k, value=v) for k, v in envs.items()),
             image_auth_id=template.image_auth_id,
             command=template.start_command,
+            entrypoint=template.entrypoint,
+            min_cuda_version=template.min_cuda_version,
         )
 
     # --- writes -------------------------------------------------------------------------------

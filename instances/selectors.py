@@ -69,6 +69,13 @@ class EndpointSummary(TypedDict):
     healthy: bool | None  # None: not checked yet
 
 
+class SshSummary(TypedDict):
+    host: str
+    port: int
+    user: str
+    command: str
+
+
 class JobSummary(TypedDict):
     id: str
     kind: str
@@ -94,6 +101,8 @@ class InstanceRepresentation(TypedDict):
     template_id: str
     rootfs_size: int
     endpoints: list[EndpointSummary]
+    ssh: SshSummary | None  # while it runs; the password only from GET …/ssh/
+    logs_url: str | None
     created_at: str | None  # timestamps: ISO 8601, UTC, "Z"
     provisioned_at: str | None
     ready_at: str | None
@@ -142,6 +151,22 @@ def idle_stop_at(instance: Instance) -> datetime | None:
     return max(active) + instance.idle_timeout if active else None
 
 
+SSH_STATUSES = (InstanceStatus.HEALTH_CHECKING, InstanceStatus.READY)
+
+
+def ssh_summary(instance: Instance) -> SshSummary | None:
+    """Where to ssh, while the instance runs (its details are read once a run)."""
+    ssh = instance.ssh or {}
+    if instance.status not in SSH_STATUSES or not ssh.get("host"):
+        return None
+    return {
+        "host": str(ssh["host"]),
+        "port": int(ssh.get("port") or 22),
+        "user": str(ssh.get("user") or ""),
+        "command": str(ssh.get("command") or ""),
+    }
+
+
 def instance_representation(instance: Instance) -> InstanceRepresentation:
     product: ProductRef | None = (
         {"id": instance.novita_product_id, "name": instance.product_name}
@@ -163,6 +188,8 @@ def instance_representation(instance: Instance) -> InstanceRepresentation:
         "template_id": instance.template_id,
         "rootfs_size": instance.rootfs_size,
         "endpoints": [endpoint_summary(e) for e in instance.endpoints],
+        "ssh": ssh_summary(instance),
+        "logs_url": instance.logs_url or None,
         "created_at": timestamp_text(instance.created_at),
         "provisioned_at": timestamp_text(instance.provisioned_at),
         "ready_at": timestamp_text(instance.ready_at),

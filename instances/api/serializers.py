@@ -369,6 +369,17 @@ class EndpointSerializer(serializers.Serializer[dict[str, Any]]):
     healthy = serializers.BooleanField(allow_null=True)
 
 
+class InstanceSshSerializer(serializers.Serializer[dict[str, Any]]):
+    host = serializers.CharField()
+    port = serializers.IntegerField()
+    user = serializers.CharField()
+    command = serializers.CharField(help_text="The ssh command line Novita gives.")
+
+
+class InstanceSshCredentialsSerializer(InstanceSshSerializer):
+    password = serializers.CharField(help_text="Novita's ssh password for the instance.")
+
+
 class InstanceJobSerializer(serializers.Serializer[dict[str, Any]]):
     id = serializers.UUIDField()
     kind = serializers.CharField()
@@ -396,6 +407,10 @@ class InstanceSerializer(serializers.Serializer[Instance]):
     template_id = serializers.CharField()
     rootfs_size = serializers.IntegerField(help_text="GB")
     endpoints = EndpointSerializer(many=True)
+    ssh = InstanceSshSerializer(
+        allow_null=True, help_text="Where to ssh while it runs; the password: GET …/ssh/."
+    )
+    logs_url = serializers.CharField(allow_null=True, help_text="Novita's log address.")
     created_at = serializers.DateTimeField()
     provisioned_at = serializers.DateTimeField(allow_null=True)
     ready_at = serializers.DateTimeField(allow_null=True)

@@ -283,6 +283,13 @@ def build_parser(out: IO[str], err: IO[str]) -> argparse.ArgumentParser:  # noqa
     command("get", "one instance").add_argument("id", help=ID_HELP)
     command("events", "an instance's history, oldest first").add_argument("id", help=ID_HELP)
     command("heartbeat", "record activity (puts off an idle stop)").add_argument("id", help=ID_HELP)
+    ssh = command("ssh", "print the ssh command of a running instance")
+    ssh.add_argument("id", help=ID_HELP)
+    ssh.add_argument(
+        "--password",
+        action="store_true",
+        help="also ask for the ssh password (printed on stderr; the read is an event)",
+    )
 
     change = command("set", "change a live instance's on-preempt, idle timeout or webhook")
     change.add_argument("id", help=ID_HELP)
@@ -486,6 +493,25 @@ def cmd_heartbeat(ctx: Context) -> int:
     return EXIT_OK
 
 
+def cmd_ssh(ctx: Context) -> int:
+    """The ssh command from the instance (no password read), or with --password from
+    …/ssh/ (Novita is asked, the read recorded as an event)."""
+    path = _instance(ctx.args.id)
+    if ctx.args.password:
+        access = ctx.client.request("GET", f"{path}ssh/")
+        ctx.emit(access, access["command"])
+        if not ctx.args.json:
+            ctx.note(f"password: {access['password']}")
+        return EXIT_OK
+    instance = ctx.client.request("GET", path)
+    ssh = instance.get("ssh")
+    if not ssh:
+        ctx.note(f"novitai: {instance['name']} is {instance['status']}: no ssh access now")
+        return EXIT_FAILED
+    ctx.emit(ssh, ssh["command"] or f"ssh -p {ssh['port']} {ssh['user']}@{ssh['host']}")
+    return EXIT_OK
+
+
 def cmd_list(ctx: Context) -> int:
     args = ctx.args
     params: dict[str, Any] = {
@@ -597,6 +623,7 @@ COMMANDS: dict[str, Callable[[Context], int]] = {
     "get": cmd_get,
     "events": cmd_events,
     "heartbeat": cmd_heartbeat,
+    "ssh": cmd_ssh,
     "start": cmd_action,
     "stop": cmd_action,
     "restart": cmd_action,

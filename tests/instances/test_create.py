@@ -52,6 +52,8 @@ def test_create_answers_202_and_enqueues_one_job_on_commit(
         "template_id": TEMPLATE,
         "rootfs_size": instance.rootfs_size,
         "endpoints": [],
+        "ssh": None,
+        "logs_url": None,
         "created_at": body["created_at"],
         "provisioned_at": None,
         "ready_at": None,
