@@ -98,6 +98,9 @@ class Instance(models.Model):
     # representation, the admin or webhook bodies; sent to Novita only.
     envs = EncryptedJSONField(default=list, blank=True)
     health_check = models.JSONField(default=dict, blank=True)
+    # Network volumes mounted: [{"volume_id", "name", "mount_path", "novita_storage_id",
+    # "cluster_id"}]; the instance is placed in their cluster.
+    volumes = models.JSONField(default=list, blank=True)
     webhook_url = models.URLField(max_length=2048, blank=True)
     on_preempt = models.CharField(
         max_length=16, choices=OnPreempt.choices, default=OnPreempt.NOTIFY

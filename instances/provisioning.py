@@ -47,6 +47,7 @@ from novitai.novita.types import (
     BillingMethod,
     CreateInstanceRequest,
     EnvVar,
+    NetworkStorageMount,
     NovitaInstanceStatus,
 )
 
@@ -207,6 +208,7 @@ class Provisioner:
                 max_price_per_hour=instance.max_price_per_hour,
                 rootfs_size=instance.rootfs_size,
                 min_cuda_version=template.min_cuda_version,
+                cluster_id=volumes_cluster(instance),
             )
         except UpstreamUnavailable as exc:
             self.retry_or_fail(exc, "reading the catalog")
@@ -243,6 +245,10 @@ class Provisioner:
             command=template.start_command,
             entrypoint=template.entrypoint,
             min_cuda_version=template.min_cuda_version,
+            network_storages=tuple(
+                NetworkStorageMount(id=v["novita_storage_id"], mount_point=v["mount_path"])
+                for v in instance.volumes
+            ),
         )
 
     # --- writes -------------------------------------------------------------------------------
@@ -432,6 +438,11 @@ class Provisioner:
         fresh.current_job = self.job
         retry_or_fail(instance=fresh, job=self.job, error=error, what=what)
         raise Stop
+
+
+def volumes_cluster(instance: Instance) -> str | None:
+    """The cluster of the instance's volumes (its offers are that cluster's); None: any."""
+    return str(instance.volumes[0]["cluster_id"]) if instance.volumes else None
 
 
 def offer_data(offer: Offer) -> dict[str, Any]:

@@ -69,6 +69,12 @@ class EndpointSummary(TypedDict):
     healthy: bool | None  # None: not checked yet
 
 
+class MountSummary(TypedDict):
+    volume_id: str
+    name: str
+    mount_path: str
+
+
 class SshSummary(TypedDict):
     host: str
     port: int
@@ -101,6 +107,7 @@ class InstanceRepresentation(TypedDict):
     template_id: str
     rootfs_size: int
     endpoints: list[EndpointSummary]
+    volumes: list[MountSummary]
     ssh: SshSummary | None  # while it runs; the password only from GET …/ssh/
     logs_url: str | None
     created_at: str | None  # timestamps: ISO 8601, UTC, "Z"
@@ -188,6 +195,10 @@ def instance_representation(instance: Instance) -> InstanceRepresentation:
         "template_id": instance.template_id,
         "rootfs_size": instance.rootfs_size,
         "endpoints": [endpoint_summary(e) for e in instance.endpoints],
+        "volumes": [
+            {"volume_id": v["volume_id"], "name": v["name"], "mount_path": v["mount_path"]}
+            for v in instance.volumes
+        ],
         "ssh": ssh_summary(instance),
         "logs_url": instance.logs_url or None,
         "created_at": timestamp_text(instance.created_at),

@@ -98,6 +98,7 @@ INSTALLED_APPS = [
     "catalog",
     "jobs",
     "instances",
+    "storage",
     "webhooks",
     "overview",
 ]

@@ -85,6 +85,29 @@ class EnvVarInputSerializer(serializers.Serializer[dict[str, Any]]):
     value = serializers.CharField(max_length=4095, allow_blank=True, trim_whitespace=False)
 
 
+MAX_VOLUMES = 30  # Novita's limit of networkStorages
+
+
+class VolumeMountInputSerializer(serializers.Serializer[dict[str, Any]]):
+    volume_id = serializers.UUIDField(help_text="One of the tenant's volumes (/api/v1/volumes/).")
+    mount_path = serializers.CharField(
+        default="/workspace", max_length=4095, help_text="An absolute path, not /."
+    )
+
+    def validate_mount_path(self, value: str) -> str:
+        parts = value.split("/")
+        if (
+            not value.startswith("/")
+            or value.rstrip("/") == ""
+            or any(part in (".", "..") for part in parts)
+            or any(c.isspace() or c in ",:" for c in value)
+        ):
+            raise serializers.ValidationError(
+                "An absolute path other than / (no spaces, '.', '..', ',' or ':')."
+            )
+        return value.rstrip("/")
+
+
 class HealthCheckInputSerializer(serializers.Serializer[dict[str, Any]]):
     path = serializers.CharField(default="/", max_length=2048)
     ports = serializers.ListField(
@@ -175,6 +198,12 @@ class InstanceCreateInputSerializer(StrictSerializerMixin, serializers.Serialize
         required=False, max_digits=12, decimal_places=5, min_value=0, help_text="USD"
     )
     envs = serializers.ListField(child=EnvVarInputSerializer(), required=False, max_length=100)
+    volumes = serializers.ListField(
+        child=VolumeMountInputSerializer(),
+        required=False,
+        max_length=MAX_VOLUMES,
+        help_text="Network volumes to mount; the instance is placed in their cluster.",
+    )
     webhook_url = serializers.URLField(required=False, max_length=2048)
     health_check = HealthCheckInputSerializer(required=False)
     on_preempt = serializers.ChoiceField(
@@ -198,6 +227,16 @@ class InstanceCreateInputSerializer(StrictSerializerMixin, serializers.Serialize
 
     def validate_webhook_url(self, value: str) -> str:
         return webhook_url_check(value)
+
+    def validate_volumes(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        paths = [item["mount_path"] for item in value]
+        ids = [item["volume_id"] for item in value]
+        twice = sorted({p for p in paths if paths.count(p) > 1})
+        if twice:
+            raise serializers.ValidationError(f"Two volumes on one path: {', '.join(twice)}.")
+        if len(set(ids)) != len(ids):
+            raise serializers.ValidationError("A volume is mounted once.")
+        return value
 
     def validate_envs(self, value: list[dict[str, str]]) -> list[dict[str, str]]:
         keys = [item["key"] for item in value]
@@ -304,6 +343,7 @@ class InstanceCreateInputSerializer(StrictSerializerMixin, serializers.Serialize
             on_preempt=data.get("on_preempt", OnPreempt.NOTIFY),
             idle_timeout_seconds=data.get("idle_timeout_seconds"),
             on_idle=data.get("on_idle", OnIdle.STOP),
+            volumes=tuple((v["volume_id"], v["mount_path"]) for v in data.get("volumes", [])),
         )
 
 
@@ -369,6 +409,12 @@ class EndpointSerializer(serializers.Serializer[dict[str, Any]]):
     healthy = serializers.BooleanField(allow_null=True)
 
 
+class InstanceMountSerializer(serializers.Serializer[dict[str, Any]]):
+    volume_id = serializers.UUIDField()
+    name = serializers.CharField()
+    mount_path = serializers.CharField()
+
+
 class InstanceSshSerializer(serializers.Serializer[dict[str, Any]]):
     host = serializers.CharField()
     port = serializers.IntegerField()
@@ -407,6 +453,7 @@ class InstanceSerializer(serializers.Serializer[Instance]):
     template_id = serializers.CharField()
     rootfs_size = serializers.IntegerField(help_text="GB")
     endpoints = EndpointSerializer(many=True)
+    volumes = InstanceMountSerializer(many=True, help_text="The network volumes it mounts.")
     ssh = InstanceSshSerializer(
         allow_null=True, help_text="Where to ssh while it runs; the password: GET …/ssh/."
     )

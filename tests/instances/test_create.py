@@ -52,6 +52,7 @@ def test_create_answers_202_and_enqueues_one_job_on_commit(
         "template_id": TEMPLATE,
         "rootfs_size": instance.rootfs_size,
         "endpoints": [],
+        "volumes": [],
         "ssh": None,
         "logs_url": None,
         "created_at": body["created_at"],
