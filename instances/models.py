@@ -110,6 +110,16 @@ class Instance(models.Model):
     idle_timeout = models.DurationField(null=True, blank=True)
     on_idle = models.CharField(max_length=8, choices=OnIdle.choices, default=OnIdle.STOP)
     last_active_at = models.DateTimeField(null=True, blank=True)
+    # idle_policy: idle once every GPU stays below this percent for this long (None: no GPU
+    # rule). With an idle_timeout too, both must say idle (instances/gpu_idle.py).
+    idle_gpu_below = models.FloatField(null=True, blank=True)
+    idle_gpu_for = models.DurationField(null=True, blank=True)
+    # Novita's GPU metrics as last read: the newest point (the highest card), its time, and
+    # since when every point was below idle_gpu_below (None: a busy point last, or no data).
+    gpu_utilization = models.FloatField(null=True, blank=True)
+    gpu_utilization_at = models.DateTimeField(null=True, blank=True)
+    gpu_idle_since = models.DateTimeField(null=True, blank=True)
+    gpu_metrics_read_at = models.DateTimeField(null=True, blank=True)
     # Spot reclaims recovered automatically so far (capped by SPOT_RECOVERY_MAX_ATTEMPTS).
     recoveries = models.PositiveSmallIntegerField(default=0)
 

@@ -75,6 +75,11 @@ class MountSummary(TypedDict):
     mount_path: str
 
 
+class IdlePolicySummary(TypedDict):
+    gpu_utilization_below: float
+    for_seconds: int
+
+
 class SshSummary(TypedDict):
     host: str
     port: int
@@ -122,6 +127,9 @@ class InstanceRepresentation(TypedDict):
     on_idle: str
     last_active_at: str | None
     idle_stop_at: str | None
+    idle_policy: IdlePolicySummary | None
+    gpu_utilization: float | None
+    gpu_utilization_at: str | None
     job: JobSummary | None
 
 
@@ -215,6 +223,16 @@ def instance_representation(instance: Instance) -> InstanceRepresentation:
         "on_idle": instance.on_idle,
         "last_active_at": timestamp_text(instance.last_active_at),
         "idle_stop_at": timestamp_text(idle_stop_at(instance)),
+        "idle_policy": (
+            {
+                "gpu_utilization_below": instance.idle_gpu_below,
+                "for_seconds": int(instance.idle_gpu_for.total_seconds()),
+            }
+            if instance.idle_gpu_below is not None and instance.idle_gpu_for is not None
+            else None
+        ),
+        "gpu_utilization": instance.gpu_utilization,
+        "gpu_utilization_at": timestamp_text(instance.gpu_utilization_at),
         "job": job_summary(instance),
     }
 

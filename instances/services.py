@@ -114,6 +114,7 @@ class InstanceRequest:
     idle_timeout_seconds: int | None = None
     on_idle: str = OnIdle.STOP
     volumes: tuple[tuple[uuid.UUID, str], ...] = ()  # (volume id, mount path)
+    idle_policy: tuple[float, int] | None = None  # (gpu_utilization_below, for_seconds)
 
 
 @dataclass(frozen=True)
@@ -385,6 +386,10 @@ def instance_create(*, tenant: Tenant, spec: InstanceSpec, actor: str) -> Instan
                 timedelta(seconds=request.idle_timeout_seconds)
                 if request.idle_timeout_seconds is not None
                 else None
+            ),
+            idle_gpu_below=request.idle_policy[0] if request.idle_policy else None,
+            idle_gpu_for=(
+                timedelta(seconds=request.idle_policy[1]) if request.idle_policy else None
             ),
             novita_name=novita_name_for(instance_id),
             current_job=job,

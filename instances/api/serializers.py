@@ -86,6 +86,28 @@ class EnvVarInputSerializer(serializers.Serializer[dict[str, Any]]):
 
 
 MAX_VOLUMES = 30  # Novita's limit of networkStorages
+GPU_IDLE_MIN_SECONDS = 60  # Novita's points are a minute apart
+
+
+class IdlePolicyInputSerializer(serializers.Serializer[dict[str, Any]]):
+    gpu_utilization_below = serializers.FloatField(
+        min_value=0.5, max_value=100, help_text="Percent; every GPU below it counts as idle."
+    )
+    for_seconds = StrictIntegerField(
+        min_value=GPU_IDLE_MIN_SECONDS,
+        max_value=IDLE_TIMEOUT_MAX_SECONDS,
+        help_text="How long the GPUs must stay below it.",
+    )
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+            value = data.get("gpu_utilization_below")
+            if isinstance(value, bool | str):
+                raise serializers.ValidationError({"gpu_utilization_below": ["A number."]})
+        return super().to_internal_value(data)
 
 
 class VolumeMountInputSerializer(serializers.Serializer[dict[str, Any]]):
@@ -224,6 +246,11 @@ class InstanceCreateInputSerializer(StrictSerializerMixin, serializers.Serialize
         default=OnIdle.STOP,
         help_text="What an idle timeout does: stop (the disk kept) or delete.",
     )
+    idle_policy = IdlePolicyInputSerializer(
+        required=False,
+        help_text="Idle by GPU utilization (Novita's metrics, about a minute behind). With "
+        "idle_timeout_seconds too, idle only when both say so.",
+    )
 
     def validate_webhook_url(self, value: str) -> str:
         return webhook_url_check(value)
@@ -344,6 +371,11 @@ class InstanceCreateInputSerializer(StrictSerializerMixin, serializers.Serialize
             idle_timeout_seconds=data.get("idle_timeout_seconds"),
             on_idle=data.get("on_idle", OnIdle.STOP),
             volumes=tuple((v["volume_id"], v["mount_path"]) for v in data.get("volumes", [])),
+            idle_policy=(
+                (data["idle_policy"]["gpu_utilization_below"], data["idle_policy"]["for_seconds"])
+                if data.get("idle_policy")
+                else None
+            ),
         )
 
 
@@ -409,6 +441,11 @@ class EndpointSerializer(serializers.Serializer[dict[str, Any]]):
     healthy = serializers.BooleanField(allow_null=True)
 
 
+class InstanceIdlePolicySerializer(serializers.Serializer[dict[str, Any]]):
+    gpu_utilization_below = serializers.FloatField()
+    for_seconds = serializers.IntegerField()
+
+
 class InstanceMountSerializer(serializers.Serializer[dict[str, Any]]):
     volume_id = serializers.UUIDField()
     name = serializers.CharField()
@@ -471,6 +508,13 @@ class InstanceSerializer(serializers.Serializer[Instance]):
     last_active_at = serializers.DateTimeField(allow_null=True)
     idle_stop_at = serializers.DateTimeField(
         allow_null=True, help_text="When a ready instance will be stopped unless active before."
+    )
+    idle_policy = InstanceIdlePolicySerializer(allow_null=True)
+    gpu_utilization = serializers.FloatField(
+        allow_null=True, help_text="Percent, the busiest GPU's newest point (idle_policy only)."
+    )
+    gpu_utilization_at = serializers.DateTimeField(
+        allow_null=True, help_text="The time of that point (Novita's, about a minute behind)."
     )
     job = InstanceJobSerializer(allow_null=True)
 

@@ -81,6 +81,8 @@ def plan(row: Instance, item: NovitaInstance, client: NovitaClient) -> CheckPlan
     instance's own page is read when the listing lacks endpoints (listings may omit them) or
     the run's ssh details were not read yet (only the page has them): once a run, not a pass."""
     endpoints = endpoints_of(item, row.endpoints)
+    if not row.ssh and item.ssh is not None:  # a listing that carries them (§2.5 says it may)
+        row.ssh, row.logs_url = access_of(item)
     if any(not e["url"] for e in endpoints) or not row.ssh:
         page = client.get_instance(row.novita_instance_id)
         endpoints = endpoints_of(page, row.endpoints)

@@ -67,6 +67,9 @@ def test_create_answers_202_and_enqueues_one_job_on_commit(
         "on_idle": "stop",
         "last_active_at": None,
         "idle_stop_at": None,
+        "idle_policy": None,
+        "gpu_utilization": None,
+        "gpu_utilization_at": None,
         "job": {
             "id": str(job.pk),
             "kind": "provision",
