@@ -70,6 +70,8 @@ class Product(models.Model):
     max_rootfs = models.PositiveIntegerField(default=0, help_text="GB; 0 = no limit known")
     min_local_storage = models.PositiveIntegerField(default=0)
     max_local_storage = models.PositiveIntegerField(default=0)
+    # The CUDA version the product's nodes have, when Novita says ("12.4"); "" otherwise.
+    cuda_version = models.CharField(max_length=16, blank=True)
     fetched_at = models.DateTimeField(help_text="When these values were fetched from Novita.")
     # Set when a create failed for lack of capacity: the offer is skipped until then.
     capacity_failed_until = models.DateTimeField(null=True, blank=True)
@@ -117,6 +119,9 @@ class Template(models.Model):
     # [{"key": …, "value": …}]: values may hold tokens, so encrypted at rest (ENCRYPTION_KEYS).
     envs = EncryptedJSONField(default=list, blank=True)
     channel = models.CharField(max_length=32, blank=True)
+    # get-template's entrypoint and minCudaVersion: forwarded to the create.
+    entrypoint = models.TextField(blank=True)
+    min_cuda_version = models.CharField(max_length=16, blank=True)
     fetched_at = models.DateTimeField(help_text="When Novita was last asked for it.")
 
     class Meta:

@@ -217,6 +217,20 @@ class Offer:
     memory_per_gpu: int
     min_rootfs: int
     max_rootfs: int
+    cuda_version: str = ""  # "" when Novita's product does not say
+
+
+def cuda_at_least(version: str, minimum: str) -> bool:
+    """Whether "12.4" >= "12.1"; compared as numbers, part by part. A version that is not one (or an
+    empty minimum) says nothing against the product."""
+    if not version or not minimum:
+        return True
+    try:
+        have = tuple(int(part) for part in version.strip().split("."))
+        need = tuple(int(part) for part in minimum.strip().split("."))
+    except ValueError:
+        return True
+    return have >= need
 
 
 class RejectReason:
@@ -227,6 +241,8 @@ class RejectReason:
     ROOTFS_OUT_OF_RANGE = "rootfs_out_of_range"
     CAPACITY_RECENTLY_FAILED = "capacity_recently_failed"
     OVER_MAX_PRICE = "over_max_price"
+    OTHER_CLUSTER = "other_cluster"
+    CUDA_TOO_OLD = "cuda_too_old"
 
 
 @dataclass(frozen=True)
@@ -346,7 +362,28 @@ def _rejection(product: Product, reason: str, message: str) -> Rejection:
     )
 
 
-def _judge(  # noqa: PLR0911 - one return per rejection reason, in order
+def _judge_placement(
+    product: Product, *, cluster_id: str | None, min_cuda_version: str
+) -> Rejection | None:
+    """The request's placement rules: one cluster only (a network volume's), a CUDA version at
+    least the template's (where the product says which it has)."""
+    where = f"{product.name} in {product.region.code}"
+    if cluster_id is not None and product.region.cluster_id != cluster_id:
+        return _rejection(
+            product,
+            RejectReason.OTHER_CLUSTER,
+            f"{where} is not in the cluster of the requested volume(s).",
+        )
+    if not cuda_at_least(product.cuda_version, min_cuda_version):
+        return _rejection(
+            product,
+            RejectReason.CUDA_TOO_OLD,
+            f"{where} has CUDA {product.cuda_version}; the template needs {min_cuda_version}.",
+        )
+    return None
+
+
+def _judge(  # noqa: PLR0911, PLR0913 - one return per rejection reason, in order
     product: Product,
     *,
     gpu_num: int,
@@ -354,8 +391,13 @@ def _judge(  # noqa: PLR0911 - one return per rejection reason, in order
     max_price_per_hour: Decimal | None,
     rootfs_size: int | None,
     now: datetime,
+    cluster_id: str | None = None,
+    min_cuda_version: str = "",
 ) -> Offer | Rejection:
     where = f"{product.name} in {product.region.code}"
+    placement = _judge_placement(product, cluster_id=cluster_id, min_cuda_version=min_cuda_version)
+    if placement is not None:
+        return placement
     if not product.available or not product.region.listed:
         state = f" (inventory {product.inventory_state})" if product.inventory_state else ""
         return _rejection(
@@ -414,10 +456,11 @@ def _judge(  # noqa: PLR0911 - one return per rejection reason, in order
         memory_per_gpu=product.memory_per_gpu,
         min_rootfs=product.min_rootfs,
         max_rootfs=product.max_rootfs,
+        cuda_version=product.cuda_version,
     )
 
 
-def _compute(
+def _compute(  # noqa: PLR0913 - the request's parts, keyword-only
     *,
     names: list[str],
     gpu_num: int,
@@ -426,6 +469,8 @@ def _compute(
     max_price_per_hour: Decimal | None,
     rootfs_size: int | None,
     now: datetime,
+    cluster_id: str | None = None,
+    min_cuda_version: str = "",
 ) -> tuple[OfferSelection, datetime | None]:
     """The selection, and when it may change by itself (a capacity memory running out)."""
     fallback = region_fallback_order()
@@ -465,6 +510,8 @@ def _compute(
             max_price_per_hour=max_price_per_hour,
             rootfs_size=rootfs_size,
             now=now,
+            cluster_id=cluster_id,
+            min_cuda_version=min_cuda_version,
         )
         if isinstance(verdict, Offer):
             key = (
@@ -491,7 +538,7 @@ def _compute(
     return selection, changes_at
 
 
-def offers_select(
+def offers_select(  # noqa: PLR0913 - the request's parts, keyword-only
     *,
     product_names: Sequence[str],
     gpu_num: int,
@@ -500,6 +547,8 @@ def offers_select(
     max_price_per_hour: Decimal | None,
     rootfs_size: int | None,
     now: datetime | None = None,
+    cluster_id: str | None = None,
+    min_cuda_version: str = "",
 ) -> OfferSelection:
     """The offers for a request, best first, and every candidate left out with its reason.
 
@@ -514,6 +563,9 @@ def offers_select(
       (spot price for "spot", on-demand price otherwise), across all the acceptable names: an
       earlier name wins only a price tie. Then more inventory (high > normal > low > none or
       unknown), then more memory per GPU, then more CPU per GPU.
+    - `cluster_id`: only that cluster (a network volume's); `min_cuda_version`: a product whose
+      CUDA version Novita gives must have at least that one (a product that does not say is
+      kept).
     """
     names = _validate(
         product_names=product_names,
@@ -536,6 +588,8 @@ def offers_select(
             str(max_price_per_hour) if max_price_per_hour is not None else None,
             rootfs_size,
             list(settings.CATALOG_REGION_FALLBACK_ORDER),
+            cluster_id,
+            min_cuda_version,
         ]
     )
     key = "offers:" + hashlib.sha256(fingerprint.encode()).hexdigest()
@@ -552,6 +606,8 @@ def offers_select(
         max_price_per_hour=max_price_per_hour,
         rootfs_size=rootfs_size,
         now=now,
+        cluster_id=cluster_id,
+        min_cuda_version=min_cuda_version,
     )
     ttl = float(settings.CATALOG_OFFER_TTL_SECONDS)
     if changes_at is not None:
@@ -561,7 +617,7 @@ def offers_select(
     return selection
 
 
-def offers_require(
+def offers_require(  # noqa: PLR0913 - the request's parts, keyword-only
     *,
     product_names: Sequence[str],
     gpu_num: int,
@@ -570,6 +626,7 @@ def offers_require(
     max_price_per_hour: Decimal | None,
     rootfs_size: int | None,
     now: datetime | None = None,
+    cluster_id: str | None = None,
 ) -> OfferSelection:
     """offers_select, with at least one offer: else UnknownProduct (no product has any of the
     names) or NoOfferAvailable (with every candidate's reason in the details)."""
@@ -581,6 +638,7 @@ def offers_require(
         max_price_per_hour=max_price_per_hour,
         rootfs_size=rootfs_size,
         now=now,
+        cluster_id=cluster_id,
     )
     if selection.offers:
         return selection

@@ -272,6 +272,7 @@ def _product_fields(product: novita.Product) -> dict[str, Any]:
         "max_rootfs": max(product.max_rootfs, 0),
         "min_local_storage": max(product.min_local_storage, 0),
         "max_local_storage": max(product.max_local_storage, 0),
+        "cuda_version": product.cuda_version[:16],
     }
 
 
@@ -392,6 +393,7 @@ _PRODUCT_FIELDS = [
     "max_rootfs",
     "min_local_storage",
     "max_local_storage",
+    "cuda_version",
 ]
 
 
@@ -575,6 +577,8 @@ class TemplateConfig:
     rootfs_size: int
     ports: tuple[novita.PortSpec, ...]
     envs: tuple[novita.EnvVar, ...]
+    entrypoint: str = ""
+    min_cuda_version: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -587,6 +591,8 @@ class TemplateConfig:
             "ports": [{"port": p.port, "type": p.type} for p in self.ports],
             # Env values may hold tokens: encrypted in the cache too (ENCRYPTION_KEYS).
             "envs": encrypt(json_text([{"key": e.key, "value": e.value} for e in self.envs])),
+            "entrypoint": self.entrypoint,
+            "min_cuda_version": self.min_cuda_version,
         }
 
     @classmethod
@@ -605,6 +611,8 @@ class TemplateConfig:
                     novita.PortSpec(port=int(p["port"]), type=str(p["type"])) for p in data["ports"]
                 ),
                 envs=tuple(novita.EnvVar(key=str(e["key"]), value=str(e["value"])) for e in envs),
+                entrypoint=str(data["entrypoint"]),
+                min_cuda_version=str(data["min_cuda_version"]),
             )
         except (TypeError, KeyError, ValueError, AttributeError, UndecryptableValue):
             return None
@@ -623,6 +631,8 @@ def _template_config(row: Template) -> TemplateConfig:
         rootfs_size=row.rootfs_size,
         ports=tuple(novita.PortSpec(port=p["port"], type=p["type"]) for p in row.ports),
         envs=tuple(novita.EnvVar(key=e["key"], value=e["value"]) for e in row.envs),
+        entrypoint=row.entrypoint,
+        min_cuda_version=row.min_cuda_version,
     )
 
 
@@ -636,6 +646,8 @@ def _template_store(upstream: novita.Template, now: datetime) -> Template:
         "ports": [{"port": p.port, "type": p.type} for p in upstream.ports],
         "envs": [{"key": e.key, "value": e.value} for e in upstream.envs],
         "channel": upstream.channel,
+        "entrypoint": upstream.entrypoint,
+        "min_cuda_version": upstream.min_cuda_version[:16],
         "fetched_at": now,
     }
     # An upsert: two processes fetching the same template at once both succeed.

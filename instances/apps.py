@@ -8,6 +8,8 @@ class InstancesConfig(AppConfig):
     def ready(self) -> None:
         from instances.metrics import register_collectors
         from instances.services import retry_hooks_register
+        from instances.volumes import mount_finder_register
 
         register_collectors()
         retry_hooks_register()
+        mount_finder_register()

@@ -72,7 +72,7 @@ def instance_create_request(
         replay = idempotency_lookup(tenant=tenant, key=idempotency_key, fingerprint=fingerprint)
         if replay is not None:
             return _replayed(replay)
-    spec = instance_request_check(request=parse())
+    spec = instance_request_check(request=parse(), tenant=tenant)
     claim: Claim | None = None
     if idempotency_key is not None:
         begun = idempotency_begin(tenant=tenant, key=idempotency_key, fingerprint=fingerprint)

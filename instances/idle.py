@@ -11,6 +11,10 @@ stops each through `instance_action_request` (a stop job, sent on commit) — or
 through `instance_delete_request` when its on_idle is "delete" —, with the row locked
 and its idleness judged again under the lock: a heartbeat that lands between the query and the
 lock keeps the instance ready, and of two sweeps running at once the second finds it stopping.
+
+With an `idle_policy` (instances/gpu_idle.py) the pass first reads the GPU metrics due (a batch,
+each instance at most once a minute), and an instance is idle when its GPU says so and — if it
+also has an idle timeout — the heartbeat says so too: both, never either.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from django.db.models import DateTimeField, ExpressionWrapper, F
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
+from instances.gpu_idle import gpu_idle_candidates, gpu_metrics_refresh, gpu_says_idle
 from instances.metrics import IDLE_STOPS
 from instances.models import Instance, InstanceStatus, OnIdle
 from instances.selectors import idle_stop_at
@@ -45,13 +50,37 @@ def instances_idle_due(*, now: datetime, limit: int = BATCH_SIZE) -> list[uuid.U
         Coalesce("ready_at", "last_active_at"), Coalesce("last_active_at", "ready_at")
     )
     due = ExpressionWrapper(active + F("idle_timeout"), output_field=DateTimeField())
-    return list(
-        Instance.objects.filter(status=InstanceStatus.READY, idle_timeout__isnull=False)
+    by_heartbeat = list(
+        Instance.objects.filter(
+            status=InstanceStatus.READY, idle_timeout__isnull=False, idle_gpu_below__isnull=True
+        )
         .annotate(idle_stop_at=due)
         .filter(idle_stop_at__lte=now)
         .order_by("idle_stop_at", "pk")
         .values_list("pk", flat=True)[:limit]
     )
+    by_gpu = [i.pk for i in gpu_idle_candidates(limit=limit) if idle_message(i, now) is not None]
+    return (by_heartbeat + by_gpu)[:limit]
+
+
+def idle_message(instance: Instance, now: datetime) -> str | None:
+    """Why the instance is idle by `now` (its heartbeat timeout ran out, its GPU stayed below
+    its threshold, or both when it has both rules), or None when it is not."""
+    reasons = []
+    if instance.idle_timeout is not None:
+        due = idle_stop_at(instance)
+        if due is None or due > now:
+            return None
+        reasons.append(f"no activity for {int(instance.idle_timeout.total_seconds())} s")
+    if instance.idle_gpu_below is not None:
+        if not gpu_says_idle(instance) or instance.idle_gpu_for is None:
+            return None
+        reasons.append(
+            f"GPU utilization below {instance.idle_gpu_below:g}% for "
+            f"{int(instance.idle_gpu_for.total_seconds())} s"
+        )
+    text = " and ".join(reasons)
+    return text[:1].upper() + text[1:] if text else None
 
 
 def instance_idle_stop(*, instance_id: uuid.UUID, now: datetime) -> bool:
@@ -61,17 +90,16 @@ def instance_idle_stop(*, instance_id: uuid.UUID, now: datetime) -> bool:
         instance = Instance.objects.select_for_update().filter(pk=instance_id).first()
         if instance is None:
             return False
-        due = idle_stop_at(instance)
-        if due is None or due > now or instance.idle_timeout is None:
+        why = idle_message(instance, now)
+        if why is None:
             return False
-        seconds = int(instance.idle_timeout.total_seconds())
         if instance.on_idle == OnIdle.DELETE:
             instance_delete_request(
                 instance_id=instance.pk,
                 actor=ACTOR,
                 tenant=None,
                 reason=REASON,
-                message=f"No activity for {seconds} s: deleted.",
+                message=f"{why}: deleted.",
             )
         else:
             instance_action_request(
@@ -80,14 +108,13 @@ def instance_idle_stop(*, instance_id: uuid.UUID, now: datetime) -> bool:
                 action=Action.STOP,
                 actor=ACTOR,
                 reason=REASON,
-                message=f"No activity for {seconds} s: stopped.",
+                message=f"{why}: stopped.",
             )
     IDLE_STOPS.inc()
     logger.info(
-        "instance %s: idle for %s s (since %s): %s",
+        "instance %s: idle (%s): %s",
         instance.pk,
-        seconds,
-        (due - instance.idle_timeout).isoformat(),
+        why,
         "deleting" if instance.on_idle == OnIdle.DELETE else "stopping",
         extra={"instance_id": str(instance.pk)},
     )
@@ -98,6 +125,7 @@ def instances_idle_stop(now: datetime | None = None, *, limit: int = BATCH_SIZE)
     """Stops the ready instances idle by `now` (a batch at most): how many it stopped. An
     instance that moved meanwhile is skipped; the next run picks up what a full batch left."""
     now = now or timezone.now()
+    gpu_metrics_refresh(now=now)  # a Novita error leaves an instance unread, not the pass
     stopped = 0
     for instance_id in instances_idle_due(now=now, limit=limit):
         try:

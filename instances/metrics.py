@@ -55,5 +55,34 @@ class InstancesByStatusCollector:
         yield gauge
 
 
+class GpuUtilizationCollector:
+    """novitai_instance_gpu_utilization_percent{instance}: the newest GPU point read for each
+    ready instance with an idle_policy (the busiest card), and its age."""
+
+    def collect(self) -> Iterable[Metric]:
+        from instances.models import Instance, InstanceStatus
+
+        value = GaugeMetricFamily(
+            "novitai_instance_gpu_utilization_percent",
+            "The newest GPU utilization read from Novita (idle_policy instances, ready).",
+            labels=["instance"],
+        )
+        at = GaugeMetricFamily(
+            "novitai_instance_gpu_utilization_timestamp",
+            "Unix time of that point (Novita's, about a minute behind).",
+            labels=["instance"],
+        )
+        rows = Instance.objects.filter(
+            status=InstanceStatus.READY, gpu_utilization__isnull=False
+        ).values_list("pk", "gpu_utilization", "gpu_utilization_at")
+        for pk, percent, when in rows:
+            value.add_metric([str(pk)], percent or 0.0)
+            if when is not None:
+                at.add_metric([str(pk)], when.timestamp())
+        yield value
+        yield at
+
+
 def register_collectors() -> None:
     register_scrape_collector(InstancesByStatusCollector())
+    register_scrape_collector(GpuUtilizationCollector())

@@ -98,6 +98,9 @@ class Instance(models.Model):
     # representation, the admin or webhook bodies; sent to Novita only.
     envs = EncryptedJSONField(default=list, blank=True)
     health_check = models.JSONField(default=dict, blank=True)
+    # Network volumes mounted: [{"volume_id", "name", "mount_path", "novita_storage_id",
+    # "cluster_id"}]; the instance is placed in their cluster.
+    volumes = models.JSONField(default=list, blank=True)
     webhook_url = models.URLField(max_length=2048, blank=True)
     on_preempt = models.CharField(
         max_length=16, choices=OnPreempt.choices, default=OnPreempt.NOTIFY
@@ -107,6 +110,16 @@ class Instance(models.Model):
     idle_timeout = models.DurationField(null=True, blank=True)
     on_idle = models.CharField(max_length=8, choices=OnIdle.choices, default=OnIdle.STOP)
     last_active_at = models.DateTimeField(null=True, blank=True)
+    # idle_policy: idle once every GPU stays below this percent for this long (None: no GPU
+    # rule). With an idle_timeout too, both must say idle (instances/gpu_idle.py).
+    idle_gpu_below = models.FloatField(null=True, blank=True)
+    idle_gpu_for = models.DurationField(null=True, blank=True)
+    # Novita's GPU metrics as last read: the newest point (the highest card), its time, and
+    # since when every point was below idle_gpu_below (None: a busy point last, or no data).
+    gpu_utilization = models.FloatField(null=True, blank=True)
+    gpu_utilization_at = models.DateTimeField(null=True, blank=True)
+    gpu_idle_since = models.DateTimeField(null=True, blank=True)
+    gpu_metrics_read_at = models.DateTimeField(null=True, blank=True)
     # Spot reclaims recovered automatically so far (capped by SPOT_RECOVERY_MAX_ATTEMPTS).
     recoveries = models.PositiveSmallIntegerField(default=0)
 
@@ -129,6 +142,10 @@ class Instance(models.Model):
     # A failed instance: when Novita confirmed nothing is left of it.
     released_at = models.DateTimeField(null=True, blank=True)
     endpoints = models.JSONField(default=list, blank=True)
+    # Read from Novita's get-instance once per run (connectComponentSSH, connectComponentLog):
+    # {"host", "port", "user", "command"}, never the password (GET …/ssh/ asks Novita for it).
+    ssh = models.JSONField(default=dict, blank=True)
+    logs_url = models.CharField(max_length=2048, blank=True)
     phase_deadline_at = models.DateTimeField(null=True, blank=True)
     current_job = models.ForeignKey(
         "jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

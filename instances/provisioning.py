@@ -47,6 +47,7 @@ from novitai.novita.types import (
     BillingMethod,
     CreateInstanceRequest,
     EnvVar,
+    NetworkStorageMount,
     NovitaInstanceStatus,
 )
 
@@ -149,7 +150,7 @@ class Provisioner:
             self.resolve_unknown()
         template = self.template()
         while True:
-            offer = self.next_offer()
+            offer = self.next_offer(template)
             if not self.write_intent(offer):
                 self.moved_on()
             try:
@@ -189,7 +190,7 @@ class Provisioner:
         except ServiceError as exc:  # TemplateNotFound
             self.fail(FailureReason.TEMPLATE_NOT_FOUND, exc.message)
 
-    def next_offer(self) -> Offer:
+    def next_offer(self, template: TemplateConfig) -> Offer:
         tried = self.instance.offers_tried
         if len(tried) >= settings.PROVISION_MAX_OFFERS:
             self.fail(
@@ -206,6 +207,8 @@ class Provisioner:
                 billing_mode=instance.billing_mode,
                 max_price_per_hour=instance.max_price_per_hour,
                 rootfs_size=instance.rootfs_size,
+                min_cuda_version=template.min_cuda_version,
+                cluster_id=volumes_cluster(instance),
             )
         except UpstreamUnavailable as exc:
             self.retry_or_fail(exc, "reading the catalog")
@@ -240,6 +243,12 @@ class Provisioner:
             envs=tuple(EnvVar(key=k, value=v) for k, v in envs.items()),
             image_auth_id=template.image_auth_id,
             command=template.start_command,
+            entrypoint=template.entrypoint,
+            min_cuda_version=template.min_cuda_version,
+            network_storages=tuple(
+                NetworkStorageMount(id=v["novita_storage_id"], mount_point=v["mount_path"])
+                for v in instance.volumes
+            ),
         )
 
     # --- writes -------------------------------------------------------------------------------
@@ -429,6 +438,11 @@ class Provisioner:
         fresh.current_job = self.job
         retry_or_fail(instance=fresh, job=self.job, error=error, what=what)
         raise Stop
+
+
+def volumes_cluster(instance: Instance) -> str | None:
+    """The cluster of the instance's volumes (its offers are that cluster's); None: any."""
+    return str(instance.volumes[0]["cluster_id"]) if instance.volumes else None
 
 
 def offer_data(offer: Offer) -> dict[str, Any]:

@@ -69,6 +69,24 @@ class EndpointSummary(TypedDict):
     healthy: bool | None  # None: not checked yet
 
 
+class MountSummary(TypedDict):
+    volume_id: str
+    name: str
+    mount_path: str
+
+
+class IdlePolicySummary(TypedDict):
+    gpu_utilization_below: float
+    for_seconds: int
+
+
+class SshSummary(TypedDict):
+    host: str
+    port: int
+    user: str
+    command: str
+
+
 class JobSummary(TypedDict):
     id: str
     kind: str
@@ -94,6 +112,9 @@ class InstanceRepresentation(TypedDict):
     template_id: str
     rootfs_size: int
     endpoints: list[EndpointSummary]
+    volumes: list[MountSummary]
+    ssh: SshSummary | None  # while it runs; the password only from GET …/ssh/
+    logs_url: str | None
     created_at: str | None  # timestamps: ISO 8601, UTC, "Z"
     provisioned_at: str | None
     ready_at: str | None
@@ -106,6 +127,9 @@ class InstanceRepresentation(TypedDict):
     on_idle: str
     last_active_at: str | None
     idle_stop_at: str | None
+    idle_policy: IdlePolicySummary | None
+    gpu_utilization: float | None
+    gpu_utilization_at: str | None
     job: JobSummary | None
 
 
@@ -142,6 +166,22 @@ def idle_stop_at(instance: Instance) -> datetime | None:
     return max(active) + instance.idle_timeout if active else None
 
 
+SSH_STATUSES = (InstanceStatus.HEALTH_CHECKING, InstanceStatus.READY)
+
+
+def ssh_summary(instance: Instance) -> SshSummary | None:
+    """Where to ssh, while the instance runs (its details are read once a run)."""
+    ssh = instance.ssh or {}
+    if instance.status not in SSH_STATUSES or not ssh.get("host"):
+        return None
+    return {
+        "host": str(ssh["host"]),
+        "port": int(ssh.get("port") or 22),
+        "user": str(ssh.get("user") or ""),
+        "command": str(ssh.get("command") or ""),
+    }
+
+
 def instance_representation(instance: Instance) -> InstanceRepresentation:
     product: ProductRef | None = (
         {"id": instance.novita_product_id, "name": instance.product_name}
@@ -163,6 +203,12 @@ def instance_representation(instance: Instance) -> InstanceRepresentation:
         "template_id": instance.template_id,
         "rootfs_size": instance.rootfs_size,
         "endpoints": [endpoint_summary(e) for e in instance.endpoints],
+        "volumes": [
+            {"volume_id": v["volume_id"], "name": v["name"], "mount_path": v["mount_path"]}
+            for v in instance.volumes
+        ],
+        "ssh": ssh_summary(instance),
+        "logs_url": instance.logs_url or None,
         "created_at": timestamp_text(instance.created_at),
         "provisioned_at": timestamp_text(instance.provisioned_at),
         "ready_at": timestamp_text(instance.ready_at),
@@ -177,6 +223,16 @@ def instance_representation(instance: Instance) -> InstanceRepresentation:
         "on_idle": instance.on_idle,
         "last_active_at": timestamp_text(instance.last_active_at),
         "idle_stop_at": timestamp_text(idle_stop_at(instance)),
+        "idle_policy": (
+            {
+                "gpu_utilization_below": instance.idle_gpu_below,
+                "for_seconds": int(instance.idle_gpu_for.total_seconds()),
+            }
+            if instance.idle_gpu_below is not None and instance.idle_gpu_for is not None
+            else None
+        ),
+        "gpu_utilization": instance.gpu_utilization,
+        "gpu_utilization_at": timestamp_text(instance.gpu_utilization_at),
         "job": job_summary(instance),
     }
 

@@ -31,6 +31,7 @@ from catalog.selectors import (
 from catalog.services import TemplateConfig, catalog_reading, template_get
 from instances.lifecycle import Transition, instance_event_record, instance_transition_apply
 from instances.models import Instance, InstanceEvent, InstanceStatus, OnIdle, OnPreempt
+from instances.volumes import Placement, volumes_placement
 from jobs.selectors import Job, job_get
 from jobs.services import job_cancel, job_create, job_retry_hook_register
 from novitai.errors import Conflict, NotFound, ServiceError, ValidationFailed
@@ -112,6 +113,8 @@ class InstanceRequest:
     on_preempt: str = OnPreempt.NOTIFY
     idle_timeout_seconds: int | None = None
     on_idle: str = OnIdle.STOP
+    volumes: tuple[tuple[uuid.UUID, str], ...] = ()  # (volume id, mount path)
+    idle_policy: tuple[float, int] | None = None  # (gpu_utilization_below, for_seconds)
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,9 @@ class InstanceSpec:
     request: InstanceRequest
     rootfs_size: int
     region_code: str  # the preferred region, resolved ("" for none)
+    # The mounts as stored (instances/models.py, Instance.volumes), and their cluster.
+    volumes: tuple[dict[str, str], ...] = ()
+    cluster_id: str | None = None
 
 
 def _rootfs_check(request: InstanceRequest, rootfs_size: int) -> None:
@@ -181,8 +187,11 @@ def problem_field_details(problem: ServiceError) -> dict[str, Any]:
     return {"non_field_errors": [problem.message]}
 
 
-def instance_request_problems(  # noqa: C901 - one check per catalog rule, each collected
-    *, request: InstanceRequest, unchecked: frozenset[str] = frozenset()
+def instance_request_problems(  # noqa: C901, PLR0912 - one check per catalog rule, each collected
+    *,
+    request: InstanceRequest,
+    unchecked: frozenset[str] = frozenset(),
+    tenant: Tenant | None = None,
 ) -> tuple[InstanceSpec | None, list[ServiceError]]:
     """Every catalog check of a create request (template cached; products, regions and rootfs
     limits from the catalog's rows), each problem collected, none raised: the spec when there
@@ -210,6 +219,15 @@ def instance_request_problems(  # noqa: C901 - one check per catalog rule, each 
                 region_code = region_resolve(request.region).code
             except UnknownRegion as exc:
                 problems.append(exc)
+        placement = Placement()
+        if request.volumes and tenant is not None:
+            try:
+                placement = volumes_placement(
+                    tenant=tenant, volumes=request.volumes, region_code=region_code
+                )
+            except ValidationFailed as exc:
+                problems.append(exc)
+            region_code = region_code or placement.region_code
         if rootfs_size is not None and runs("rootfs"):
             try:
                 _rootfs_check(request, rootfs_size)
@@ -228,6 +246,7 @@ def instance_request_problems(  # noqa: C901 - one check per catalog rule, each 
                 billing_mode=request.billing_mode,
                 max_price_per_hour=request.max_price_per_hour,
                 rootfs_size=rootfs_size,
+                cluster_id=placement.cluster_id,
             )
             unknown = [
                 r.product_name
@@ -252,7 +271,14 @@ def instance_request_problems(  # noqa: C901 - one check per catalog rule, each 
                 )
     if problems or rootfs_size is None:
         return None, problems
-    return InstanceSpec(request=request, rootfs_size=rootfs_size, region_code=region_code), []
+    spec = InstanceSpec(
+        request=request,
+        rootfs_size=rootfs_size,
+        region_code=region_code,
+        volumes=placement.mounts,
+        cluster_id=placement.cluster_id,
+    )
+    return spec, []
 
 
 def request_problems_error(problems: list[ServiceError]) -> ServiceError:
@@ -272,11 +298,14 @@ def request_problems_error(problems: list[ServiceError]) -> ServiceError:
     )
 
 
-def instance_request_check(*, request: InstanceRequest) -> InstanceSpec:
-    """Checks a create request against the catalog: every problem at once. One problem is raised
-    as it is (404 template_not_found or product_not_found, 400 rootfs_out_of_range, …);
-    several are one 400 validation_error whose details name every field. Writes nothing."""
-    spec, problems = instance_request_problems(request=request)
+def instance_request_check(
+    *, request: InstanceRequest, tenant: Tenant | None = None
+) -> InstanceSpec:
+    """Checks a create request against the catalog (and the tenant's volumes): every problem at
+    once. One problem is raised as it is (404 template_not_found or product_not_found, 400
+    rootfs_out_of_range, …); several are one 400 validation_error whose details name every
+    field. Writes nothing."""
+    spec, problems = instance_request_problems(request=request, tenant=tenant)
     if problems:
         raise request_problems_error(problems)
     assert spec is not None
@@ -349,6 +378,7 @@ def instance_create(*, tenant: Tenant, spec: InstanceSpec, actor: str) -> Instan
             max_price_per_hour=request.max_price_per_hour,
             envs=[{"key": k, "value": v} for k, v in request.envs],
             health_check=request.health_check.as_json(),
+            volumes=list(spec.volumes),
             webhook_url=request.webhook_url,
             on_preempt=request.on_preempt,
             on_idle=request.on_idle,
@@ -356,6 +386,10 @@ def instance_create(*, tenant: Tenant, spec: InstanceSpec, actor: str) -> Instan
                 timedelta(seconds=request.idle_timeout_seconds)
                 if request.idle_timeout_seconds is not None
                 else None
+            ),
+            idle_gpu_below=request.idle_policy[0] if request.idle_policy else None,
+            idle_gpu_for=(
+                timedelta(seconds=request.idle_policy[1]) if request.idle_policy else None
             ),
             novita_name=novita_name_for(instance_id),
             current_job=job,

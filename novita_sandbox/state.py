@@ -1023,6 +1023,14 @@ class Sandbox:
             "productId": instance.spec.product_id,
             "billingMode": instance.spec.billing_mode,
             "imageUrl": instance.spec.image_url,
+            # what the create asked for beyond the wire's instance view
+            "command": instance.spec.command,
+            "entrypoint": instance.spec.entrypoint,
+            "minCudaVersion": instance.spec.min_cuda_version,
+            "networkStorages": [
+                {"Id": storage_id, "mountPoint": mount}
+                for storage_id, mount in instance.spec.network_storages
+            ],
             "status": segment.status,
             "spotStatus": instance.spot_status_at(now),
             "status_history": [{"status": s.status, "at": s.at} for s in instance.history(now)],

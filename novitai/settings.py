@@ -99,6 +99,7 @@ INSTALLED_APPS = [
     "catalog",
     "jobs",
     "instances",
+    "storage",
     "webhooks",
     "overview",
 ]
@@ -387,6 +388,10 @@ ORPHAN_GRACE_SECONDS = env.int("ORPHAN_GRACE_SECONDS", default=600)
 SPOT_RECOVERY_MAX_ATTEMPTS = env.int("SPOT_RECOVERY_MAX_ATTEMPTS", default=3)
 # How often ready instances with an idle_timeout are checked (and stopped once idle).
 IDLE_CHECK_INTERVAL_SECONDS = env.float("IDLE_CHECK_INTERVAL_SECONDS", default=30.0)
+# GPU metrics for idle_policy (instances/gpu_idle.py): each instance's read at most this often
+# (Novita's points lag about a minute), and at most this many instances read per idle pass.
+GPU_METRICS_READ_INTERVAL_SECONDS = env.float("GPU_METRICS_READ_INTERVAL_SECONDS", default=60.0)
+GPU_METRICS_BATCH_SIZE = env.int("GPU_METRICS_BATCH_SIZE", default=50)
 IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=48)
 # >>> provisioning (issue 5): job retries, monitor pass, periodic tasks --------------------------
 # Backoff of a job after a retryable error: capped exponential with full jitter (seconds).

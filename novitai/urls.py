@@ -35,6 +35,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("catalog.api.urls")),
     path("", include("instances.api.urls")),
     path("", include("jobs.api.urls")),
+    path("", include("storage.api.urls")),
     path("", include("tenants.api.urls")),
     path("", include("webhooks.api.urls")),
 ]

@@ -7,9 +7,10 @@ why: docs/architecture.md, "Layout and dependencies".
 2. Queries stay home: a model class another app exports is a type, never queried outside its
    app (no `.objects` on it).
 3. Apps depend one way (APP_DEPENDENCIES): instances → catalog → novitai.novita, instances →
-   jobs, instances → webhooks, everything → tenants and novitai's own modules; overview reads
-   every app and nothing reads overview; the Novita client imports no app; the sandbox imports
-   nothing outside the standard library and the CLI nothing but requests besides.
+   jobs, instances → webhooks, instances → storage → catalog, everything → tenants and
+   novitai's own modules; overview reads every app and nothing reads overview; the Novita
+   client imports no app; the sandbox imports nothing outside the standard library and the CLI
+   nothing but requests besides.
 4. An app's `api/` is imported only by its own `api/` (and the project's URLs, by name).
 """
 
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-APPS = ("tenants", "catalog", "jobs", "webhooks", "instances", "overview")
+APPS = ("tenants", "catalog", "jobs", "webhooks", "storage", "instances", "overview")
 # Where each part of the code may import from (besides itself and third-party packages).
 NOVITAI_CORE = "novitai"  # the project package's own modules: errors, logging, outages, …
 APP_DEPENDENCIES: dict[str, set[str]] = {
@@ -34,7 +35,17 @@ APP_DEPENDENCIES: dict[str, set[str]] = {
     "catalog": {NOVITAI_CORE, "novitai.novita", "tenants"},
     "jobs": {NOVITAI_CORE, "tenants"},
     "webhooks": {NOVITAI_CORE, "tenants"},
-    "instances": {NOVITAI_CORE, "novitai.novita", "tenants", "catalog", "jobs", "webhooks"},
+    # storage knows nothing of instances: instances registers its mount finder with it.
+    "storage": {NOVITAI_CORE, "novitai.novita", "tenants", "catalog"},
+    "instances": {
+        NOVITAI_CORE,
+        "novitai.novita",
+        "tenants",
+        "catalog",
+        "jobs",
+        "webhooks",
+        "storage",
+    },
     "overview": {
         NOVITAI_CORE,
         "novitai.novita",
@@ -42,6 +53,7 @@ APP_DEPENDENCIES: dict[str, set[str]] = {
         "catalog",
         "jobs",
         "webhooks",
+        "storage",
         "instances",
     },
 }

@@ -85,6 +85,51 @@ class EnvVarInputSerializer(serializers.Serializer[dict[str, Any]]):
     value = serializers.CharField(max_length=4095, allow_blank=True, trim_whitespace=False)
 
 
+MAX_VOLUMES = 30  # Novita's limit of networkStorages
+GPU_IDLE_MIN_SECONDS = 60  # Novita's points are a minute apart
+
+
+class IdlePolicyInputSerializer(serializers.Serializer[dict[str, Any]]):
+    gpu_utilization_below = serializers.FloatField(
+        min_value=0.5, max_value=100, help_text="Percent; every GPU below it counts as idle."
+    )
+    for_seconds = StrictIntegerField(
+        min_value=GPU_IDLE_MIN_SECONDS,
+        max_value=IDLE_TIMEOUT_MAX_SECONDS,
+        help_text="How long the GPUs must stay below it.",
+    )
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+            value = data.get("gpu_utilization_below")
+            if isinstance(value, bool | str):
+                raise serializers.ValidationError({"gpu_utilization_below": ["A number."]})
+        return super().to_internal_value(data)
+
+
+class VolumeMountInputSerializer(serializers.Serializer[dict[str, Any]]):
+    volume_id = serializers.UUIDField(help_text="One of the tenant's volumes (/api/v1/volumes/).")
+    mount_path = serializers.CharField(
+        default="/workspace", max_length=4095, help_text="An absolute path, not /."
+    )
+
+    def validate_mount_path(self, value: str) -> str:
+        parts = value.split("/")
+        if (
+            not value.startswith("/")
+            or value.rstrip("/") == ""
+            or any(part in (".", "..") for part in parts)
+            or any(c.isspace() or c in ",:" for c in value)
+        ):
+            raise serializers.ValidationError(
+                "An absolute path other than / (no spaces, '.', '..', ',' or ':')."
+            )
+        return value.rstrip("/")
+
+
 class HealthCheckInputSerializer(serializers.Serializer[dict[str, Any]]):
     path = serializers.CharField(default="/", max_length=2048)
     ports = serializers.ListField(
@@ -175,6 +220,12 @@ class InstanceCreateInputSerializer(StrictSerializerMixin, serializers.Serialize
         required=False, max_digits=12, decimal_places=5, min_value=0, help_text="USD"
     )
     envs = serializers.ListField(child=EnvVarInputSerializer(), required=False, max_length=100)
+    volumes = serializers.ListField(
+        child=VolumeMountInputSerializer(),
+        required=False,
+        max_length=MAX_VOLUMES,
+        help_text="Network volumes to mount; the instance is placed in their cluster.",
+    )
     webhook_url = serializers.URLField(required=False, max_length=2048)
     health_check = HealthCheckInputSerializer(required=False)
     on_preempt = serializers.ChoiceField(
@@ -195,9 +246,24 @@ class InstanceCreateInputSerializer(StrictSerializerMixin, serializers.Serialize
         default=OnIdle.STOP,
         help_text="What an idle timeout does: stop (the disk kept) or delete.",
     )
+    idle_policy = IdlePolicyInputSerializer(
+        required=False,
+        help_text="Idle by GPU utilization (Novita's metrics, about a minute behind). With "
+        "idle_timeout_seconds too, idle only when both say so.",
+    )
 
     def validate_webhook_url(self, value: str) -> str:
         return webhook_url_check(value)
+
+    def validate_volumes(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        paths = [item["mount_path"] for item in value]
+        ids = [item["volume_id"] for item in value]
+        twice = sorted({p for p in paths if paths.count(p) > 1})
+        if twice:
+            raise serializers.ValidationError(f"Two volumes on one path: {', '.join(twice)}.")
+        if len(set(ids)) != len(ids):
+            raise serializers.ValidationError("A volume is mounted once.")
+        return value
 
     def validate_envs(self, value: list[dict[str, str]]) -> list[dict[str, str]]:
         keys = [item["key"] for item in value]
@@ -304,6 +370,12 @@ class InstanceCreateInputSerializer(StrictSerializerMixin, serializers.Serialize
             on_preempt=data.get("on_preempt", OnPreempt.NOTIFY),
             idle_timeout_seconds=data.get("idle_timeout_seconds"),
             on_idle=data.get("on_idle", OnIdle.STOP),
+            volumes=tuple((v["volume_id"], v["mount_path"]) for v in data.get("volumes", [])),
+            idle_policy=(
+                (data["idle_policy"]["gpu_utilization_below"], data["idle_policy"]["for_seconds"])
+                if data.get("idle_policy")
+                else None
+            ),
         )
 
 
@@ -369,6 +441,28 @@ class EndpointSerializer(serializers.Serializer[dict[str, Any]]):
     healthy = serializers.BooleanField(allow_null=True)
 
 
+class InstanceIdlePolicySerializer(serializers.Serializer[dict[str, Any]]):
+    gpu_utilization_below = serializers.FloatField()
+    for_seconds = serializers.IntegerField()
+
+
+class InstanceMountSerializer(serializers.Serializer[dict[str, Any]]):
+    volume_id = serializers.UUIDField()
+    name = serializers.CharField()
+    mount_path = serializers.CharField()
+
+
+class InstanceSshSerializer(serializers.Serializer[dict[str, Any]]):
+    host = serializers.CharField()
+    port = serializers.IntegerField()
+    user = serializers.CharField()
+    command = serializers.CharField(help_text="The ssh command line Novita gives.")
+
+
+class InstanceSshCredentialsSerializer(InstanceSshSerializer):
+    password = serializers.CharField(help_text="Novita's ssh password for the instance.")
+
+
 class InstanceJobSerializer(serializers.Serializer[dict[str, Any]]):
     id = serializers.UUIDField()
     kind = serializers.CharField()
@@ -396,6 +490,11 @@ class InstanceSerializer(serializers.Serializer[Instance]):
     template_id = serializers.CharField()
     rootfs_size = serializers.IntegerField(help_text="GB")
     endpoints = EndpointSerializer(many=True)
+    volumes = InstanceMountSerializer(many=True, help_text="The network volumes it mounts.")
+    ssh = InstanceSshSerializer(
+        allow_null=True, help_text="Where to ssh while it runs; the password: GET …/ssh/."
+    )
+    logs_url = serializers.CharField(allow_null=True, help_text="Novita's log address.")
     created_at = serializers.DateTimeField()
     provisioned_at = serializers.DateTimeField(allow_null=True)
     ready_at = serializers.DateTimeField(allow_null=True)
@@ -409,6 +508,13 @@ class InstanceSerializer(serializers.Serializer[Instance]):
     last_active_at = serializers.DateTimeField(allow_null=True)
     idle_stop_at = serializers.DateTimeField(
         allow_null=True, help_text="When a ready instance will be stopped unless active before."
+    )
+    idle_policy = InstanceIdlePolicySerializer(allow_null=True)
+    gpu_utilization = serializers.FloatField(
+        allow_null=True, help_text="Percent, the busiest GPU's newest point (idle_policy only)."
+    )
+    gpu_utilization_at = serializers.DateTimeField(
+        allow_null=True, help_text="The time of that point (Novita's, about a minute behind)."
     )
     job = InstanceJobSerializer(allow_null=True)
 

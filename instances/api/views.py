@@ -18,10 +18,12 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from instances.access import instance_ssh_credentials_read
 from instances.api.serializers import (
     InstanceCreateInputSerializer,
     InstanceEventSerializer,
     InstanceSerializer,
+    InstanceSshCredentialsSerializer,
     InstanceUpdateInputSerializer,
 )
 from instances.creation import ACCEPTED, CreateAnswer, instance_create_request
@@ -280,3 +282,38 @@ class InstanceViewSet(
         return paginator.get_paginated_response(
             InstanceEventSerializer(page, many=True).data  # type: ignore[arg-type]
         )
+
+    @extend_schema(
+        summary="The ssh command and password (asked of Novita now)",
+        description="The tenant's own running instance only; every read is an event "
+        "(`ssh_credentials_read`, with the actor). The password is nowhere else: not in the "
+        "instance, its events, webhooks or logs.",
+        responses={
+            200: InstanceSshCredentialsSerializer,
+            403: OpenApiResponse(description="Not a tenant's API key (error envelope)"),
+            404: _ERRORS[404],
+            409: OpenApiResponse(description="Not running, or Novita gives no ssh"),
+            503: OpenApiResponse(description="Novita is not reachable (error envelope)"),
+        },
+    )
+    @action(detail=True, methods=["get"], serializer_class=InstanceSshCredentialsSerializer)
+    def ssh(self, request: Request, pk: str) -> Response:
+        tenant = request_tenant(request)
+        if tenant is None:
+            raise exceptions.PermissionDenied(
+                "SSH credentials are the tenant's: use the tenant's API key."
+            )
+        credentials = instance_ssh_credentials_read(
+            instance_id=parse_uuid(pk, "instance"), tenant=tenant, actor=actor_of(request.user)
+        )
+        response = Response(
+            {
+                "host": credentials.host,
+                "port": credentials.port,
+                "user": credentials.user,
+                "command": credentials.command,
+                "password": credentials.password.reveal(),
+            }
+        )
+        response["Cache-Control"] = "no-store"
+        return response

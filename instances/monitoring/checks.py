@@ -62,12 +62,31 @@ def check_plan(instance: Instance) -> CheckPlan:
     )
 
 
+def access_of(upstream: NovitaInstance) -> tuple[dict[str, Any], str]:
+    """(ssh, logs_url) as stored: host, port, user and command of Novita's connectComponentSSH
+    (never its password), and the instance's log address. An instance without ssh stores a
+    blank host, so that its page is not read again this run."""
+    ssh = upstream.ssh
+    stored: dict[str, Any] = (
+        {"host": ssh.host, "port": ssh.port, "user": ssh.user, "command": ssh.command}
+        if ssh is not None and ssh.host
+        else {"host": ""}
+    )
+    logs = upstream.logs
+    return stored, (logs.instance or logs.system) if logs is not None else ""
+
+
 def plan(row: Instance, item: NovitaInstance, client: NovitaClient) -> CheckPlan:
-    """The row's plan, its endpoints brought up to date (in memory) first."""
+    """The row's plan, its endpoints and access brought up to date (in memory) first. The
+    instance's own page is read when the listing lacks endpoints (listings may omit them) or
+    the run's ssh details were not read yet (only the page has them): once a run, not a pass."""
     endpoints = endpoints_of(item, row.endpoints)
-    if any(not e["url"] for e in endpoints):
-        # Listings may omit endpoints; the instance's own page has them.
-        endpoints = endpoints_of(client.get_instance(row.novita_instance_id), row.endpoints)
+    if not row.ssh and item.ssh is not None:  # a listing that carries them (§2.5 says it may)
+        row.ssh, row.logs_url = access_of(item)
+    if any(not e["url"] for e in endpoints) or not row.ssh:
+        page = client.get_instance(row.novita_instance_id)
+        endpoints = endpoints_of(page, row.endpoints)
+        row.ssh, row.logs_url = access_of(page)
     row.endpoints = endpoints
     return check_plan(row)
 
@@ -84,6 +103,7 @@ def verdict(
     *,
     stored: list[dict[str, Any]] | None,
     now: datetime,
+    stored_ssh: dict[str, Any] | None = None,
 ) -> Move | Flags | None:
     """Ready when every check passed (or there is nothing to check); else the new flags, when
     they differ from the `stored` ones."""
@@ -101,11 +121,16 @@ def verdict(
                 message="The application answers its health checks."
                 if plan.targets
                 else "Running; no port to check.",
-                fields={"endpoints": endpoints, "ready_at": now},
+                fields={
+                    "endpoints": endpoints,
+                    "ready_at": now,
+                    "ssh": row.ssh,
+                    "logs_url": row.logs_url,
+                },
                 data={"checks": {str(r.port): r.detail for r in results}},
                 job_outcome=JobStatus.SUCCEEDED,
             )
         )
-    if endpoints != stored:  # written only when they change
-        return Flags(row.pk, endpoints)
+    if endpoints != stored or row.ssh != stored_ssh:  # written only when they change
+        return Flags(row.pk, endpoints, ssh=row.ssh, logs_url=row.logs_url)
     return None

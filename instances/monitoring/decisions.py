@@ -154,7 +154,8 @@ def booting(row: Instance, listing: Listing) -> Decision:
             S.HEALTH_CHECKING,
             "running",
             "Novita reports it running; checking the application.",
-            fields={"endpoints": checks.endpoints_of(item, [])},
+            # a new run: its ssh details are read again (a start may move the port)
+            fields={"endpoints": checks.endpoints_of(item, []), "ssh": {}, "logs_url": ""},
             then=CheckHealth(row, item),
         )
     elif item.status == N.EXITED:

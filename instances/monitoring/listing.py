@@ -11,7 +11,7 @@ from instances.models import Instance
 from instances.services import Action
 from jobs.selectors import JobStatus
 from novitai.novita import errors as novita
-from novitai.novita.client import NovitaClient
+from novitai.novita.client import NovitaClient, oldest_first
 from novitai.novita.types import NovitaInstance, NovitaInstanceStatus
 
 
@@ -44,12 +44,11 @@ class Listing:
 
     def named(self, row: Instance) -> list[NovitaInstance]:
         """Live upstream instances under the row's name, oldest first."""
-        found = [
+        return oldest_first(
             i
             for i in self.by_name.get(row.novita_name, [])
             if i.status not in NovitaInstanceStatus.REMOVING_STATES
-        ]
-        return sorted(found, key=lambda i: (i.created_at or 0, i.id))
+        )
 
     def action_confirmed(self, row: Instance) -> bool:
         """For a start/stop/restart: its call was accepted before the listing was taken."""

@@ -86,10 +86,12 @@ class Release:
 
 @dataclass(frozen=True)
 class Flags:
-    """New health flags of a row still checking."""
+    """New health flags of a row still checking (and its access details, read once a run)."""
 
     row_id: Any
     endpoints: list[dict[str, Any]]
+    ssh: dict[str, Any]
+    logs_url: str
 
 
 @dataclass(frozen=True)

@@ -210,6 +210,7 @@ class MonitorPass:
         )
         self.report.rows = len(rows)
         self.stored_endpoints = {row.pk: row.endpoints for row in rows}
+        self.stored_ssh = {row.pk: row.ssh for row in rows}
         return rows
 
     # --- what the decisions ask for -----------------------------------------------------------
@@ -299,6 +300,7 @@ class MonitorPass:
                 results.get(plan.key, []),
                 stored=self.stored_endpoints.get(row.pk),
                 now=self.listing.now,
+                stored_ssh=self.stored_ssh.get(row.pk),
             )
             if verdict is not None:
                 self.absorb_one(verdict)

@@ -101,7 +101,7 @@ def flags_write(flags: Sequence[Flags]) -> None:
     """New health flags of rows still checking, one conditional statement."""
     rows_update(
         Instance.objects.filter(status=S.HEALTH_CHECKING),
-        {f.row_id: {"endpoints": f.endpoints} for f in flags},
+        {f.row_id: {"endpoints": f.endpoints, "ssh": f.ssh, "logs_url": f.logs_url} for f in flags},
     )
 
 

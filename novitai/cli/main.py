@@ -120,6 +120,14 @@ def _env(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _mount(text: str) -> dict[str, str]:
+    """VOLUME[:PATH]: a volume id or name, mounted on PATH (/workspace by default)."""
+    volume, sep, path = text.partition(":")
+    if not volume or (sep and not path):
+        raise argparse.ArgumentTypeError(f"expected VOLUME or VOLUME:/PATH, got {text!r}")
+    return {"volume_id": volume, "mount_path": path or "/workspace"}
+
+
 def _poll_interval_default() -> float:
     text = os.environ.get("NOVITAI_POLL_INTERVAL", "")
     try:
@@ -261,6 +269,14 @@ def build_parser(out: IO[str], err: IO[str]) -> argparse.ArgumentParser:  # noqa
         help="an environment variable of the instance; repeat for several",
     )
     create.add_argument(
+        "--volume",
+        type=_mount,
+        action="append",
+        default=[],
+        metavar="VOLUME[:PATH]",
+        help="mount a network volume (its id or name; path /workspace by default); repeat",
+    )
+    create.add_argument(
         "--idempotency-key",
         metavar="KEY",
         help="makes running the same command again safe: the same answer, no second instance",
@@ -283,6 +299,13 @@ def build_parser(out: IO[str], err: IO[str]) -> argparse.ArgumentParser:  # noqa
     command("get", "one instance").add_argument("id", help=ID_HELP)
     command("events", "an instance's history, oldest first").add_argument("id", help=ID_HELP)
     command("heartbeat", "record activity (puts off an idle stop)").add_argument("id", help=ID_HELP)
+    ssh = command("ssh", "print the ssh command of a running instance")
+    ssh.add_argument("id", help=ID_HELP)
+    ssh.add_argument(
+        "--password",
+        action="store_true",
+        help="also ask for the ssh password (printed on stderr; the read is an event)",
+    )
 
     change = command("set", "change a live instance's on-preempt, idle timeout or webhook")
     change.add_argument("id", help=ID_HELP)
@@ -311,6 +334,30 @@ def build_parser(out: IO[str], err: IO[str]) -> argparse.ArgumentParser:  # noqa
     wait.add_argument("id", help=ID_HELP)
     wait.add_argument("--for", dest="status", default="ready", choices=STATUSES, metavar="STATUS")
     _wait_options(wait, flag=False)
+
+    volumes = command("volumes", "network volumes: list, create, get, rename, grow, delete")
+    verbs = volumes.add_subparsers(dest="volume_command", metavar="VERB", required=True)
+
+    def volume_verb(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = verbs.add_parser(name, help=help_text, description=help_text)
+        _global_options(sub, top=False)
+        return sub
+
+    volume_verb("list", "every volume, newest first")
+    made = volume_verb("create", "create a volume in a region (USD per GB per day shown)")
+    made.add_argument("name", help="1-63 lowercase letters, digits or '-'")
+    made.add_argument("--region", required=True, metavar="CODE", help="e.g. EU-NL-01")
+    made.add_argument("--size", type=_integer, required=True, metavar="GB", help="at least 10")
+    volume_verb("get", "one volume").add_argument("volume", help="a volume id or name")
+    renamed = volume_verb("rename", "rename a volume (novitai's name)")
+    renamed.add_argument("volume", help="a volume id or name")
+    renamed.add_argument("new_name")
+    grown = volume_verb("grow", "grow a volume (it never shrinks)")
+    grown.add_argument("volume", help="a volume id or name")
+    grown.add_argument("--size", type=_integer, required=True, metavar="GB")
+    volume_verb("delete", "delete a volume (refused while mounted)").add_argument(
+        "volume", help="a volume id or name"
+    )
 
     products = command("products", "GPU products per region, cheapest first")
     products.add_argument("--name", help="part of the name")
@@ -396,6 +443,8 @@ def create_body(args: argparse.Namespace) -> dict[str, Any]:
     body.update({key: value for key, value in optional.items() if value is not None})
     if args.env:
         body["envs"] = [{"key": key, "value": value} for key, value in args.env]
+    if args.volume:
+        body["volumes"] = args.volume
     return body
 
 
@@ -426,6 +475,8 @@ def _wait(
 
 def cmd_create(ctx: Context) -> int:
     args = ctx.args
+    for mount in args.volume:  # a name is the id of the volume of that name
+        mount["volume_id"] = _volume(ctx.client, mount["volume_id"]).split("/")[1]
     headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
     instance = ctx.client.request("POST", "instances/", body=create_body(args), headers=headers)
     answered_at = time.monotonic()
@@ -483,6 +534,25 @@ def cmd_heartbeat(ctx: Context) -> int:
     if instance.get("idle_stop_at"):
         text += f", idle stop at {render.when(instance['idle_stop_at'])}"
     ctx.emit(instance, text)
+    return EXIT_OK
+
+
+def cmd_ssh(ctx: Context) -> int:
+    """The ssh command from the instance (no password read), or with --password from
+    …/ssh/ (Novita is asked, the read recorded as an event)."""
+    path = _instance(ctx.args.id)
+    if ctx.args.password:
+        access = ctx.client.request("GET", f"{path}ssh/")
+        ctx.emit(access, access["command"])
+        if not ctx.args.json:
+            ctx.note(f"password: {access['password']}")
+        return EXIT_OK
+    instance = ctx.client.request("GET", path)
+    ssh = instance.get("ssh")
+    if not ssh:
+        ctx.note(f"novitai: {instance['name']} is {instance['status']}: no ssh access now")
+        return EXIT_FAILED
+    ctx.emit(ssh, ssh["command"] or f"ssh -p {ssh['port']} {ssh['user']}@{ssh['host']}")
     return EXIT_OK
 
 
@@ -585,6 +655,43 @@ def cmd_set(ctx: Context) -> int:
     return EXIT_OK
 
 
+def _volume(client: Client, ident: str) -> str:
+    """The path of the volume `ident` names: an id as it is, else the live one of that name."""
+    with contextlib.suppress(ValueError):
+        uuid.UUID(ident)
+        return f"volumes/{quote(ident, safe='')}/"
+    _, found = client.every("volumes/")
+    named = [v for v in found if v.get("name") == ident]
+    target = str(named[0]["id"]) if named else ident
+    return f"volumes/{quote(target, safe='')}/"
+
+
+def cmd_volumes(ctx: Context) -> int:
+    args, client = ctx.args, ctx.client
+    verb = args.volume_command
+    if verb == "list":
+        count, items = client.every("volumes/")
+        ctx.emit(
+            {"count": count, "results": items},
+            render.table(render.VOLUME_COLUMNS, map(render.volume_row, items)),
+        )
+        return EXIT_OK
+    if verb == "create":
+        body = {"name": args.name, "region": args.region, "size_gb": args.size}
+        volume = client.request("POST", "volumes/", body=body)
+    elif verb == "delete":
+        client.request("DELETE", _volume(client, args.volume))
+        ctx.emit({"deleted": args.volume}, f"{args.volume} deleted")
+        return EXIT_OK
+    elif verb == "get":
+        volume = client.request("GET", _volume(client, args.volume))
+    else:
+        change = {"name": args.new_name} if verb == "rename" else {"size_gb": args.size}
+        volume = client.request("PATCH", _volume(client, args.volume), body=change)
+    ctx.emit(volume, render.volume_view(volume))
+    return EXIT_OK
+
+
 def cmd_summary(ctx: Context) -> int:
     summary = ctx.client.request("GET", "metrics/")
     ctx.emit(summary, render.summary_view(summary))
@@ -597,6 +704,7 @@ COMMANDS: dict[str, Callable[[Context], int]] = {
     "get": cmd_get,
     "events": cmd_events,
     "heartbeat": cmd_heartbeat,
+    "ssh": cmd_ssh,
     "start": cmd_action,
     "stop": cmd_action,
     "restart": cmd_action,
@@ -606,6 +714,7 @@ COMMANDS: dict[str, Callable[[Context], int]] = {
     "offers": cmd_offers,
     "summary": cmd_summary,
     "set": cmd_set,
+    "volumes": cmd_volumes,
 }
 
 

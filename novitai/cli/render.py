@@ -111,6 +111,19 @@ def endpoint_line(endpoint: dict[str, Any]) -> str:
     return f"{endpoint.get('port')}/{endpoint.get('type')}  {endpoint.get('url') or NONE}  {health}"
 
 
+def access_pairs(instance: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Its volumes, where to ssh and its logs, when it has them."""
+    pairs: list[tuple[str, Any]] = []
+    if instance.get("volumes"):
+        mounts = [f"{v.get('name')} on {v.get('mount_path')}" for v in instance["volumes"]]
+        pairs.append(("volumes", "\n".join(mounts)))
+    if instance.get("ssh"):
+        pairs.append(("ssh", instance["ssh"].get("command")))
+    if instance.get("logs_url"):
+        pairs.append(("logs", instance["logs_url"]))
+    return pairs
+
+
 def instance_view(instance: dict[str, Any]) -> str:
     product = instance.get("product") or {}
     pairs: list[tuple[str, Any]] = [
@@ -133,6 +146,7 @@ def instance_view(instance: dict[str, Any]) -> str:
         ("novita id", instance.get("novita_instance_id")),
         ("endpoints", "\n".join(endpoint_line(e) for e in instance.get("endpoints") or [])),
     ]
+    pairs += access_pairs(instance)
     if instance.get("billing_mode") == "spot":
         pairs += [
             ("on preempt", instance.get("on_preempt")),
@@ -163,6 +177,24 @@ def instance_view(instance: dict[str, Any]) -> str:
 
 
 INSTANCE_COLUMNS = ("ID", "NAME", "STATUS", "PRODUCT", "GPUS", "REGION", "PRICE", "CREATED")
+VOLUME_COLUMNS = ("ID", "NAME", "STATUS", "REGION", "SIZE", "USD/GB/DAY", "USD/DAY", "CREATED")
+
+
+def volume_row(volume: dict[str, Any]) -> list[Any]:
+    return [
+        volume.get("id"),
+        volume.get("name"),
+        volume.get("status"),
+        volume.get("region"),
+        f"{volume.get('size_gb')} GB",
+        volume.get("price_per_gb_day"),
+        volume.get("cost_per_day"),
+        when(volume.get("created_at")),
+    ]
+
+
+def volume_view(volume: dict[str, Any]) -> str:
+    return key_values(list(zip(VOLUME_COLUMNS, volume_row(volume), strict=True)))
 
 
 def instance_row(instance: dict[str, Any]) -> list[Any]:

@@ -24,7 +24,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from enum import Enum
 from typing import Any, Protocol, TypeVar
 
@@ -239,10 +239,8 @@ class NovitaClient:
         )
 
     def find_instances_by_name(self, name: str) -> list[NovitaInstance]:
-        """The instances named exactly `name`, oldest first when Novita gives createdAt (its
-        current docs do not: then by id, which is at least the same order every time)."""
-        found = [i for i in self.list_instances(name=name) if i.name == name]
-        return sorted(found, key=lambda i: (i.created_at or 0, i.id))
+        """The instances named exactly `name`, in `oldest_first` order."""
+        return oldest_first(i for i in self.list_instances(name=name) if i.name == name)
 
     def get_instance(self, instance_id: str) -> NovitaInstance:
         endpoint = "/gpu/instance"
@@ -784,6 +782,16 @@ def _priority(method: str, endpoint: str, params: dict[str, Any] | None) -> Prio
     if endpoint == "/gpu/instances" and (params or {}).get("name"):
         return Priority.HIGH
     return Priority.LOW
+
+
+def oldest_first(instances: Iterable[NovitaInstance]) -> list[NovitaInstance]:
+    """Oldest first when every one carries createdAt; else by id. Novita's current docs promise
+    no instance timestamps (docs/novita-api.md §7.5), so nothing may depend on them: the order
+    is the same every time for the same instances, with or without them."""
+    found = list(instances)
+    if all(i.created_at for i in found):
+        return sorted(found, key=lambda i: (i.created_at or 0, i.id))
+    return sorted(found, key=lambda i: i.id)
 
 
 def _params(**values: Any) -> dict[str, Any]:

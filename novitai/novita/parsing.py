@@ -226,6 +226,7 @@ def parse_product(value: object, where: str = "product") -> Product:
         inventory_state=get_str(obj, "inventoryState", where),
         available_gpu_number=_optional_int(obj, "availableGpuNumber", where),
         exited_local_storage_price=_optional_int(obj, "exitedLocalStoragePrice", where),
+        cuda_version=get_str(obj, "cudaVersion", where),
     )
 
 

@@ -48,6 +48,7 @@ class RawProduct(TypedDict, total=False):  # §2.2, §7.1
     billingMethods: list[str]
     inventoryState: str  # none | low | normal | high
     exitedLocalStoragePrice: Number  # 1/100000 USD per GB per day (unsure: §7.1)
+    cudaVersion: str  # undocumented; read where a product says its nodes' CUDA version (§7.5)
 
 
 class RawEnv(TypedDict, total=False):

@@ -152,6 +152,9 @@ class Product:
     available_gpu_number: int | None = None
     # A stopped instance's disk, 1/100000 USD per GB per day (None: Novita did not say).
     exited_local_storage_price: int | None = None
+    # The nodes' CUDA version ("12.4") where the product says (Novita documents none): offers
+    # older than a template's minCudaVersion are left out. "" = unknown, kept.
+    cuda_version: str = ""
 
     def available_in(self, cluster_name: str) -> bool:
         """Offered in that cluster (by display name): `regions: []` means every cluster."""

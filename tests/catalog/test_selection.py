@@ -12,7 +12,13 @@ from django.utils import timezone
 from catalog.caches import NamedCache
 from catalog.errors import NoOfferAvailable, UnknownProduct, UnknownRegion
 from catalog.models import Product, Region
-from catalog.selectors import Offer, offers_require, offers_select, region_resolve
+from catalog.selectors import (
+    Offer,
+    cuda_at_least,
+    offers_require,
+    offers_select,
+    region_resolve,
+)
 from catalog.services import offer_capacity_failed
 from novitai.errors import ValidationFailed
 from tests.catalog.factories import ProductFactory
@@ -578,3 +584,58 @@ def test_delisted_region_offers_nothing(regions: dict[str, Region]) -> None:
 
     assert [o.region_code for o in selection.offers] == ["EU-DE-01"]
     assert [(r.region_code, r.reason) for r in selection.rejected] == [("EU-NL-01", "unavailable")]
+
+
+def test_a_template_needing_newer_cuda_leaves_older_products_out(
+    regions: dict[str, Region],
+) -> None:
+    now = timezone.now()
+    build(
+        regions,
+        [
+            row("RTX 4090", "EU-NL-01", 30000, cuda_version="12.0"),
+            row("RTX 4090", "EU-DE-01", 31000, cuda_version="12.8"),
+            row("RTX 4090", "US-TX-02", 32000),  # says nothing: kept
+            row("RTX 4090", "US-CA-06", 33000, cuda_version="12.4"),
+        ],
+        now,
+    )
+    selection = offers_select(**DEFAULT_REQUEST, min_cuda_version="12.4", now=now)
+    assert [(o.region_code, o.cuda_version) for o in selection.offers] == [
+        ("EU-DE-01", "12.8"),
+        ("US-TX-02", ""),
+        ("US-CA-06", "12.4"),
+    ]
+    assert [(r.region_code, r.reason, r.message) for r in selection.rejected] == [
+        ("EU-NL-01", "cuda_too_old", "RTX 4090 in EU-NL-01 has CUDA 12.0; the template needs 12.4.")
+    ]
+    unrestricted = offers_select(**DEFAULT_REQUEST, now=now)
+    assert len(unrestricted.offers) == 4
+
+
+def test_a_volume_keeps_offers_to_its_cluster(regions: dict[str, Region]) -> None:
+    now = timezone.now()
+    build(regions, FIVE, now)
+    cluster = regions["EU-DE-01"].cluster_id
+    selection = offers_select(**DEFAULT_REQUEST, cluster_id=cluster, now=now)
+    assert [(o.region_code, o.cluster_id) for o in selection.offers] == [("EU-DE-01", cluster)]
+    assert {r.reason for r in selection.rejected} == {"other_cluster"}
+    assert len(selection.rejected) == 4
+    with pytest.raises(NoOfferAvailable):
+        offers_require(**DEFAULT_REQUEST, cluster_id="no-such-cluster", now=now)
+
+
+@pytest.mark.parametrize(
+    ("version", "minimum", "ok"),
+    [
+        ("12.4", "12.4", True),
+        ("12.10", "12.4", True),
+        ("11.8", "12.1", False),
+        ("12", "12.1", False),
+        ("", "12.4", True),
+        ("12.4", "", True),
+        ("n/a", "12.4", True),
+    ],
+)
+def test_cuda_versions_compare_as_numbers(version: str, minimum: str, ok: bool) -> None:
+    assert cuda_at_least(version, minimum) is ok

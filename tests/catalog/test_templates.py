@@ -27,6 +27,7 @@ PYTORCH = TemplateConfig(
     rootfs_size=40,
     ports=(PortSpec(8888, "http"), PortSpec(7860, "http"), PortSpec(22, "tcp")),
     envs=(EnvVar("JUPYTER_TOKEN", "demo-token"), EnvVar("PYTHONUNBUFFERED", "1")),
+    min_cuda_version="12.4",  # get-template's, forwarded to the create
 )
 
 

@@ -410,3 +410,29 @@ def test_set_changes_a_live_instance(cli: Cli) -> None:
     assert refused.code == 4
     assert "idle_timeout_seconds" in refused.err
     assert Instance.objects.get(pk=created["id"]).idle_timeout is None
+
+
+def test_ssh_prints_the_command_and_asks_for_the_password_only_when_told(cli: Cli) -> None:
+    instance = ready_instance(cli, "box-1")
+    ssh = instance.ssh
+    plain = cli("ssh", "box-1")
+    assert plain.code == 0, plain.err
+    assert plain.out == f"{ssh['command']}\n"
+    assert plain.out.startswith(f"ssh -p {ssh['port']} root@")
+    assert plain.err == ""
+    assert not instance.events.filter(reason="ssh_credentials_read").exists()
+
+    told = cli("ssh", str(instance.pk), "--password")
+    assert told.code == 0, told.err
+    assert told.out == f"{ssh['command']}\n"
+    assert told.err.startswith("password: ")
+    assert len(told.err.strip()) > len("password: ")
+    assert instance.events.filter(reason="ssh_credentials_read").count() == 1
+
+
+def test_ssh_of_an_instance_not_running_says_so(cli: Cli) -> None:
+    created = cli(*create_args("box-2"), "--json")
+    run = cli("ssh", "box-2")
+    assert run.code == 1
+    assert run.err == "novitai: box-2 is pending: no ssh access now\n"
+    assert created.code == 0

@@ -45,6 +45,9 @@ WORKER_SETTINGS = {
     "NOVITA_LIST_PAGE_SIZE": "10",
     "NOVITA_RATE_LIMIT_PER_SECOND": "1000",
     "WORKER_HEARTBEAT_SECONDS": "1",
+    # idle stops (and the GPU metrics of idle policies) checked every second, read every pass
+    "IDLE_CHECK_INTERVAL_SECONDS": "1",
+    "GPU_METRICS_READ_INTERVAL_SECONDS": "0",
     # Webhook receivers in these tests listen on loopback.
     "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
     "LOG_LEVEL": "INFO",
