@@ -15,10 +15,13 @@ from bench.stack import Stack, memory, say
 
 
 def start_all(stack: Stack, *, single_worker: bool = False) -> None:
-    """web, the workers as compose runs them (provision+default x4, monitor x2, webhooks in 8
-    threads) — or, as an experiment, one worker for every queue — and beat."""
+    """web, the workers as compose runs them (provision+default in 16 threads, monitor x2,
+    webhooks in 8 threads) — or, as an experiment, one worker for every queue — and beat."""
     workers: list[tuple[str, Callable[[], None]]] = [
-        ("worker", lambda: stack.start_worker("worker", "default,provision", 4)),
+        (
+            "worker",
+            lambda: stack.start_worker("worker", "default,provision", 16, pool="threads"),
+        ),
         ("worker-events", lambda: stack.start_worker("worker-events", "monitor", 2)),
         (
             "worker-webhooks",
@@ -77,7 +80,7 @@ def run(
     layout = (
         "1 worker, every queue, concurrency 4 (experiment)"
         if single_worker
-        else "2 workers: provision+default x4, monitor+webhooks x2 (as compose)"
+        else "3 workers: provision+default 16 threads, monitor x2, webhooks 8 threads (as compose)"
     )
     burst = Scenario("1-burst", f"1. burst provisioning: {count} instances at once")
     burst.add(info("Celery workers", layout))

@@ -14,6 +14,8 @@ Order (each scenario gets the processes it needs, and only those):
                                worker, beat, sandbox, webhook receiver
     8 Novita's ceiling         from a quiet state, the stack at NOVITA_RATE_LIMIT=100/60s: a
                                burst against its floor, then the listings with nothing in transit
+    9 hung creates             from a quiet state: a burst, then one with a fifth of its creates
+                               hanging 45 s, the others' create -> ready against the first's
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from bench.stack import (
     say,
 )
 
-SCENARIOS = ("sandbox", "monitoring", "burst", "api", "spot", "ceiling")
+SCENARIOS = ("sandbox", "monitoring", "burst", "api", "spot", "ceiling", "hung")
 # The results file of a scenario that broke before reporting.
 KEYS = {
     "sandbox": "5-sandbox",
@@ -66,6 +68,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--api-seconds", type=float, default=20.0, help="per load run (scenario 3)")
     parser.add_argument(
         "--sandbox-seconds", type=float, default=5.0, help="per figure (scenario 5)"
+    )
+    parser.add_argument(
+        "--hung-burst",
+        type=int,
+        default=50,
+        help="instances created at once, a fifth of the creates hanging (scenario 9)",
     )
     parser.add_argument(
         "--ceiling-burst",
@@ -131,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0912, PLR0915 
         steps: list[tuple[str, Callable[[], list[Scenario]]]] = []
         if "sandbox" in wanted:
             steps.append(("sandbox", lambda: [_sandbox(args)]))
-        if {"monitoring", "burst", "api", "spot", "ceiling"} & set(wanted):
+        if {"monitoring", "burst", "api", "spot", "ceiling", "hung"} & set(wanted):
             steps.append(("start", lambda: _start(stack)))
         if "monitoring" in wanted:
             steps.append(("monitoring", lambda: [_monitoring(stack, args)]))
@@ -143,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0912, PLR0915 
             steps.append(("spot", lambda: [_spot(stack, args)]))
         if "ceiling" in wanted:
             steps.append(("ceiling", lambda: [_ceiling(stack, args)]))
+        if "hung" in wanted:
+            steps.append(("hung", lambda: [_hung(stack, args)]))
         for name, step in steps:
             try:
                 scenarios.extend(step())
@@ -266,6 +276,13 @@ def _ceiling(stack: Stack | None, args: argparse.Namespace) -> Scenario:
 
     assert stack is not None
     return run(stack, count=args.ceiling_burst)
+
+
+def _hung(stack: Stack | None, args: argparse.Namespace) -> Scenario:
+    from bench.hung import run
+
+    assert stack is not None
+    return run(stack, count=args.hung_burst)
 
 
 if __name__ == "__main__":

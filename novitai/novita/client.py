@@ -110,7 +110,9 @@ class NovitaClient:
         # take it as 1-based with 0 meaning 1; a listing finds out and remembers (see _pages).
         self._first_page = 0
         self._session = requests.Session()
-        adapter = HTTPAdapter(max_retries=0, pool_connections=1, pool_maxsize=10)
+        # Connections kept for the threads of a worker (the provision worker runs 16): beyond
+        # this many at once, a connection is opened for the call and closed after it.
+        adapter = HTTPAdapter(max_retries=0, pool_connections=1, pool_maxsize=32)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self._session.headers.update(
