@@ -354,6 +354,7 @@ def _judge(  # noqa: PLR0911 - one return per rejection reason, in order
     max_price_per_hour: Decimal | None,
     rootfs_size: int | None,
     now: datetime,
+    ignore_capacity_memory: bool = False,
 ) -> Offer | Rejection:
     where = f"{product.name} in {product.region.code}"
     if not product.available or not product.region.listed:
@@ -383,7 +384,11 @@ def _judge(  # noqa: PLR0911 - one return per rejection reason, in order
                 RejectReason.ROOTFS_OUT_OF_RANGE,
                 f"{where} takes a root disk of {bounds} GB; {rootfs_size} GB asked for.",
             )
-    if product.capacity_failed_until is not None and product.capacity_failed_until > now:
+    if (
+        not ignore_capacity_memory
+        and product.capacity_failed_until is not None
+        and product.capacity_failed_until > now
+    ):
         return _rejection(
             product,
             RejectReason.CAPACITY_RECENTLY_FAILED,
@@ -417,7 +422,7 @@ def _judge(  # noqa: PLR0911 - one return per rejection reason, in order
     )
 
 
-def _compute(
+def _compute(  # noqa: PLR0913 - the request's fields, keyword-only
     *,
     names: list[str],
     gpu_num: int,
@@ -426,6 +431,7 @@ def _compute(
     max_price_per_hour: Decimal | None,
     rootfs_size: int | None,
     now: datetime,
+    ignore_capacity_memory: bool = False,
 ) -> tuple[OfferSelection, datetime | None]:
     """The selection, and when it may change by itself (a capacity memory running out)."""
     fallback = region_fallback_order()
@@ -465,6 +471,7 @@ def _compute(
             max_price_per_hour=max_price_per_hour,
             rootfs_size=rootfs_size,
             now=now,
+            ignore_capacity_memory=ignore_capacity_memory,
         )
         if isinstance(verdict, Offer):
             key = (
@@ -491,7 +498,7 @@ def _compute(
     return selection, changes_at
 
 
-def offers_select(
+def offers_select(  # noqa: PLR0913 - the request's fields, keyword-only
     *,
     product_names: Sequence[str],
     gpu_num: int,
@@ -500,6 +507,7 @@ def offers_select(
     max_price_per_hour: Decimal | None,
     rootfs_size: int | None,
     now: datetime | None = None,
+    ignore_capacity_memory: bool = False,
 ) -> OfferSelection:
     """The offers for a request, best first, and every candidate left out with its reason.
 
@@ -508,7 +516,9 @@ def offers_select(
       region. A product is offered only when it is available, has `gpu_num` GPUs free (when
       Novita says how many), is sold in `billing_mode` at a price above 0, takes a root disk of
       `rootfs_size` GB (within its min/max), did not fail for lack of capacity in the last
-      CATALOG_CAPACITY_MEMORY_SECONDS, and costs at most `max_price_per_hour` for all its GPUs.
+      CATALOG_CAPACITY_MEMORY_SECONDS (unless `ignore_capacity_memory`: an instance waiting for
+      capacity tries every acceptable offer each time), and costs at most `max_price_per_hour`
+      for all its GPUs.
     - Order: the preferred `region` first, then the regions of CATALOG_REGION_FALLBACK_ORDER in
       that order, then every other region. Within each of these steps the cheapest offer first
       (spot price for "spot", on-demand price otherwise), across all the acceptable names: an
@@ -536,6 +546,7 @@ def offers_select(
             str(max_price_per_hour) if max_price_per_hour is not None else None,
             rootfs_size,
             list(settings.CATALOG_REGION_FALLBACK_ORDER),
+            ignore_capacity_memory,
         ]
     )
     key = "offers:" + hashlib.sha256(fingerprint.encode()).hexdigest()
@@ -552,6 +563,7 @@ def offers_select(
         max_price_per_hour=max_price_per_hour,
         rootfs_size=rootfs_size,
         now=now,
+        ignore_capacity_memory=ignore_capacity_memory,
     )
     ttl = float(settings.CATALOG_OFFER_TTL_SECONDS)
     if changes_at is not None:

@@ -218,6 +218,10 @@ class InstanceAdmin(OperationsAdmin):
             "on_preempt", "recoveries", "idle_timeout", "on_idle", "last_active_at",
             "idle_stop_at",
         ]}),
+        ("Waiting for capacity", {"fields": [
+            "capacity_wait_seconds", "waiting_since", "next_attempt_at", "capacity_attempts",
+            "capacity_checked_at",
+        ]}),
         ("Jobs and webhooks", {"fields": ["job_links", "delivery_links"]}),
         ("Times", {"fields": [
             "created_at", "provisioned_at", "ready_at", "stopped_at", "terminated_at",

@@ -3,6 +3,7 @@
 Lifecycle (docs/architecture.md §4):
 
     pending → provisioning → starting → health_checking → ready
+    provisioning ⇄ waiting_for_capacity → failed (no_capacity: the wait is over) | terminated
     ready ⇄ stopping → stopped → starting → health_checking → ready
     ready → restarting → health_checking → ready
     any → terminating → terminated        (only once Novita confirms)
@@ -26,6 +27,8 @@ from novitai.crypto import EncryptedJSONField
 class InstanceStatus(models.TextChoices):
     PENDING = "pending", "pending"
     PROVISIONING = "provisioning", "provisioning"
+    # No acceptable offer can be had; tried again until capacity_wait_seconds have passed.
+    WAITING_FOR_CAPACITY = "waiting_for_capacity", "waiting for capacity"
     STARTING = "starting", "starting"
     HEALTH_CHECKING = "health_checking", "health checking"
     READY = "ready", "ready"
@@ -107,6 +110,14 @@ class Instance(models.Model):
     idle_timeout = models.DurationField(null=True, blank=True)
     on_idle = models.CharField(max_length=8, choices=OnIdle.choices, default=OnIdle.STOP)
     last_active_at = models.DateTimeField(null=True, blank=True)
+    # Waiting for capacity (instances/capacity.py): how long a create may wait for an offer
+    # (0: fail at once), since when it waits, when it is tried again at the latest (the capacity
+    # sweep), how many attempts it made, and the catalog sync its last attempt saw.
+    capacity_wait_seconds = models.PositiveIntegerField(default=0)
+    waiting_since = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    capacity_attempts = models.PositiveIntegerField(default=0)
+    capacity_checked_at = models.DateTimeField(null=True, blank=True)
     # Spot reclaims recovered automatically so far (capped by SPOT_RECOVERY_MAX_ATTEMPTS).
     recoveries = models.PositiveSmallIntegerField(default=0)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypedDict
 
@@ -107,6 +107,10 @@ class InstanceRepresentation(TypedDict):
     last_active_at: str | None
     idle_stop_at: str | None
     job: JobSummary | None
+    capacity_wait_seconds: int
+    capacity_wait_until: str | None
+    next_attempt_at: str | None
+    capacity_attempts: int
 
 
 def job_summary(instance: Instance) -> JobSummary | None:
@@ -178,7 +182,25 @@ def instance_representation(instance: Instance) -> InstanceRepresentation:
         "last_active_at": timestamp_text(instance.last_active_at),
         "idle_stop_at": timestamp_text(idle_stop_at(instance)),
         "job": job_summary(instance),
+        "capacity_wait_seconds": instance.capacity_wait_seconds,
+        "capacity_wait_until": timestamp_text(capacity_wait_until(instance)),
+        "next_attempt_at": timestamp_text(
+            instance.next_attempt_at
+            if instance.status == InstanceStatus.WAITING_FOR_CAPACITY
+            else None
+        ),
+        "capacity_attempts": instance.capacity_attempts,
     }
+
+
+def capacity_wait_until(instance: Instance) -> datetime | None:
+    """While it waits for capacity (or has waited): when the wait ends."""
+    if instance.waiting_since is None or instance.status not in (
+        InstanceStatus.WAITING_FOR_CAPACITY,
+        InstanceStatus.PROVISIONING,
+    ):
+        return None
+    return instance.waiting_since + timedelta(seconds=instance.capacity_wait_seconds)
 
 
 def event_representation(event: InstanceEvent) -> dict[str, Any]:

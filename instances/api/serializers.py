@@ -32,6 +32,8 @@ from instances.services import (
 )
 from novitai.errors import ServiceError
 
+CAPACITY_WAIT_MAX_SECONDS = 86400
+
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,510}$")
 IDLE_TIMEOUT_MIN_SECONDS = 60
 IDLE_TIMEOUT_MAX_SECONDS = 30 * 24 * 3600
@@ -195,6 +197,14 @@ class InstanceCreateInputSerializer(StrictSerializerMixin, serializers.Serialize
         default=OnIdle.STOP,
         help_text="What an idle timeout does: stop (the disk kept) or delete.",
     )
+    capacity_wait_seconds = StrictIntegerField(
+        default=0,
+        min_value=0,
+        max_value=CAPACITY_WAIT_MAX_SECONDS,
+        help_text="When no acceptable offer can be had: wait this long for capacity "
+        "(status waiting_for_capacity, tried again as capacity returns) before failing "
+        "no_capacity. 0: fail at once.",
+    )
 
     def validate_webhook_url(self, value: str) -> str:
         return webhook_url_check(value)
@@ -304,6 +314,7 @@ class InstanceCreateInputSerializer(StrictSerializerMixin, serializers.Serialize
             on_preempt=data.get("on_preempt", OnPreempt.NOTIFY),
             idle_timeout_seconds=data.get("idle_timeout_seconds"),
             on_idle=data.get("on_idle", OnIdle.STOP),
+            capacity_wait_seconds=data.get("capacity_wait_seconds", 0),
         )
 
 
@@ -331,6 +342,13 @@ class InstanceUpdateInputSerializer(StrictSerializerMixin, serializers.Serialize
         max_length=2048,
         help_text="Where later events go; null: no webhooks.",
     )
+    capacity_wait_seconds = StrictIntegerField(
+        required=False,
+        min_value=0,
+        max_value=CAPACITY_WAIT_MAX_SECONDS,
+        help_text="How long it may wait for capacity, counted from when it began waiting: "
+        "a longer one extends the wait.",
+    )
 
     def validate_webhook_url(self, value: str | None) -> str | None:
         return None if value is None else webhook_url_check(value)
@@ -340,7 +358,8 @@ class InstanceUpdateInputSerializer(StrictSerializerMixin, serializers.Serialize
         if not attrs:
             raise serializers.ValidationError(
                 {"non_field_errors": ["Nothing to change: give on_preempt, on_idle, "
-                                      "idle_timeout_seconds or webhook_url."]}
+                                      "idle_timeout_seconds, webhook_url or "
+                                      "capacity_wait_seconds."]}
             )  # fmt: skip
         return attrs
 
@@ -351,6 +370,7 @@ class InstanceUpdateInputSerializer(StrictSerializerMixin, serializers.Serialize
             on_idle=data.get("on_idle"),
             idle_timeout_seconds=data.get("idle_timeout_seconds", UNCHANGED),
             webhook_url=data.get("webhook_url", UNCHANGED),
+            capacity_wait_seconds=data.get("capacity_wait_seconds"),
         )
 
 
@@ -411,6 +431,16 @@ class InstanceSerializer(serializers.Serializer[Instance]):
         allow_null=True, help_text="When a ready instance will be stopped unless active before."
     )
     job = InstanceJobSerializer(allow_null=True)
+    capacity_wait_seconds = serializers.IntegerField(
+        help_text="How long it may wait for capacity (0: not at all)."
+    )
+    capacity_wait_until = serializers.DateTimeField(
+        allow_null=True, help_text="While waiting for capacity: when the wait ends."
+    )
+    next_attempt_at = serializers.DateTimeField(
+        allow_null=True, help_text="While waiting for capacity: the next attempt at the latest."
+    )
+    capacity_attempts = serializers.IntegerField(help_text="Attempts while waiting for capacity.")
 
     def to_representation(self, instance: Instance) -> InstanceRepresentation:  # type: ignore[override]
         return instance_representation(instance)

@@ -73,6 +73,10 @@ def test_create_answers_202_and_enqueues_one_job_on_commit(
             "created_at": body["job"]["created_at"],
             "finished_at": None,
         },
+        "capacity_wait_seconds": 0,
+        "capacity_wait_until": None,
+        "next_attempt_at": None,
+        "capacity_attempts": 0,
     }
     assert "hf_secret_canary" not in response.content.decode()
     assert response["Location"] == f"/api/v1/instances/{instance.pk}/"
