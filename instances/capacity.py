@@ -35,7 +35,7 @@ from django.utils import timezone
 from catalog.selectors import catalog_last_sync_at, offers_select
 from instances.lifecycle import Transition, instance_transition_apply
 from instances.metrics import CAPACITY_ATTEMPTS, CAPACITY_WAITS
-from instances.models import FailureReason, Instance, InstanceStatus
+from instances.models import BillingMode, FailureReason, Instance, InstanceStatus, SpotFallback
 from instances.provisioning import (
     HANDED_OVER,
     capacity_deadline,
@@ -69,7 +69,19 @@ class SweepReport:
 def queue_key(row: Instance) -> tuple[Any, ...]:
     """Instances that ask for the same thing share a queue (first come, first served)."""
     names = tuple(sorted(str(n).strip().casefold() for n in row.product_names))
-    return (names, row.billing_mode, row.gpu_num, str(row.max_price_per_hour), row.rootfs_size)
+    mode = requested_mode(row)
+    return (
+        names,
+        mode,
+        row.spot_fallback,
+        row.gpu_num,
+        str(row.max_price_per_hour),
+        row.rootfs_size,
+    )
+
+
+def requested_mode(row: Instance) -> str:
+    return row.billing_mode_requested or row.billing_mode
 
 
 def instances_capacity_sweep(*, now: datetime | None = None) -> SweepReport:
@@ -126,20 +138,26 @@ def _sweep(now: datetime | None) -> SweepReport:
 def _due(row: Instance, now: datetime, last_sync: datetime | None) -> str | None:
     """Why it is tried now, or None: the stored catalog must show an acceptable offer, and a
     sync since its last attempt (or the end of its backoff) makes it due."""
+    modes = [requested_mode(row)]
+    if row.spot_fallback == SpotFallback.ON_DEMAND:
+        modes.append(BillingMode.ON_DEMAND)
     try:
-        selection = offers_select(
-            product_names=row.product_names,
-            gpu_num=row.gpu_num,
-            region=row.preferred_region or None,
-            billing_mode=row.billing_mode,
-            max_price_per_hour=row.max_price_per_hour,
-            rootfs_size=row.rootfs_size,
-            now=now,
-            ignore_capacity_memory=True,
+        available = any(
+            offers_select(
+                product_names=row.product_names,
+                gpu_num=row.gpu_num,
+                region=row.preferred_region or None,
+                billing_mode=mode,
+                max_price_per_hour=row.max_price_per_hour,
+                rootfs_size=row.rootfs_size,
+                now=now,
+                ignore_capacity_memory=True,
+            ).offers
+            for mode in modes
         )
     except ServiceError:
         return None
-    if not selection.offers:
+    if not available:
         return None
     checked = row.capacity_checked_at
     if last_sync is not None and (checked is None or last_sync > checked):
@@ -183,7 +201,12 @@ def _attempt(row: Instance, why: str) -> bool:
             to_status=S.PROVISIONING,
             reason="capacity_retry",
             message=f"Trying again for capacity (attempt {attempt}): {why}.",
-            fields={"offers_tried": [], "next_attempt_at": None},
+            # The mode asked for first again (a spot request falls back to on demand anew).
+            fields={
+                "offers_tried": [],
+                "next_attempt_at": None,
+                "billing_mode": requested_mode(row),
+            },
             data={"attempt": attempt},
         )
     )

@@ -59,6 +59,14 @@ class BillingMode(models.TextChoices):
     SPOT = "spot", "spot"
 
 
+class SpotFallback(models.TextChoices):
+    """What a spot request does when no spot offer can be had: nothing more (wait or fail), or
+    try on-demand offers (within max_price_per_hour) before waiting."""
+
+    NONE = "", "none"
+    ON_DEMAND = "on_demand", "on demand"
+
+
 class OnIdle(models.TextChoices):
     """What an idle stop does: stop (the disk kept, and billed by Novita) or delete."""
 
@@ -96,6 +104,13 @@ class Instance(models.Model):
         max_length=16, choices=BillingMode.choices, default=BillingMode.ON_DEMAND
     )
     max_price_per_hour = models.DecimalField(max_digits=12, decimal_places=5, null=True, blank=True)
+    # `billing_mode` is the mode obtained (or being tried); this one the mode asked for.
+    billing_mode_requested = models.CharField(
+        max_length=16, choices=BillingMode.choices, blank=True
+    )
+    spot_fallback = models.CharField(
+        max_length=16, choices=SpotFallback.choices, blank=True, default=SpotFallback.NONE
+    )
     # The caller's environment variables ([{key, value}]): may hold tokens. Encrypted at rest
     # (ENCRYPTION_KEYS), emptied once the instance is terminated; never logged, never in the
     # representation, the admin or webhook bodies; sent to Novita only.

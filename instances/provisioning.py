@@ -29,7 +29,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from catalog.selectors import Offer, RejectReason, catalog_last_sync_at, offers_select
+from catalog.selectors import (
+    Offer,
+    OfferSelection,
+    RejectReason,
+    catalog_last_sync_at,
+    offers_select,
+)
 from catalog.services import (
     TemplateConfig,
     catalog_ensure_fresh,
@@ -38,7 +44,7 @@ from catalog.services import (
 )
 from instances.lifecycle import Transition, instance_event_record, instance_transition_apply
 from instances.metrics import DUPLICATES_DELETED
-from instances.models import FailureReason, Instance, InstanceStatus
+from instances.models import BillingMode, FailureReason, Instance, InstanceStatus, SpotFallback
 from jobs.selectors import Job
 from jobs.services import job_cancel, job_claim, job_defer, job_retry_later, job_wait
 from novitai.errors import ServiceError, UpstreamUnavailable
@@ -154,6 +160,8 @@ class Provisioner:
         self.job = job
         self.client = client
         self.capacity_retry = capacity_retry
+        self.fallen_back = False
+        self.spot_transient = False
 
     # --- the steps ----------------------------------------------------------------------------
 
@@ -205,39 +213,73 @@ class Provisioner:
             self.fail(FailureReason.TEMPLATE_NOT_FOUND, exc.message)
 
     def next_offer(self) -> Offer:
-        tried = self.instance.offers_tried
-        if len(tried) >= settings.PROVISION_MAX_OFFERS:
-            self.no_capacity(
-                f"No capacity in the {len(tried)} offer(s) tried: {describe_tried(tried)}.",
-                transient=True,
-            )
+        """The best offer not tried yet in the billing mode being tried; none left: fall back
+        from spot to on demand (spot_fallback), then wait for capacity or fail."""
+        instance = self.instance
+        mode = instance.billing_mode
+        tried = [t for t in instance.offers_tried if t.get("billing_mode", mode) == mode]
+        rejected: tuple[Any, ...] = ()
+        if len(tried) < settings.PROVISION_MAX_OFFERS:
+            selection = self.select(mode)
+            done = {(t["product_id"], t["cluster_id"]) for t in tried}
+            for offer in selection.offers:
+                if (offer.novita_product_id, offer.cluster_id) not in done:
+                    return offer
+            rejected = selection.rejected
+        if tried:
+            message = f"No capacity in the {len(tried)} offer(s) tried: {describe_tried(tried)}."
+        else:
+            reasons = "; ".join(r.message for r in rejected) or "none matches"
+            message = f"No offer is available: {reasons}"
+        transient = bool(tried) or any(r.reason in TRANSIENT_REJECTIONS for r in rejected)
+        if mode == BillingMode.SPOT and instance.spot_fallback == SpotFallback.ON_DEMAND:
+            self.fall_back(message)
+            self.spot_transient = transient  # spot capacity may come back: worth a wait
+            return self.next_offer()
+        transient = transient or self.spot_transient
+        if len(instance.offers_tried) > len(tried):  # both modes were tried: name them all
+            every = instance.offers_tried
+            message = f"No capacity in the {len(every)} offer(s) tried: {describe_tried(every)}."
+        self.no_capacity(message, transient=transient)
+
+    def select(self, mode: str) -> OfferSelection:
         instance = self.instance
         try:
             catalog_ensure_fresh()
-            selection = offers_select(
+            return offers_select(
                 product_names=instance.product_names,
                 gpu_num=instance.gpu_num,
                 region=instance.preferred_region or None,
-                billing_mode=instance.billing_mode,
+                billing_mode=mode,
                 max_price_per_hour=instance.max_price_per_hour,
                 rootfs_size=instance.rootfs_size,
-                ignore_capacity_memory=self.capacity_retry,
+                # Capacity is remembered per offer, not per billing mode: after a fall back
+                # from spot, on-demand offers are tried though spot was short there.
+                ignore_capacity_memory=self.capacity_retry or self.fallen_back,
             )
         except UpstreamUnavailable as exc:
             self.retry_or_fail(exc, "reading the catalog")
         except ServiceError as exc:
             self.fail(FailureReason.NO_CAPACITY, f"No offer can be chosen: {exc.message}")
-        done = {(t["product_id"], t["cluster_id"]) for t in tried}
-        for offer in selection.offers:
-            if (offer.novita_product_id, offer.cluster_id) not in done:
-                return offer
-        if tried:
-            message = f"No capacity in the {len(tried)} offer(s) tried: {describe_tried(tried)}."
-        else:
-            reasons = "; ".join(r.message for r in selection.rejected) or "none matches"
-            message = f"No offer is available: {reasons}"
-        transient = bool(tried) or any(r.reason in TRANSIENT_REJECTIONS for r in selection.rejected)
-        self.no_capacity(message, transient=transient)
+
+    def fall_back(self, why: str) -> None:
+        """spot → on demand (spot_fallback on_demand), with an event saying why."""
+        updated = Instance.objects.filter(
+            pk=self.instance.pk, status=InstanceStatus.PROVISIONING, billing_mode=BillingMode.SPOT
+        ).update(billing_mode=BillingMode.ON_DEMAND, updated_at=timezone.now())
+        if not updated:
+            self.moved_on()
+        self.instance.billing_mode = BillingMode.ON_DEMAND
+        self.fallen_back = True
+        bound = self.instance.max_price_per_hour
+        within = f", within {bound} USD/h" if bound is not None else ""
+        instance_event_record(
+            instance=self.instance,
+            reason="spot_fallback",
+            message=f"{why} No spot offer can be had: trying on-demand offers (spot_fallback "
+            f"on_demand{within}).",
+            data={"billing_mode_requested": BillingMode.SPOT, "billing_mode": "on_demand"},
+        )
 
     def create_request(self, template: TemplateConfig, offer: Offer) -> CreateInstanceRequest:
         instance = self.instance
@@ -507,6 +549,7 @@ def offer_data(offer: Offer) -> dict[str, Any]:
         "region": offer.region_code,
         "cluster_id": offer.cluster_id,
         "price_per_hour": str(offer.price_per_hour),
+        "billing_mode": offer.billing_mode,
     }
 
 
@@ -536,7 +579,11 @@ def iso(at: datetime) -> str:
 
 
 def describe_tried(tried: list[dict[str, Any]]) -> str:
-    return ", ".join(f"{t['product_name']} in {t['region']}" for t in tried)
+    return ", ".join(
+        f"{t['product_name']} in {t['region']}"
+        + (" (spot)" if t.get("billing_mode") == BillingMode.SPOT else "")
+        for t in tried
+    )
 
 
 def grace_over(sent: datetime | None, now: datetime) -> bool:

@@ -89,6 +89,8 @@ class InstanceRepresentation(TypedDict):
     product: ProductRef | None
     region: str | None
     billing_mode: str
+    billing_mode_requested: str
+    spot_fallback: str | None
     gpu_num: int
     price_per_hour: str | None  # exact decimal USD
     template_id: str
@@ -162,6 +164,8 @@ def instance_representation(instance: Instance) -> InstanceRepresentation:
         "product": product,
         "region": instance.region or None,
         "billing_mode": instance.billing_mode,
+        "billing_mode_requested": instance.billing_mode_requested or instance.billing_mode,
+        "spot_fallback": instance.spot_fallback or None,
         "gpu_num": instance.gpu_num,
         "price_per_hour": usd_text(instance.price_per_hour),
         "template_id": instance.template_id,

@@ -36,7 +36,14 @@ from instances.lifecycle import (
     needs_upstream_cleanup,
 )
 from instances.metrics import CAPACITY_WAITS
-from instances.models import Instance, InstanceEvent, InstanceStatus, OnIdle, OnPreempt
+from instances.models import (
+    Instance,
+    InstanceEvent,
+    InstanceStatus,
+    OnIdle,
+    OnPreempt,
+    SpotFallback,
+)
 from instances.provisioning import TRANSIENT_REJECTIONS
 from jobs.selectors import Job, job_get
 from jobs.services import job_cancel, job_create, job_retry_hook_register
@@ -120,6 +127,7 @@ class InstanceRequest:
     idle_timeout_seconds: int | None = None
     on_idle: str = OnIdle.STOP
     capacity_wait_seconds: int = 0
+    spot_fallback: str = ""
 
 
 @dataclass(frozen=True)
@@ -254,6 +262,7 @@ def instance_request_problems(  # noqa: C901 - one check per catalog rule, each 
                 and not problems
                 and not unchecked
                 and not _may_wait(request, selection.rejected)
+                and not _on_demand_offers(request, region_code, rootfs_size)
             ):
                 # Only once everything else is right: another problem may be the cause.
                 names = " or ".join(request.product_names)
@@ -273,6 +282,21 @@ def _may_wait(request: InstanceRequest, rejected: Any) -> bool:
     return request.capacity_wait_seconds > 0 and any(
         r.reason in TRANSIENT_REJECTIONS for r in rejected
     )
+
+
+def _on_demand_offers(request: InstanceRequest, region_code: str, rootfs_size: int | None) -> bool:
+    """A spot request that falls back to on demand has an on-demand offer."""
+    if request.spot_fallback != SpotFallback.ON_DEMAND or request.billing_mode != "spot":
+        return False
+    selection = offers_select(
+        product_names=list(request.product_names),
+        gpu_num=request.gpu_num,
+        region=region_code or None,
+        billing_mode="on_demand",
+        max_price_per_hour=request.max_price_per_hour,
+        rootfs_size=rootfs_size,
+    )
+    return bool(selection.offers) or _may_wait(request, selection.rejected)
 
 
 def request_problems_error(problems: list[ServiceError]) -> ServiceError:
@@ -368,6 +392,8 @@ def instance_create(*, tenant: Tenant, spec: InstanceSpec, actor: str) -> Instan
             rootfs_size=spec.rootfs_size,
             preferred_region=spec.region_code,
             billing_mode=request.billing_mode,
+            billing_mode_requested=request.billing_mode,
+            spot_fallback=request.spot_fallback,
             max_price_per_hour=request.max_price_per_hour,
             envs=[{"key": k, "value": v} for k, v in request.envs],
             health_check=request.health_check.as_json(),

@@ -501,6 +501,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "WebhookDeliveryStatusEnum": "webhooks.models.DeliveryStatus",  # webhooks (issue 6)
         "WebhookAttemptResultEnum": "webhooks.models.AttemptResult",  # webhooks (issue 6)
+        "BillingModeEnum": "instances.models.BillingMode",  # capacity (issue 16)
     },
 }
 

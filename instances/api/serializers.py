@@ -17,6 +17,7 @@ from instances.models import (
     InstanceStatus,
     OnIdle,
     OnPreempt,
+    SpotFallback,
 )
 from instances.selectors import (
     InstanceRepresentation,
@@ -197,6 +198,12 @@ class InstanceCreateInputSerializer(StrictSerializerMixin, serializers.Serialize
         default=OnIdle.STOP,
         help_text="What an idle timeout does: stop (the disk kept) or delete.",
     )
+    spot_fallback = serializers.ChoiceField(
+        choices=[SpotFallback.ON_DEMAND],
+        required=False,
+        help_text="A spot request only: when no spot offer can be had, try on-demand offers "
+        "(within max_price_per_hour) before waiting or failing.",
+    )
     capacity_wait_seconds = StrictIntegerField(
         default=0,
         min_value=0,
@@ -259,6 +266,9 @@ class InstanceCreateInputSerializer(StrictSerializerMixin, serializers.Serialize
             and "billing_mode" in valid
         ):
             errors["on_preempt"] = ["Only a spot instance is reclaimed: use billing_mode 'spot'."]
+        spot = valid.get("billing_mode") == BillingMode.SPOT
+        if "spot_fallback" in valid and "billing_mode" in valid and not spot:
+            errors["spot_fallback"] = ["Only a spot request falls back: use billing_mode 'spot'."]
         return errors
 
     def _catalog_problems(self, valid: dict[str, Any], errors: dict[str, Any]) -> dict[str, Any]:
@@ -315,6 +325,7 @@ class InstanceCreateInputSerializer(StrictSerializerMixin, serializers.Serialize
             idle_timeout_seconds=data.get("idle_timeout_seconds"),
             on_idle=data.get("on_idle", OnIdle.STOP),
             capacity_wait_seconds=data.get("capacity_wait_seconds", 0),
+            spot_fallback=data.get("spot_fallback", ""),
         )
 
 
@@ -408,7 +419,13 @@ class InstanceSerializer(serializers.Serializer[Instance]):
     novita_instance_id = serializers.CharField(allow_null=True)
     product = ProductRefSerializer(allow_null=True)
     region = serializers.CharField(allow_null=True)
-    billing_mode = serializers.ChoiceField(choices=BillingMode.choices)
+    billing_mode = serializers.ChoiceField(
+        choices=BillingMode.choices, help_text="The billing mode obtained (or being tried)."
+    )
+    billing_mode_requested = serializers.ChoiceField(
+        choices=BillingMode.choices, help_text="The billing mode asked for."
+    )
+    spot_fallback = serializers.ChoiceField(choices=[SpotFallback.ON_DEMAND], allow_null=True)
     gpu_num = serializers.IntegerField()
     price_per_hour = serializers.DecimalField(
         max_digits=12, decimal_places=5, allow_null=True, help_text="USD"

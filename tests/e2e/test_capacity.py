@@ -175,3 +175,19 @@ def test_capacity_for_five_goes_to_the_five_oldest_of_two_tenants(
     assert response.status_code == 202
     assert response.json()["status"] == "terminated"
     assert [c for c in calls_since(sandbox, since) if c[0] == "DELETE" or "delete" in c[1]] == []
+
+
+def test_spot_off_falls_back_to_on_demand(
+    worker: Worker, api_client: APIClient, sandbox: SandboxControl
+) -> None:
+    sandbox.set_capacity(PRODUCT_ID, False, billing_mode="spot")
+    body = create_body(name="e2e-fallback-od", billing_mode="spot", spot_fallback="on_demand")
+    response = create(api_client, body)
+    assert response.status_code == 202, response.content
+    assert response.json()["billing_mode_requested"] == "spot"
+    instance_id = response.json()["id"]
+    ready = until(api_client, instance_id, "ready")
+    assert (ready["billing_mode"], ready["billing_mode_requested"]) == ("on_demand", "spot")
+    assert [i["billingMode"] for i in sandbox.instances()] == ["onDemand"]
+    event = InstanceEvent.objects.get(instance_id=instance_id, reason="spot_fallback")
+    assert "No spot offer can be had: trying on-demand offers" in event.message

@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 from catalog.services import catalog_sync
 from instances.capacity import instances_capacity_sweep
 from instances.models import Instance
+from instances.selectors import instance_representation
 from jobs.models import JobStatus
 from novita_sandbox.control import SandboxControl
 from tenants.models import Tenant
@@ -158,3 +159,66 @@ def test_fifo_within_a_queue_and_one_attempt_per_queue_without_capacity(
     assert reload(first).status == reload(second).status == "waiting_for_capacity"
     creates = no_capacity.stats()["calls"].get("POST /gpu/instance/create", {})
     assert creates == {"400": 3}  # every region of the 4090, once
+
+
+# --- spot → on-demand fallback -------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_spot(catalog: SandboxControl) -> SandboxControl:
+    catalog.set_capacity(PRODUCT_ID, False, billing_mode="spot")
+    return catalog
+
+
+def test_spot_falls_back_to_on_demand(make: Any, no_spot: SandboxControl) -> None:
+    instance = provision(make(billing_mode="spot", spot_fallback="on_demand"))
+    assert instance.status == "starting"
+    assert (instance.billing_mode, instance.billing_mode_requested) == ("on_demand", "spot")
+    assert [i["billingMode"] for i in no_spot.instances()] == ["onDemand"]
+    event = instance.events.get(reason="spot_fallback")
+    assert event.message.startswith("No capacity in the 3 offer(s) tried: RTX 4090 24GB in ")
+    assert event.message.endswith(
+        "No spot offer can be had: trying on-demand offers (spot_fallback on_demand)."
+    )
+    body = instance_representation(instance)
+    assert (body["billing_mode"], body["billing_mode_requested"]) == ("on_demand", "spot")
+    assert body["spot_fallback"] == "on_demand"
+
+
+def test_the_fallback_keeps_to_the_max_price_then_waits(make: Any, no_spot: SandboxControl) -> None:
+    # The 4090: 0.17 USD/h as spot, 0.34 on demand.
+    instance = provision(
+        make(
+            billing_mode="spot",
+            spot_fallback="on_demand",
+            max_price_per_hour="0.20",
+            capacity_wait_seconds=600,
+        )
+    )
+    assert instance.status == "waiting_for_capacity"
+    assert instance.billing_mode == "on_demand"
+    # Spot in the 3 regions of the 4090; on demand costs too much.
+    assert no_spot.stats()["calls"]["POST /gpu/instance/create"] == {"400": 3}
+    # Tried again: spot first once more.
+    no_spot.set_capacity(PRODUCT_ID, True, billing_mode="spot")
+    assert catalog_sync().outcome == "success"
+    assert instances_capacity_sweep().obtained == 1
+    instance = reload(instance)
+    assert (instance.status, instance.billing_mode) == ("starting", "spot")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"spot_fallback": "on_demand"}, "spot_fallback"),  # an on-demand request
+        ({"billing_mode": "spot", "spot_fallback": "monthly"}, "spot_fallback"),
+        ({"billing_mode": "spot", "spot_fallback": 1}, "spot_fallback"),
+    ],
+)
+def test_bad_spot_fallback_is_a_400(
+    api_client: APIClient, catalog: SandboxControl, body: dict[str, Any], field: str
+) -> None:
+    response = create(api_client, create_body(**body))
+    assert response.status_code == 400
+    assert list(response.json()["error"]["details"]) == [field]
+    assert Instance.objects.count() == 0

@@ -47,6 +47,8 @@ def test_create_answers_202_and_enqueues_one_job_on_commit(
         "product": None,
         "region": None,
         "billing_mode": "on_demand",
+        "billing_mode_requested": "on_demand",
+        "spot_fallback": None,
         "gpu_num": 1,
         "price_per_hour": None,
         "template_id": TEMPLATE,
