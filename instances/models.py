@@ -133,6 +133,9 @@ class Instance(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     capacity_attempts = models.PositiveIntegerField(default=0)
     capacity_checked_at = models.DateTimeField(null=True, blank=True)
+    # The reclaim time of the last reclaim notice Novita gave (spotStatus notified): the
+    # instance.preemption_notice webhook went for it.
+    spot_reclaim_at = models.DateTimeField(null=True, blank=True)
     # Spot reclaims recovered automatically so far (capped by SPOT_RECOVERY_MAX_ATTEMPTS).
     recoveries = models.PositiveSmallIntegerField(default=0)
 

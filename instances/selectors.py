@@ -113,6 +113,7 @@ class InstanceRepresentation(TypedDict):
     capacity_wait_until: str | None
     next_attempt_at: str | None
     capacity_attempts: int
+    spot_reclaim_at: str | None
 
 
 def job_summary(instance: Instance) -> JobSummary | None:
@@ -194,6 +195,7 @@ def instance_representation(instance: Instance) -> InstanceRepresentation:
             else None
         ),
         "capacity_attempts": instance.capacity_attempts,
+        "spot_reclaim_at": timestamp_text(instance.spot_reclaim_at),
     }
 
 

@@ -458,6 +458,9 @@ class InstanceSerializer(serializers.Serializer[Instance]):
         allow_null=True, help_text="While waiting for capacity: the next attempt at the latest."
     )
     capacity_attempts = serializers.IntegerField(help_text="Attempts while waiting for capacity.")
+    spot_reclaim_at = serializers.DateTimeField(
+        allow_null=True, help_text="When Novita said it will reclaim this spot instance."
+    )
 
     def to_representation(self, instance: Instance) -> InstanceRepresentation:  # type: ignore[override]
         return instance_representation(instance)

@@ -79,6 +79,7 @@ def test_create_answers_202_and_enqueues_one_job_on_commit(
         "capacity_wait_until": None,
         "next_attempt_at": None,
         "capacity_attempts": 0,
+        "spot_reclaim_at": None,
     }
     assert "hf_secret_canary" not in response.content.decode()
     assert response["Location"] == f"/api/v1/instances/{instance.pk}/"
