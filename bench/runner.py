@@ -12,6 +12,8 @@ Order (each scenario gets the processes it needs, and only those):
     3 API latency              gunicorn alone (worker and beat stopped), locust from a subprocess
     6 spot reclaim at scale    from a quiet state (rows, queues, sandbox emptied): gunicorn,
                                worker, beat, sandbox, webhook receiver
+    7 waiting for capacity     from a quiet state, as 6: capacity off, N waiting, capacity back
+                               in steps (bench/capacity.py)
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from bench.stack import (
     say,
 )
 
-SCENARIOS = ("sandbox", "monitoring", "burst", "api", "spot")
+SCENARIOS = ("sandbox", "monitoring", "burst", "api", "spot", "capacity")
 # The results file of a scenario that broke before reporting.
 KEYS = {
     "sandbox": "5-sandbox",
@@ -46,6 +48,7 @@ KEYS = {
     "burst": "1-burst",
     "api": "3-api",
     "spot": "6-spot",
+    "capacity": "7-capacity",
 }
 
 
@@ -73,6 +76,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=180.0,
         help="seconds from the reclaims for every instance to be ready again (scenario 6)",
+    )
+    parser.add_argument(
+        "--capacity", type=int, default=50, help="instances waiting for capacity (scenario 7)"
+    )
+    parser.add_argument(
+        "--capacity-step",
+        type=int,
+        default=10,
+        help="instances capacity returns for at each step (scenario 7)",
     )
     parser.add_argument(
         "--profile",
@@ -123,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0912, PLR0915 
         steps: list[tuple[str, Callable[[], list[Scenario]]]] = []
         if "sandbox" in wanted:
             steps.append(("sandbox", lambda: [_sandbox(args)]))
-        if {"monitoring", "burst", "api", "spot"} & set(wanted):
+        if {"monitoring", "burst", "api", "spot", "capacity"} & set(wanted):
             steps.append(("start", lambda: _start(stack)))
         if "monitoring" in wanted:
             steps.append(("monitoring", lambda: [_monitoring(stack, args)]))
@@ -133,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0912, PLR0915 
             steps.append(("api", lambda: [_api(stack, args)]))
         if "spot" in wanted:
             steps.append(("spot", lambda: [_spot(stack, args)]))
+        if "capacity" in wanted:
+            steps.append(("capacity", lambda: [_capacity(stack, args)]))
         for name, step in steps:
             try:
                 scenarios.extend(step())
@@ -253,3 +267,10 @@ def _spot(stack: Stack | None, args: argparse.Namespace) -> Scenario:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _capacity(stack: Stack | None, args: argparse.Namespace) -> Scenario:
+    from bench.capacity import run
+
+    assert stack is not None
+    return run(stack, count=args.capacity, step=args.capacity_step)
