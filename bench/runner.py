@@ -12,6 +12,8 @@ Order (each scenario gets the processes it needs, and only those):
     3 API latency              gunicorn alone (worker and beat stopped), locust from a subprocess
     6 spot reclaim at scale    from a quiet state (rows, queues, sandbox emptied): gunicorn,
                                worker, beat, sandbox, webhook receiver
+    7 waiting for capacity     from a quiet state, as 6: capacity off, N waiting, capacity back
+                               in steps (bench/capacity.py)
     8 Novita's ceiling         from a quiet state, the stack at NOVITA_RATE_LIMIT=100/60s: a
                                burst against its floor, then the listings with nothing in transit
     9 hung creates             from a quiet state: a burst, then one with a fifth of its creates
@@ -41,7 +43,7 @@ from bench.stack import (
     say,
 )
 
-SCENARIOS = ("sandbox", "monitoring", "burst", "api", "spot", "ceiling", "hung")
+SCENARIOS = ("sandbox", "monitoring", "burst", "api", "spot", "capacity", "ceiling", "hung")
 # The results file of a scenario that broke before reporting.
 KEYS = {
     "sandbox": "5-sandbox",
@@ -50,6 +52,7 @@ KEYS = {
     "burst": "1-burst",
     "api": "3-api",
     "spot": "6-spot",
+    "capacity": "7-capacity",
 }
 
 
@@ -89,6 +92,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=180.0,
         help="seconds from the reclaims for every instance to be ready again (scenario 6)",
+    )
+    parser.add_argument(
+        "--capacity", type=int, default=50, help="instances waiting for capacity (scenario 7)"
+    )
+    parser.add_argument(
+        "--capacity-step",
+        type=int,
+        default=10,
+        help="instances capacity returns for at each step (scenario 7)",
     )
     parser.add_argument(
         "--profile",
@@ -139,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0912, PLR0915 
         steps: list[tuple[str, Callable[[], list[Scenario]]]] = []
         if "sandbox" in wanted:
             steps.append(("sandbox", lambda: [_sandbox(args)]))
-        if {"monitoring", "burst", "api", "spot", "ceiling", "hung"} & set(wanted):
+        if {"monitoring", "burst", "api", "spot", "capacity", "ceiling", "hung"} & set(wanted):
             steps.append(("start", lambda: _start(stack)))
         if "monitoring" in wanted:
             steps.append(("monitoring", lambda: [_monitoring(stack, args)]))
@@ -149,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0912, PLR0915 
             steps.append(("api", lambda: [_api(stack, args)]))
         if "spot" in wanted:
             steps.append(("spot", lambda: [_spot(stack, args)]))
+        if "capacity" in wanted:
+            steps.append(("capacity", lambda: [_capacity(stack, args)]))
         if "ceiling" in wanted:
             steps.append(("ceiling", lambda: [_ceiling(stack, args)]))
         if "hung" in wanted:
@@ -287,3 +301,10 @@ def _hung(stack: Stack | None, args: argparse.Namespace) -> Scenario:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _capacity(stack: Stack | None, args: argparse.Namespace) -> Scenario:
+    from bench.capacity import run
+
+    assert stack is not None
+    return run(stack, count=args.capacity, step=args.capacity_step)

@@ -32,9 +32,11 @@ PYTHON = sys.executable
 BIN = Path(PYTHON).parent
 
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
-REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+# BENCH_REDIS_PORT and BENCH_DATABASE: another Redis and database than the defaults (several
+# checkouts on one machine).
+REDIS_HOST, REDIS_PORT = "127.0.0.1", int(os.environ.get("BENCH_REDIS_PORT", "6379"))
 BROKER_DB, CACHE_DB = 14, 15
-DATABASE = "novitai_bench"
+DATABASE = os.environ.get("BENCH_DATABASE", "novitai_bench")
 SANDBOX_KEY = "bench-sandbox-key"
 ALL_QUEUES = "default,provision,monitor,webhooks"
 # High enough never to throttle a benchmark (the throttle itself still runs on every request).

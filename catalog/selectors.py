@@ -393,6 +393,7 @@ def _judge(  # noqa: PLR0911, PLR0913 - one return per rejection reason, in orde
     now: datetime,
     cluster_id: str | None = None,
     min_cuda_version: str = "",
+    ignore_capacity_memory: bool = False,
 ) -> Offer | Rejection:
     where = f"{product.name} in {product.region.code}"
     placement = _judge_placement(product, cluster_id=cluster_id, min_cuda_version=min_cuda_version)
@@ -425,7 +426,11 @@ def _judge(  # noqa: PLR0911, PLR0913 - one return per rejection reason, in orde
                 RejectReason.ROOTFS_OUT_OF_RANGE,
                 f"{where} takes a root disk of {bounds} GB; {rootfs_size} GB asked for.",
             )
-    if product.capacity_failed_until is not None and product.capacity_failed_until > now:
+    if (
+        not ignore_capacity_memory
+        and product.capacity_failed_until is not None
+        and product.capacity_failed_until > now
+    ):
         return _rejection(
             product,
             RejectReason.CAPACITY_RECENTLY_FAILED,
@@ -471,6 +476,7 @@ def _compute(  # noqa: PLR0913 - the request's parts, keyword-only
     now: datetime,
     cluster_id: str | None = None,
     min_cuda_version: str = "",
+    ignore_capacity_memory: bool = False,
 ) -> tuple[OfferSelection, datetime | None]:
     """The selection, and when it may change by itself (a capacity memory running out)."""
     fallback = region_fallback_order()
@@ -512,6 +518,7 @@ def _compute(  # noqa: PLR0913 - the request's parts, keyword-only
             now=now,
             cluster_id=cluster_id,
             min_cuda_version=min_cuda_version,
+            ignore_capacity_memory=ignore_capacity_memory,
         )
         if isinstance(verdict, Offer):
             key = (
@@ -549,6 +556,7 @@ def offers_select(  # noqa: PLR0913 - the request's parts, keyword-only
     now: datetime | None = None,
     cluster_id: str | None = None,
     min_cuda_version: str = "",
+    ignore_capacity_memory: bool = False,
 ) -> OfferSelection:
     """The offers for a request, best first, and every candidate left out with its reason.
 
@@ -557,7 +565,9 @@ def offers_select(  # noqa: PLR0913 - the request's parts, keyword-only
       region. A product is offered only when it is available, has `gpu_num` GPUs free (when
       Novita says how many), is sold in `billing_mode` at a price above 0, takes a root disk of
       `rootfs_size` GB (within its min/max), did not fail for lack of capacity in the last
-      CATALOG_CAPACITY_MEMORY_SECONDS, and costs at most `max_price_per_hour` for all its GPUs.
+      CATALOG_CAPACITY_MEMORY_SECONDS (unless `ignore_capacity_memory`: an instance waiting for
+      capacity tries every acceptable offer each time), and costs at most `max_price_per_hour`
+      for all its GPUs.
     - Order: the preferred `region` first, then the regions of CATALOG_REGION_FALLBACK_ORDER in
       that order, then every other region. Within each of these steps the cheapest offer first
       (spot price for "spot", on-demand price otherwise), across all the acceptable names: an
@@ -590,6 +600,7 @@ def offers_select(  # noqa: PLR0913 - the request's parts, keyword-only
             list(settings.CATALOG_REGION_FALLBACK_ORDER),
             cluster_id,
             min_cuda_version,
+            ignore_capacity_memory,
         ]
     )
     key = "offers:" + hashlib.sha256(fingerprint.encode()).hexdigest()
@@ -608,6 +619,7 @@ def offers_select(  # noqa: PLR0913 - the request's parts, keyword-only
         now=now,
         cluster_id=cluster_id,
         min_cuda_version=min_cuda_version,
+        ignore_capacity_memory=ignore_capacity_memory,
     )
     ttl = float(settings.CATALOG_OFFER_TTL_SECONDS)
     if changes_at is not None:

@@ -214,9 +214,14 @@ class InstanceAdmin(OperationsAdmin):
         ]}),
         ("Asked for", {"fields": [
             "template_id", "product_names_json", "gpu_num", "rootfs_size", "preferred_region",
-            "billing_mode", "max_price_per_hour", "health_check_json", "webhook_url",
+            "billing_mode", "billing_mode_requested", "spot_fallback", "max_price_per_hour",
+            "health_check_json", "webhook_url",
             "on_preempt", "recoveries", "idle_timeout", "on_idle", "last_active_at",
             "idle_stop_at",
+        ]}),
+        ("Waiting for capacity", {"fields": [
+            "capacity_wait_seconds", "waiting_since", "next_attempt_at", "capacity_attempts",
+            "capacity_checked_at",
         ]}),
         ("Jobs and webhooks", {"fields": ["job_links", "delivery_links"]}),
         ("Times", {"fields": [

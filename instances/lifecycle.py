@@ -52,6 +52,7 @@ WEBHOOK_EVENTS: dict[str, str] = {
     InstanceStatus.STOPPED: "instance.stopped",
     InstanceStatus.TERMINATED: "instance.terminated",
     InstanceStatus.PREEMPTED: "instance.preempted",
+    InstanceStatus.WAITING_FOR_CAPACITY: "instance.waiting_for_capacity",
 }
 
 # Statuses whose phase has a deadline, and the setting that gives it.
@@ -81,7 +82,8 @@ class TransitionRaced(RuntimeError):
 class Transition:
     """A change of status as asked for; `from_status` is the status the instance was read with.
     `fields` are written with the status; `job_outcome` (succeeded, failed, cancelled) finishes
-    the current job."""
+    the current job; `notify` False sends no webhook (an instance waiting for capacity again
+    after another attempt: its webhook went once)."""
 
     instance: Instance
     to_status: str
@@ -91,6 +93,7 @@ class Transition:
     fields: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] | None = None
     job_outcome: str | None = None
+    notify: bool = True
     from_status: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -177,7 +180,8 @@ def _records(transition: Transition, now: datetime) -> tuple[InstanceEvent, Webh
         at=now,
     )
     event_type = WEBHOOK_EVENTS.get(transition.to_status)
-    if not (event_type and instance.webhook_url and transition.to_status != transition.from_status):
+    changed = transition.to_status != transition.from_status
+    if not (event_type and instance.webhook_url and changed and transition.notify):
         return event, None
     return event, WebhookEvent(
         tenant=instance.tenant,

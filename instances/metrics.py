@@ -1,6 +1,6 @@
 """Instance metrics: instances by status (read from the database at scrape time), time from
 request to ready (histogram by product and region), orphans and duplicates deleted, idle
-stops and spot recoveries (counters)."""
+stops, spot recoveries and waits for capacity (counters)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,18 @@ SPOT_RECOVERIES = Counter(
     "novitai_spot_recoveries_total",
     "Reclaimed spot instances recovered automatically, by how (restart, reprovision).",
     ["mode"],
+)
+
+CAPACITY_ATTEMPTS = Counter(
+    "novitai_capacity_wait_attempts_total",
+    "Attempts of instances waiting for capacity, by outcome (obtained: created on Novita; "
+    "waiting: still no capacity).",
+    ["outcome"],
+)
+CAPACITY_WAITS = Counter(
+    "novitai_capacity_waits_ended_total",
+    "Waits for capacity that ended, by how (obtained, expired: failed no_capacity, deleted).",
+    ["outcome"],
 )
 
 

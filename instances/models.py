@@ -3,6 +3,7 @@
 Lifecycle (docs/architecture.md §4):
 
     pending → provisioning → starting → health_checking → ready
+    provisioning ⇄ waiting_for_capacity → failed (no_capacity: the wait is over) | terminated
     ready ⇄ stopping → stopped → starting → health_checking → ready
     ready → restarting → health_checking → ready
     any → terminating → terminated        (only once Novita confirms)
@@ -26,6 +27,8 @@ from novitai.crypto import EncryptedJSONField
 class InstanceStatus(models.TextChoices):
     PENDING = "pending", "pending"
     PROVISIONING = "provisioning", "provisioning"
+    # No acceptable offer can be had; tried again until capacity_wait_seconds have passed.
+    WAITING_FOR_CAPACITY = "waiting_for_capacity", "waiting for capacity"
     STARTING = "starting", "starting"
     HEALTH_CHECKING = "health_checking", "health checking"
     READY = "ready", "ready"
@@ -54,6 +57,14 @@ class FailureReason(models.TextChoices):
 class BillingMode(models.TextChoices):
     ON_DEMAND = "on_demand", "on demand"
     SPOT = "spot", "spot"
+
+
+class SpotFallback(models.TextChoices):
+    """What a spot request does when no spot offer can be had: nothing more (wait or fail), or
+    try on-demand offers (within max_price_per_hour) before waiting."""
+
+    NONE = "", "none"
+    ON_DEMAND = "on_demand", "on demand"
 
 
 class OnIdle(models.TextChoices):
@@ -93,6 +104,13 @@ class Instance(models.Model):
         max_length=16, choices=BillingMode.choices, default=BillingMode.ON_DEMAND
     )
     max_price_per_hour = models.DecimalField(max_digits=12, decimal_places=5, null=True, blank=True)
+    # `billing_mode` is the mode obtained (or being tried); this one the mode asked for.
+    billing_mode_requested = models.CharField(
+        max_length=16, choices=BillingMode.choices, blank=True
+    )
+    spot_fallback = models.CharField(
+        max_length=16, choices=SpotFallback.choices, blank=True, default=SpotFallback.NONE
+    )
     # The caller's environment variables ([{key, value}]): may hold tokens. Encrypted at rest
     # (ENCRYPTION_KEYS), emptied once the instance is terminated; never logged, never in the
     # representation, the admin or webhook bodies; sent to Novita only.
@@ -120,6 +138,17 @@ class Instance(models.Model):
     gpu_utilization_at = models.DateTimeField(null=True, blank=True)
     gpu_idle_since = models.DateTimeField(null=True, blank=True)
     gpu_metrics_read_at = models.DateTimeField(null=True, blank=True)
+    # Waiting for capacity (instances/capacity.py): how long a create may wait for an offer
+    # (0: fail at once), since when it waits, when it is tried again at the latest (the capacity
+    # sweep), how many attempts it made, and the catalog sync its last attempt saw.
+    capacity_wait_seconds = models.PositiveIntegerField(default=0)
+    waiting_since = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    capacity_attempts = models.PositiveIntegerField(default=0)
+    capacity_checked_at = models.DateTimeField(null=True, blank=True)
+    # The reclaim time of the last reclaim notice Novita gave (spotStatus notified): the
+    # instance.preemption_notice webhook went for it.
+    spot_reclaim_at = models.DateTimeField(null=True, blank=True)
     # Spot reclaims recovered automatically so far (capped by SPOT_RECOVERY_MAX_ATTEMPTS).
     recoveries = models.PositiveSmallIntegerField(default=0)
 

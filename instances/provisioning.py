@@ -8,6 +8,8 @@
                           → unknown outcome: look up by name (found: adopt; else wait for the
                             grace period, look again, and only then create again)
                           → an id: recorded → starting; the job waits for the monitoring pass
+    → no offer left: with capacity_wait_seconds, → waiting_for_capacity (instances/capacity.py
+      tries it again, every acceptable offer each time, until the wait is over)
     → failed (no_capacity, quota_exceeded, upstream_rejected, upstream_error, …) otherwise.
 
 No transaction is open across a Novita call; every write after a call is conditional, so a copy
@@ -27,7 +29,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from catalog.selectors import Offer, offers_select
+from catalog.selectors import (
+    Offer,
+    OfferSelection,
+    RejectReason,
+    catalog_last_sync_at,
+    offers_select,
+)
 from catalog.services import (
     TemplateConfig,
     catalog_ensure_fresh,
@@ -36,7 +44,7 @@ from catalog.services import (
 )
 from instances.lifecycle import Transition, instance_event_record, instance_transition_apply
 from instances.metrics import DUPLICATES_DELETED
-from instances.models import FailureReason, Instance, InstanceStatus
+from instances.models import BillingMode, FailureReason, Instance, InstanceStatus, SpotFallback
 from jobs.selectors import Job
 from jobs.services import job_cancel, job_claim, job_defer, job_retry_later, job_wait
 from novitai.errors import ServiceError, UpstreamUnavailable
@@ -55,6 +63,14 @@ logger = logging.getLogger(__name__)
 
 # Statuses in which the provision job has nothing left to do but wait for the monitor.
 HANDED_OVER = (InstanceStatus.STARTING, InstanceStatus.HEALTH_CHECKING, InstanceStatus.READY)
+# Why an offer is left out that may change by itself: an instance may wait for it.
+TRANSIENT_REJECTIONS = frozenset(
+    {
+        RejectReason.UNAVAILABLE,
+        RejectReason.NOT_ENOUGH_GPUS,
+        RejectReason.CAPACITY_RECENTLY_FAILED,
+    }
+)
 
 
 class Stop(Exception):
@@ -99,7 +115,9 @@ def instance_job_claim(*, job_id: str) -> tuple[Job, Instance] | None:
     return job, instance
 
 
-def instance_provision_run(*, job_id: str) -> None:
+def instance_provision_run(*, job_id: str, capacity_retry: bool = False) -> None:
+    """Runs the provision job. `capacity_retry`: an attempt of an instance waiting for capacity
+    (instances/capacity.py): every acceptable offer, those remembered as short of capacity too."""
     claimed = instance_job_claim(job_id=job_id)
     if claimed is None:
         return
@@ -132,14 +150,19 @@ def instance_provision_run(*, job_id: str) -> None:
             job_cancel(job=job, reason=f"the instance is {instance.status}")
             return
         with contextlib.suppress(Stop):
-            Provisioner(instance, job, get_client()).run()
+            Provisioner(instance, job, get_client(), capacity_retry=capacity_retry).run()
 
 
 class Provisioner:
-    def __init__(self, instance: Instance, job: Job, client: NovitaClient) -> None:
+    def __init__(
+        self, instance: Instance, job: Job, client: NovitaClient, *, capacity_retry: bool = False
+    ) -> None:
         self.instance = instance
         self.job = job
         self.client = client
+        self.capacity_retry = capacity_retry
+        self.fallen_back = False
+        self.spot_transient = False
 
     # --- the steps ----------------------------------------------------------------------------
 
@@ -191,39 +214,75 @@ class Provisioner:
             self.fail(FailureReason.TEMPLATE_NOT_FOUND, exc.message)
 
     def next_offer(self, template: TemplateConfig) -> Offer:
-        tried = self.instance.offers_tried
-        if len(tried) >= settings.PROVISION_MAX_OFFERS:
-            self.fail(
-                FailureReason.NO_CAPACITY,
-                f"No capacity in the {len(tried)} offer(s) tried: {describe_tried(tried)}.",
-            )
+        """The best offer not tried yet in the billing mode being tried; none left: fall back
+        from spot to on demand (spot_fallback), then wait for capacity or fail."""
+        instance = self.instance
+        mode = instance.billing_mode
+        tried = [t for t in instance.offers_tried if t.get("billing_mode", mode) == mode]
+        rejected: tuple[Any, ...] = ()
+        if len(tried) < settings.PROVISION_MAX_OFFERS:
+            selection = self.select(mode, template)
+            done = {(t["product_id"], t["cluster_id"]) for t in tried}
+            for offer in selection.offers:
+                if (offer.novita_product_id, offer.cluster_id) not in done:
+                    return offer
+            rejected = selection.rejected
+        if tried:
+            message = f"No capacity in the {len(tried)} offer(s) tried: {describe_tried(tried)}."
+        else:
+            reasons = "; ".join(r.message for r in rejected) or "none matches"
+            message = f"No offer is available: {reasons}"
+        transient = bool(tried) or any(r.reason in TRANSIENT_REJECTIONS for r in rejected)
+        if mode == BillingMode.SPOT and instance.spot_fallback == SpotFallback.ON_DEMAND:
+            self.fall_back(message)
+            self.spot_transient = transient  # spot capacity may come back: worth a wait
+            return self.next_offer(template)
+        transient = transient or self.spot_transient
+        if len(instance.offers_tried) > len(tried):  # both modes were tried: name them all
+            every = instance.offers_tried
+            message = f"No capacity in the {len(every)} offer(s) tried: {describe_tried(every)}."
+        self.no_capacity(message, transient=transient)
+
+    def select(self, mode: str, template: TemplateConfig) -> OfferSelection:
         instance = self.instance
         try:
             catalog_ensure_fresh()
-            selection = offers_select(
+            return offers_select(
                 product_names=instance.product_names,
                 gpu_num=instance.gpu_num,
                 region=instance.preferred_region or None,
-                billing_mode=instance.billing_mode,
+                billing_mode=mode,
                 max_price_per_hour=instance.max_price_per_hour,
                 rootfs_size=instance.rootfs_size,
                 min_cuda_version=template.min_cuda_version,
                 cluster_id=volumes_cluster(instance),
+                # Capacity is remembered per offer, not per billing mode: after a fall back
+                # from spot, on-demand offers are tried though spot was short there.
+                ignore_capacity_memory=self.capacity_retry or self.fallen_back,
             )
         except UpstreamUnavailable as exc:
             self.retry_or_fail(exc, "reading the catalog")
         except ServiceError as exc:
             self.fail(FailureReason.NO_CAPACITY, f"No offer can be chosen: {exc.message}")
-        done = {(t["product_id"], t["cluster_id"]) for t in tried}
-        for offer in selection.offers:
-            if (offer.novita_product_id, offer.cluster_id) not in done:
-                return offer
-        if tried:
-            message = f"No capacity in the {len(tried)} offer(s) tried: {describe_tried(tried)}."
-        else:
-            reasons = "; ".join(r.message for r in selection.rejected) or "none matches"
-            message = f"No offer is available: {reasons}"
-        self.fail(FailureReason.NO_CAPACITY, message)
+
+    def fall_back(self, why: str) -> None:
+        """spot → on demand (spot_fallback on_demand), with an event saying why."""
+        updated = Instance.objects.filter(
+            pk=self.instance.pk, status=InstanceStatus.PROVISIONING, billing_mode=BillingMode.SPOT
+        ).update(billing_mode=BillingMode.ON_DEMAND, updated_at=timezone.now())
+        if not updated:
+            self.moved_on()
+        self.instance.billing_mode = BillingMode.ON_DEMAND
+        self.fallen_back = True
+        bound = self.instance.max_price_per_hour
+        within = f", within {bound} USD/h" if bound is not None else ""
+        instance_event_record(
+            instance=self.instance,
+            reason="spot_fallback",
+            message=f"{why} No spot offer can be had: trying on-demand offers (spot_fallback "
+            f"on_demand{within}).",
+            data={"billing_mode_requested": BillingMode.SPOT, "billing_mode": "on_demand"},
+        )
 
     def create_request(self, template: TemplateConfig, offer: Offer) -> CreateInstanceRequest:
         instance = self.instance
@@ -422,6 +481,58 @@ class Provisioner:
             job_wait(job=self.job)
         raise Stop
 
+    def no_capacity(self, message: str, *, transient: bool) -> NoReturn:
+        """No offer left: wait for capacity when the instance may (capacity_wait_seconds, the
+        wait not over, and what is missing may come back), else fail no_capacity."""
+        instance = self.instance
+        if transient and instance.capacity_wait_seconds > 0:
+            now = timezone.now()
+            since = instance.waiting_since or now
+            if now < capacity_deadline(instance, since):
+                self.wait_for_capacity(message, since, now)
+            message += f" {waited_text(instance, now)}"
+        self.fail(FailureReason.NO_CAPACITY, message)
+
+    def wait_for_capacity(self, message: str, since: datetime, now: datetime) -> NoReturn:
+        """provisioning → waiting_for_capacity (its webhook the first time only); the job waits
+        for the capacity sweep, which tries again (instances/capacity.py)."""
+        fresh = load_instance(self.instance.pk)
+        if fresh is None or fresh.status != InstanceStatus.PROVISIONING:
+            self.moved_on()
+        fresh.current_job = self.job
+        deadline = capacity_deadline(fresh, since)
+        attempts = fresh.capacity_attempts + 1
+        next_at = min(now + timedelta(seconds=capacity_backoff_seconds(attempts)), deadline)
+        with transaction.atomic():
+            waiting = instance_transition_apply(
+                transition=Transition(
+                    instance=fresh,
+                    to_status=InstanceStatus.WAITING_FOR_CAPACITY,
+                    reason="waiting_for_capacity",
+                    message=f"{message} Waiting for capacity until {iso(deadline)} (attempt "
+                    f"{attempts}): tried again when the catalog shows an acceptable offer, at "
+                    f"the latest at {iso(next_at)}.",
+                    fields={
+                        "waiting_since": since,
+                        "next_attempt_at": next_at,
+                        "capacity_attempts": attempts,
+                        "capacity_checked_at": catalog_last_sync_at(),
+                        "create_sent_at": None,
+                    },
+                    data={
+                        "attempt": attempts,
+                        "wait_until": iso(deadline),
+                        "next_attempt_at": iso(next_at),
+                        "offers_tried": fresh.offers_tried,
+                    },
+                    notify=fresh.waiting_since is None,
+                )
+            )
+            if waiting:
+                job_wait(job=self.job)
+        self.instance = fresh
+        raise Stop
+
     def fail(self, reason: FailureReason, message: str) -> NoReturn:
         fresh = load_instance(self.instance.pk)
         if fresh is not None and fresh.status == InstanceStatus.PROVISIONING:
@@ -452,11 +563,41 @@ def offer_data(offer: Offer) -> dict[str, Any]:
         "region": offer.region_code,
         "cluster_id": offer.cluster_id,
         "price_per_hour": str(offer.price_per_hour),
+        "billing_mode": offer.billing_mode,
     }
 
 
+def capacity_deadline(instance: Instance, since: datetime) -> datetime:
+    """When an instance that waits for capacity since `since` stops waiting."""
+    return since + timedelta(seconds=instance.capacity_wait_seconds)
+
+
+def capacity_backoff_seconds(attempts: int) -> float:
+    """The longest pause after the nth attempt: CAPACITY_RETRY_BASE_SECONDS, doubling, capped at
+    CAPACITY_RETRY_MAX_SECONDS (no jitter: waiting instances of one request keep their order)."""
+    base = float(settings.CAPACITY_RETRY_BASE_SECONDS)
+    return min(base * 2 ** max(attempts - 1, 0), float(settings.CAPACITY_RETRY_MAX_SECONDS))
+
+
+def waited_text(instance: Instance, now: datetime) -> str:
+    since = instance.waiting_since or now
+    seconds = round((now - since).total_seconds())
+    return (
+        f"Waited {seconds}s for capacity (of {instance.capacity_wait_seconds}s allowed, "
+        f"{instance.capacity_attempts} attempt(s))."
+    )
+
+
+def iso(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
 def describe_tried(tried: list[dict[str, Any]]) -> str:
-    return ", ".join(f"{t['product_name']} in {t['region']}" for t in tried)
+    return ", ".join(
+        f"{t['product_name']} in {t['region']}"
+        + (" (spot)" if t.get("billing_mode") == BillingMode.SPOT else "")
+        for t in tried
+    )
 
 
 def grace_over(sent: datetime | None, now: datetime) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypedDict
 
@@ -107,6 +107,8 @@ class InstanceRepresentation(TypedDict):
     product: ProductRef | None
     region: str | None
     billing_mode: str
+    billing_mode_requested: str
+    spot_fallback: str | None
     gpu_num: int
     price_per_hour: str | None  # exact decimal USD
     template_id: str
@@ -131,6 +133,11 @@ class InstanceRepresentation(TypedDict):
     gpu_utilization: float | None
     gpu_utilization_at: str | None
     job: JobSummary | None
+    capacity_wait_seconds: int
+    capacity_wait_until: str | None
+    next_attempt_at: str | None
+    capacity_attempts: int
+    spot_reclaim_at: str | None
 
 
 def job_summary(instance: Instance) -> JobSummary | None:
@@ -198,6 +205,8 @@ def instance_representation(instance: Instance) -> InstanceRepresentation:
         "product": product,
         "region": instance.region or None,
         "billing_mode": instance.billing_mode,
+        "billing_mode_requested": instance.billing_mode_requested or instance.billing_mode,
+        "spot_fallback": instance.spot_fallback or None,
         "gpu_num": instance.gpu_num,
         "price_per_hour": usd_text(instance.price_per_hour),
         "template_id": instance.template_id,
@@ -234,7 +243,26 @@ def instance_representation(instance: Instance) -> InstanceRepresentation:
         "gpu_utilization": instance.gpu_utilization,
         "gpu_utilization_at": timestamp_text(instance.gpu_utilization_at),
         "job": job_summary(instance),
+        "capacity_wait_seconds": instance.capacity_wait_seconds,
+        "capacity_wait_until": timestamp_text(capacity_wait_until(instance)),
+        "next_attempt_at": timestamp_text(
+            instance.next_attempt_at
+            if instance.status == InstanceStatus.WAITING_FOR_CAPACITY
+            else None
+        ),
+        "capacity_attempts": instance.capacity_attempts,
+        "spot_reclaim_at": timestamp_text(instance.spot_reclaim_at),
     }
+
+
+def capacity_wait_until(instance: Instance) -> datetime | None:
+    """While it waits for capacity (or has waited): when the wait ends."""
+    if instance.waiting_since is None or instance.status not in (
+        InstanceStatus.WAITING_FOR_CAPACITY,
+        InstanceStatus.PROVISIONING,
+    ):
+        return None
+    return instance.waiting_since + timedelta(seconds=instance.capacity_wait_seconds)
 
 
 def event_representation(event: InstanceEvent) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Count, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -29,8 +29,22 @@ from catalog.selectors import (
     region_resolve,
 )
 from catalog.services import TemplateConfig, catalog_reading, template_get
-from instances.lifecycle import Transition, instance_event_record, instance_transition_apply
-from instances.models import Instance, InstanceEvent, InstanceStatus, OnIdle, OnPreempt
+from instances.lifecycle import (
+    Transition,
+    instance_event_record,
+    instance_transition_apply,
+    needs_upstream_cleanup,
+)
+from instances.metrics import CAPACITY_WAITS
+from instances.models import (
+    Instance,
+    InstanceEvent,
+    InstanceStatus,
+    OnIdle,
+    OnPreempt,
+    SpotFallback,
+)
+from instances.provisioning import TRANSIENT_REJECTIONS
 from instances.volumes import Placement, volumes_placement
 from jobs.selectors import Job, job_get
 from jobs.services import job_cancel, job_create, job_retry_hook_register
@@ -115,6 +129,8 @@ class InstanceRequest:
     on_idle: str = OnIdle.STOP
     volumes: tuple[tuple[uuid.UUID, str], ...] = ()  # (volume id, mount path)
     idle_policy: tuple[float, int] | None = None  # (gpu_utilization_below, for_seconds)
+    capacity_wait_seconds: int = 0
+    spot_fallback: str = ""
 
 
 @dataclass(frozen=True)
@@ -260,7 +276,13 @@ def instance_request_problems(  # noqa: C901, PLR0912 - one check per catalog ru
                         details={"product_names": unknown},
                     )
                 )
-            elif not selection.offers and not problems and not unchecked:
+            elif (
+                not selection.offers
+                and not problems
+                and not unchecked
+                and not _may_wait(request, selection.rejected)
+                and not _on_demand_offers(request, region_code, rootfs_size)
+            ):
                 # Only once everything else is right: another problem may be the cause.
                 names = " or ".join(request.product_names)
                 problems.append(
@@ -279,6 +301,28 @@ def instance_request_problems(  # noqa: C901, PLR0912 - one check per catalog ru
         cluster_id=placement.cluster_id,
     )
     return spec, []
+
+
+def _may_wait(request: InstanceRequest, rejected: Any) -> bool:
+    """No offer now, but the request waits for capacity and what is missing may come back."""
+    return request.capacity_wait_seconds > 0 and any(
+        r.reason in TRANSIENT_REJECTIONS for r in rejected
+    )
+
+
+def _on_demand_offers(request: InstanceRequest, region_code: str, rootfs_size: int | None) -> bool:
+    """A spot request that falls back to on demand has an on-demand offer."""
+    if request.spot_fallback != SpotFallback.ON_DEMAND or request.billing_mode != "spot":
+        return False
+    selection = offers_select(
+        product_names=list(request.product_names),
+        gpu_num=request.gpu_num,
+        region=region_code or None,
+        billing_mode="on_demand",
+        max_price_per_hour=request.max_price_per_hour,
+        rootfs_size=rootfs_size,
+    )
+    return bool(selection.offers) or _may_wait(request, selection.rejected)
 
 
 def request_problems_error(problems: list[ServiceError]) -> ServiceError:
@@ -316,7 +360,9 @@ def _quota_check(tenant: Tenant, gpu_num: int) -> None:
     if tenant.max_instances is None and tenant.max_gpus is None:
         return
     usage = Instance.objects.filter(tenant=tenant).exclude(status=InstanceStatus.TERMINATED)
-    totals = usage.aggregate(n=Count("id"), gpus=Coalesce(Sum("gpu_num"), 0))
+    # A waiting instance counts toward the instance quota, not the GPU quota: it holds none.
+    holding = ~Q(status=InstanceStatus.WAITING_FOR_CAPACITY)
+    totals = usage.aggregate(n=Count("id"), gpus=Coalesce(Sum("gpu_num", filter=holding), 0))
     if tenant.max_instances is not None and totals["n"] + 1 > tenant.max_instances:
         raise Conflict(
             f"The tenant's quota of {tenant.max_instances} instance(s) is used up "
@@ -375,6 +421,8 @@ def instance_create(*, tenant: Tenant, spec: InstanceSpec, actor: str) -> Instan
             rootfs_size=spec.rootfs_size,
             preferred_region=spec.region_code,
             billing_mode=request.billing_mode,
+            billing_mode_requested=request.billing_mode,
+            spot_fallback=request.spot_fallback,
             max_price_per_hour=request.max_price_per_hour,
             envs=[{"key": k, "value": v} for k, v in request.envs],
             health_check=request.health_check.as_json(),
@@ -382,6 +430,7 @@ def instance_create(*, tenant: Tenant, spec: InstanceSpec, actor: str) -> Instan
             webhook_url=request.webhook_url,
             on_preempt=request.on_preempt,
             on_idle=request.on_idle,
+            capacity_wait_seconds=request.capacity_wait_seconds,
             idle_timeout=(
                 timedelta(seconds=request.idle_timeout_seconds)
                 if request.idle_timeout_seconds is not None
@@ -501,6 +550,23 @@ def instance_delete_request(
     if instance.status in (InstanceStatus.TERMINATING, InstanceStatus.TERMINATED):
         return instance
     _supersede_job(instance, Action.DELETE)
+    if instance.status == InstanceStatus.WAITING_FOR_CAPACITY and not needs_upstream_cleanup(
+        instance
+    ):
+        # Nothing exists on Novita for it: terminated at once, no call.
+        instance_transition_apply(
+            transition=Transition(
+                instance=instance,
+                to_status=InstanceStatus.TERMINATED,
+                reason=reason or "delete_requested",
+                message=(message or "Delete requested.")
+                + " It was waiting for capacity: nothing existed on Novita.",
+                actor=actor,
+                fields={"terminated_at": timezone.now(), "next_attempt_at": None},
+            )
+        )
+        CAPACITY_WAITS.labels(outcome="deleted").inc()
+        return instance
     job = _action_job(instance, Action.DELETE)
     instance_transition_apply(
         transition=Transition(
@@ -566,6 +632,7 @@ class InstanceChanges:
     on_idle: str | None = None
     idle_timeout_seconds: Any = UNCHANGED  # int seconds, None (never), or UNCHANGED
     webhook_url: Any = UNCHANGED  # a URL, None (no webhooks), or UNCHANGED
+    capacity_wait_seconds: int | None = None
 
 
 @transaction.atomic
@@ -596,6 +663,9 @@ def instance_settings_update(
         fields["idle_timeout"] = timedelta(seconds=seconds) if seconds is not None else None
     if changes.webhook_url is not UNCHANGED:
         fields["webhook_url"] = changes.webhook_url or ""
+    if changes.capacity_wait_seconds is not None:
+        # Counted from when it began waiting: a longer one extends the wait of a waiting instance.
+        fields["capacity_wait_seconds"] = changes.capacity_wait_seconds
     changed = sorted(k for k, v in fields.items() if getattr(instance, k) != v)
     if changed:
         Instance.objects.filter(pk=instance.pk).update(**fields, updated_at=timezone.now())
@@ -645,6 +715,10 @@ def _provision_afresh() -> dict[str, Any]:
         "endpoints": [],
         "provisioned_at": None,
         "ready_at": None,
+        "waiting_since": None,
+        "next_attempt_at": None,
+        "capacity_attempts": 0,
+        "capacity_checked_at": None,
     }
 
 

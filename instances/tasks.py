@@ -33,6 +33,16 @@ def monitor() -> None:
         monitor.apply_async(expires=max(settings.MONITOR_INTERVAL_SECONDS * 2, 5))
 
 
+@shared_task(name="instances.capacity_sweep", ignore_result=True)
+def capacity_sweep() -> None:
+    """Tries instances waiting for capacity again, oldest first (beat, every
+    CAPACITY_SWEEP_INTERVAL); with more due than one sweep tries, the next one is sent at once."""
+    from instances.capacity import instances_capacity_sweep
+
+    if instances_capacity_sweep().more:
+        capacity_sweep.apply_async(expires=max(settings.CAPACITY_SWEEP_INTERVAL_SECONDS * 2, 5))
+
+
 @shared_task(name="instances.idle_stop", ignore_result=True)
 def idle_stop() -> int:
     """Stops ready instances idle past their timeout (beat, every IDLE_CHECK_INTERVAL); a full

@@ -258,6 +258,23 @@ def job_wait(*, job: Job) -> bool:
     return bool(updated)
 
 
+def job_resume(*, job: Job) -> bool:
+    """A waiting job runs again from its first attempt, due now, because its subject's owner
+    asks (an instance waiting for capacity is tried again). No task is sent: the caller runs it
+    at once, and the sweeper re-sends it after JOB_REDISPATCH_SECONDS if nobody claimed it."""
+    now = timezone.now()
+    updated = Job.objects.filter(pk=job.pk, status=JobStatus.WAITING).update(
+        status=JobStatus.PENDING,
+        attempts=0,
+        next_attempt_at=now,
+        dispatched_at=now,
+        updated_at=now,
+    )
+    if updated:
+        job.status, job.attempts, job.next_attempt_at = JobStatus.PENDING, 0, now
+    return bool(updated)
+
+
 def job_backoff_seconds(attempts: int) -> float:
     """Capped exponential backoff with full jitter, at least one base step (novitai/retry.py):
     `attempts` counts the failed one: the first retry waits one base step, the next one to two."""

@@ -166,13 +166,17 @@ class SandboxControl:
         *,
         billing_mode: str = "*",
         cluster_id: str = "*",
+        creates: int | None = None,
     ) -> list[dict[str, str]]:
-        payload = {
+        """Capacity off or on; `creates`: on for that many creates only, then off again."""
+        payload: dict[str, Any] = {
             "productId": product_id,
             "available": available,
             "billingMode": billing_mode,
             "clusterId": cluster_id,
         }
+        if creates is not None:
+            payload["creates"] = creates
         return self._call("POST", "/capacity", payload)["off"]
 
     def reclaim(

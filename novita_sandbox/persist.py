@@ -114,6 +114,7 @@ def dump_locked(sb: Sandbox) -> dict[str, Any]:
             for (cid, pid), o in sb.offer_overrides.items()
         ],
         "capacity_off": [list(key) for key in sorted(sb.capacity_off)],
+        "capacity_creates": [[*key, n] for key, n in sorted(sb.capacity_creates.items())],
         "cash_base": sb.cash_base,
         "credit_limit": sb.credit_limit,
         "creates_by_name": dict(sb.creates_by_name),
@@ -217,12 +218,14 @@ def load_locked(sb: Sandbox, data: dict[str, Any]) -> None:
         for cid, pid, available, state, gpus in data["offer_overrides"]
     }
     capacity_off = {(c, p, m) for c, p, m in data["capacity_off"]}
+    capacity_creates = {(c, p, m): int(n) for c, p, m, n in data.get("capacity_creates", [])}
     clock = Clock(float(data["clock"]["offset"]), data["clock"]["frozen_at"])
     # Everything read: now change the sandbox.
     sb.clock = clock
     sb.instances, sb.visible, sb.storages, sb.jobs = instances, visible, storages, jobs
     sb.product_prices, sb.storage_prices = product_prices, storage_prices
     sb.offer_overrides, sb.capacity_off = offers, capacity_off
+    sb.capacity_creates = capacity_creates
     sb.cash_base, sb.credit_limit = int(data["cash_base"]), int(data["credit_limit"])
     sb.creates_by_name.clear()
     sb.creates_by_name.update(data["creates_by_name"])

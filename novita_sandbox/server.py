@@ -499,8 +499,9 @@ class _Handler(BaseHTTPRequestHandler):
         ]
 
     def _set_capacity(self, data: dict[str, Any]) -> None:
-        """{productId, billingMode?, clusterId?, available}: billingMode and clusterId absent
-        (or "*") mean every mode, every cluster."""
+        """{productId, billingMode?, clusterId?, available, creates?}: billingMode and clusterId
+        absent (or "*") mean every mode, every cluster; `creates` (with available true): on for
+        that many creates, then off again."""
         sb = self.server.sandbox
         product_id = data.get("productId")
         mode = data.get("billingMode") or "*"
@@ -514,9 +515,17 @@ class _Handler(BaseHTTPRequestHandler):
             raise _ControlError(400, "clusterId must exist")
         if not isinstance(available, bool):
             raise _ControlError(400, "available must be true or false")
+        creates = data.get("creates")
+        if creates is not None and (
+            isinstance(creates, bool) or not isinstance(creates, int) or creates < 1
+        ):
+            raise _ControlError(400, "creates must be an integer >= 1")
         key = (cluster_id, product_id, mode)
+        sb.capacity_creates.pop(key, None)
         if available:
             sb.capacity_off.discard(key)
+            if creates is not None:
+                sb.capacity_creates[key] = creates
         else:
             sb.capacity_off.add(key)
 

@@ -362,6 +362,9 @@ class Sandbox:
         self.offer_overrides: dict[tuple[str, str], Offer] = {}
         # (clusterId or "*", productId, billingMode or "*") with no capacity (control API)
         self.capacity_off: set[tuple[str, str, str]] = set()
+        # Capacity turned on for a number of creates only (POST /capacity {..., creates: N}):
+        # the key is off again once they are used.
+        self.capacity_creates: dict[tuple[str, str, str], int] = {}
         self.product_prices: dict[str, Timeline[Prices]] = {
             p.id: [(0.0, Prices(p.price, p.spot_price, p.exited_local_storage_price))]
             for p in PRODUCTS
@@ -458,6 +461,19 @@ class Sandbox:
             for cluster in (cluster_id, "*")
             for mode in (billing_mode, "*")
         )
+
+    def _take_capacity_create_locked(self, product_id: str, cluster_id: str, mode: str) -> None:
+        """A create uses one of the creates its capacity was turned on for; the last one turns
+        it off again."""
+        for key in [(c, product_id, m) for c in (cluster_id, "*") for m in (mode, "*")]:
+            left = self.capacity_creates.get(key)
+            if left is None:
+                continue
+            if left <= 1:
+                del self.capacity_creates[key]
+                self.capacity_off.add(key)
+            else:
+                self.capacity_creates[key] = left - 1
 
     def deployable(
         self, product: Product, cluster_id: str, billing_mode: str, gpu_num: int = 1
@@ -567,6 +583,7 @@ class Sandbox:
             raise insufficient_resource()
         if self._take_capacity_error_locked("capacity_errors", cluster_id, product.id):
             raise insufficient_resource()
+        self._take_capacity_create_locked(product.id, cluster_id, spec.billing_mode)
         self._check_balance_locked(self._upfront_cost(product, spec, now), now)
         faults = self.faults
         image_broken = (

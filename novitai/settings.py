@@ -267,6 +267,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "instances.provision": {"queue": "provision"},
     "instances.action": {"queue": "provision"},
+    "instances.capacity_sweep": {"queue": "provision"},
     "instances.monitor": {"queue": "monitor"},
     "instances.idle_stop": {"queue": "monitor"},
     "catalog.*": {"queue": "monitor"},
@@ -428,6 +429,19 @@ CELERY_BEAT_SCHEDULE["instances.idempotency_keys_purge"] = {
     "options": {"expires": 600.0},
 }
 # <<< provisioning ------------------------------------------------------------------------------
+# >>> capacity (issue 16): waiting for capacity -------------------------------------------------
+# A waiting instance is tried again as soon as a catalog sync shows an acceptable offer, and at
+# the latest after a capped backoff: base, doubling per attempt, up to the cap (seconds).
+CAPACITY_RETRY_BASE_SECONDS = env.float("CAPACITY_RETRY_BASE_SECONDS", default=15.0)
+CAPACITY_RETRY_MAX_SECONDS = env.float("CAPACITY_RETRY_MAX_SECONDS", default=300.0)
+# How often the capacity sweep looks at waiting instances (no upstream call of its own).
+CAPACITY_SWEEP_INTERVAL_SECONDS = env.float("CAPACITY_SWEEP_INTERVAL_SECONDS", default=5.0)
+CELERY_BEAT_SCHEDULE["instances.capacity_sweep"] = {
+    "task": "instances.capacity_sweep",
+    "schedule": CAPACITY_SWEEP_INTERVAL_SECONDS,
+    "options": {"expires": max(1.0, CAPACITY_SWEEP_INTERVAL_SECONDS * 2)},
+}
+# <<< capacity ----------------------------------------------------------------------------------
 
 # --- Webhooks -------------------------------------------------------------------------------
 
@@ -510,6 +524,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "WebhookDeliveryStatusEnum": "webhooks.models.DeliveryStatus",  # webhooks (issue 6)
         "WebhookAttemptResultEnum": "webhooks.models.AttemptResult",  # webhooks (issue 6)
+        "BillingModeEnum": "instances.models.BillingMode",  # capacity (issue 16)
     },
 }
 

@@ -17,6 +17,7 @@ from instances.models import (
     InstanceStatus,
     OnIdle,
     OnPreempt,
+    SpotFallback,
 )
 from instances.selectors import (
     InstanceRepresentation,
@@ -31,6 +32,8 @@ from instances.services import (
     InstanceRequest,
 )
 from novitai.errors import ServiceError
+
+CAPACITY_WAIT_MAX_SECONDS = 86400
 
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,510}$")
 IDLE_TIMEOUT_MIN_SECONDS = 60
@@ -251,6 +254,20 @@ class InstanceCreateInputSerializer(StrictSerializerMixin, serializers.Serialize
         help_text="Idle by GPU utilization (Novita's metrics, about a minute behind). With "
         "idle_timeout_seconds too, idle only when both say so.",
     )
+    spot_fallback = serializers.ChoiceField(
+        choices=[SpotFallback.ON_DEMAND],
+        required=False,
+        help_text="A spot request only: when no spot offer can be had, try on-demand offers "
+        "(within max_price_per_hour) before waiting or failing.",
+    )
+    capacity_wait_seconds = StrictIntegerField(
+        default=0,
+        min_value=0,
+        max_value=CAPACITY_WAIT_MAX_SECONDS,
+        help_text="When no acceptable offer can be had: wait this long for capacity "
+        "(status waiting_for_capacity, tried again as capacity returns) before failing "
+        "no_capacity. 0: fail at once.",
+    )
 
     def validate_webhook_url(self, value: str) -> str:
         return webhook_url_check(value)
@@ -315,6 +332,9 @@ class InstanceCreateInputSerializer(StrictSerializerMixin, serializers.Serialize
             and "billing_mode" in valid
         ):
             errors["on_preempt"] = ["Only a spot instance is reclaimed: use billing_mode 'spot'."]
+        spot = valid.get("billing_mode") == BillingMode.SPOT
+        if "spot_fallback" in valid and "billing_mode" in valid and not spot:
+            errors["spot_fallback"] = ["Only a spot request falls back: use billing_mode 'spot'."]
         return errors
 
     def _catalog_problems(self, valid: dict[str, Any], errors: dict[str, Any]) -> dict[str, Any]:
@@ -376,6 +396,8 @@ class InstanceCreateInputSerializer(StrictSerializerMixin, serializers.Serialize
                 if data.get("idle_policy")
                 else None
             ),
+            capacity_wait_seconds=data.get("capacity_wait_seconds", 0),
+            spot_fallback=data.get("spot_fallback", ""),
         )
 
 
@@ -403,6 +425,13 @@ class InstanceUpdateInputSerializer(StrictSerializerMixin, serializers.Serialize
         max_length=2048,
         help_text="Where later events go; null: no webhooks.",
     )
+    capacity_wait_seconds = StrictIntegerField(
+        required=False,
+        min_value=0,
+        max_value=CAPACITY_WAIT_MAX_SECONDS,
+        help_text="How long it may wait for capacity, counted from when it began waiting: "
+        "a longer one extends the wait.",
+    )
 
     def validate_webhook_url(self, value: str | None) -> str | None:
         return None if value is None else webhook_url_check(value)
@@ -412,7 +441,8 @@ class InstanceUpdateInputSerializer(StrictSerializerMixin, serializers.Serialize
         if not attrs:
             raise serializers.ValidationError(
                 {"non_field_errors": ["Nothing to change: give on_preempt, on_idle, "
-                                      "idle_timeout_seconds or webhook_url."]}
+                                      "idle_timeout_seconds, webhook_url or "
+                                      "capacity_wait_seconds."]}
             )  # fmt: skip
         return attrs
 
@@ -423,6 +453,7 @@ class InstanceUpdateInputSerializer(StrictSerializerMixin, serializers.Serialize
             on_idle=data.get("on_idle"),
             idle_timeout_seconds=data.get("idle_timeout_seconds", UNCHANGED),
             webhook_url=data.get("webhook_url", UNCHANGED),
+            capacity_wait_seconds=data.get("capacity_wait_seconds"),
         )
 
 
@@ -482,7 +513,13 @@ class InstanceSerializer(serializers.Serializer[Instance]):
     novita_instance_id = serializers.CharField(allow_null=True)
     product = ProductRefSerializer(allow_null=True)
     region = serializers.CharField(allow_null=True)
-    billing_mode = serializers.ChoiceField(choices=BillingMode.choices)
+    billing_mode = serializers.ChoiceField(
+        choices=BillingMode.choices, help_text="The billing mode obtained (or being tried)."
+    )
+    billing_mode_requested = serializers.ChoiceField(
+        choices=BillingMode.choices, help_text="The billing mode asked for."
+    )
+    spot_fallback = serializers.ChoiceField(choices=[SpotFallback.ON_DEMAND], allow_null=True)
     gpu_num = serializers.IntegerField()
     price_per_hour = serializers.DecimalField(
         max_digits=12, decimal_places=5, allow_null=True, help_text="USD"
@@ -517,6 +554,19 @@ class InstanceSerializer(serializers.Serializer[Instance]):
         allow_null=True, help_text="The time of that point (Novita's, about a minute behind)."
     )
     job = InstanceJobSerializer(allow_null=True)
+    capacity_wait_seconds = serializers.IntegerField(
+        help_text="How long it may wait for capacity (0: not at all)."
+    )
+    capacity_wait_until = serializers.DateTimeField(
+        allow_null=True, help_text="While waiting for capacity: when the wait ends."
+    )
+    next_attempt_at = serializers.DateTimeField(
+        allow_null=True, help_text="While waiting for capacity: the next attempt at the latest."
+    )
+    capacity_attempts = serializers.IntegerField(help_text="Attempts while waiting for capacity.")
+    spot_reclaim_at = serializers.DateTimeField(
+        allow_null=True, help_text="When Novita said it will reclaim this spot instance."
+    )
 
     def to_representation(self, instance: Instance) -> InstanceRepresentation:  # type: ignore[override]
         return instance_representation(instance)

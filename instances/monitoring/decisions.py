@@ -106,6 +106,9 @@ def alive(row: Instance, listing: Listing) -> Generator[Outcome, None, NovitaIns
         )
         return None
     yield observed(row, item)
+    reclaim_notice = spot.notice(row, item)
+    if reclaim_notice is not None:
+        yield reclaim_notice
     return item
 
 

@@ -95,6 +95,15 @@ class Flags:
 
 
 @dataclass(frozen=True)
+class Notice:
+    """A spot reclaim notice (spotStatus notified) not yet told: its event and webhook (at
+    once, a transaction of its own: rare)."""
+
+    row: Instance
+    reclaim_at: Any  # datetime
+
+
+@dataclass(frozen=True)
 class Counted:
     """A change made outside the batches (an adoption, a recovery), counted in the report."""
 
@@ -102,7 +111,17 @@ class Counted:
 
 
 Outcome = (
-    Observe | CheckHealth | Recover | Move | Adopt | Identify | Delete | Release | Flags | Counted
+    Observe
+    | CheckHealth
+    | Recover
+    | Move
+    | Adopt
+    | Identify
+    | Delete
+    | Release
+    | Flags
+    | Notice
+    | Counted
 )
 # A decision: yields what it asks for; `yield from` a helper returns what the helper found.
 Decision = Generator[Outcome, None, None]

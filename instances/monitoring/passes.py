@@ -29,6 +29,7 @@ from instances.monitoring.outcomes import (
     Flags,
     Identify,
     Move,
+    Notice,
     Observe,
     Outcome,
     Outcomes,
@@ -245,7 +246,7 @@ class MonitorPass:
         else:
             self.flags.append(outcome)
 
-    def act(self, outcome: CheckHealth | Recover | Adopt | Identify | Counted) -> None:
+    def act(self, outcome: CheckHealth | Recover | Adopt | Identify | Notice | Counted) -> None:
         """At once: a plan (it may read the instance's page), a recovery, an adoption."""
         if isinstance(outcome, CheckHealth):
             self.plans.append((outcome.row, checks.plan(outcome.row, outcome.item, self.client)))
@@ -256,6 +257,8 @@ class MonitorPass:
                 self.count(S.STARTING)
         elif isinstance(outcome, Identify):
             writes.identity_write(outcome.row, outcome.novita_id)
+        elif isinstance(outcome, Notice):
+            writes.notice_write(outcome.row, outcome.reclaim_at)
         else:
             self.count(outcome.to_status)
 

@@ -10,7 +10,7 @@ new one through the offer list, the reclaimed offer remembered as short of capac
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.conf import settings
 
@@ -18,7 +18,7 @@ from catalog.services import offer_capacity_failed
 from instances.lifecycle import SYSTEM, Transition
 from instances.metrics import SPOT_RECOVERIES
 from instances.models import Instance, InstanceStatus, OnPreempt
-from instances.monitoring.outcomes import Counted, Delete, Move, Outcome, Recover
+from instances.monitoring.outcomes import Counted, Delete, Move, Notice, Outcome, Recover
 from instances.services import (
     SPOT_RECOVERY,
     Action,
@@ -39,6 +39,16 @@ GONE = {N.REMOVED}
 
 def reclaimed(row: Instance, item: NovitaInstance) -> bool:
     return row.billing_mode == "spot" and item.spot_status in SPOT_RECLAIMED
+
+
+def notice(row: Instance, item: NovitaInstance) -> Notice | None:
+    """A reclaim notice (spotStatus notified, with its reclaim time) not yet told."""
+    if row.billing_mode != "spot" or item.spot_status != "notified" or item.spot_reclaim_time <= 0:
+        return None
+    at = datetime.fromtimestamp(item.spot_reclaim_time, tz=UTC)
+    if row.spot_reclaim_at == at:
+        return None
+    return Notice(row, at)
 
 
 def recoverable(row: Instance) -> bool:

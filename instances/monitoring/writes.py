@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from django.db import transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from instances.bulk import rows_update
 from instances.lifecycle import (
@@ -27,7 +28,9 @@ from instances.lifecycle import (
 )
 from instances.models import Instance, InstanceEvent, InstanceStatus
 from instances.monitoring.outcomes import Flags, Move
+from instances.selectors import instance_representation
 from novitai.novita.types import NovitaInstance
+from webhooks.services import WebhookEvent, webhook_events_record
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -133,6 +136,42 @@ def adoption_write(row: Instance, item: NovitaInstance, *, now: datetime) -> boo
                 data={"novita_instance_id": item.id, "found_by": "monitor"},
             )
         )
+
+
+def notice_write(row: Instance, reclaim_at: datetime) -> bool:
+    """A spot reclaim notice: `spot_reclaim_at`, an event and the instance.preemption_notice
+    webhook (its body the representation, with `spot_reclaim_at`), once per reclaim time."""
+    with transaction.atomic():
+        told = (
+            Instance.objects.filter(pk=row.pk)
+            .filter(Q(spot_reclaim_at__isnull=True) | ~Q(spot_reclaim_at=reclaim_at))
+            .update(spot_reclaim_at=reclaim_at)
+        )
+        if not told:
+            return False
+        row.spot_reclaim_at = reclaim_at
+        when = reclaim_at.isoformat().replace("+00:00", "Z")
+        instance_event_build(
+            instance=row,
+            reason="preemption_notice",
+            message=f"Novita will reclaim the spot instance at {when}.",
+            data={"spot_reclaim_at": when},
+        ).save(force_insert=True)
+        if row.webhook_url:
+            webhook_events_record(
+                events=[
+                    WebhookEvent(
+                        tenant=row.tenant,
+                        url=row.webhook_url,
+                        event_type="instance.preemption_notice",
+                        data=instance_representation(row),
+                        instance_id=row.pk,
+                        occurred_at=timezone.now(),
+                    )
+                ]
+            )
+    logger.info("instance %s: reclaim notice, reclaimed at %s", row.pk, when)
+    return True
 
 
 def identity_write(row: Instance, novita_id: str) -> None:

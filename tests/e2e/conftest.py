@@ -48,6 +48,9 @@ WORKER_SETTINGS = {
     # idle stops (and the GPU metrics of idle policies) checked every second, read every pass
     "IDLE_CHECK_INTERVAL_SECONDS": "1",
     "GPU_METRICS_READ_INTERVAL_SECONDS": "0",
+    "CAPACITY_SWEEP_INTERVAL_SECONDS": "0.5",
+    "CAPACITY_RETRY_BASE_SECONDS": "1",
+    "CAPACITY_RETRY_MAX_SECONDS": "2",
     # Webhook receivers in these tests listen on loopback.
     "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
     "LOG_LEVEL": "INFO",

@@ -47,6 +47,8 @@ def test_create_answers_202_and_enqueues_one_job_on_commit(
         "product": None,
         "region": None,
         "billing_mode": "on_demand",
+        "billing_mode_requested": "on_demand",
+        "spot_fallback": None,
         "gpu_num": 1,
         "price_per_hour": None,
         "template_id": TEMPLATE,
@@ -79,6 +81,11 @@ def test_create_answers_202_and_enqueues_one_job_on_commit(
             "created_at": body["job"]["created_at"],
             "finished_at": None,
         },
+        "capacity_wait_seconds": 0,
+        "capacity_wait_until": None,
+        "next_attempt_at": None,
+        "capacity_attempts": 0,
+        "spot_reclaim_at": None,
     }
     assert "hf_secret_canary" not in response.content.decode()
     assert response["Location"] == f"/api/v1/instances/{instance.pk}/"

@@ -35,12 +35,15 @@ def ready_spot(make: Any, on_preempt: str, **overrides: Any) -> Instance:
     return monitor_until(provision(created), S.READY)
 
 
-def webhook_events(instance: Instance) -> list[str]:
-    return list(
+def webhook_events(instance: Instance, *, notices: bool = False) -> list[str]:
+    """Its webhooks, oldest first; the reclaim notice only with `notices` (whether a pass sees
+    the short notice of the sandbox's fast timing depends on when passes run)."""
+    types = (
         WebhookDelivery.objects.filter(instance_id=instance.pk)
         .order_by("created_at", "id")
         .values_list("event_type", flat=True)
     )
+    return [t for t in types if notices or t != "instance.preemption_notice"]
 
 
 def recoveries_counted(mode: str) -> float:
@@ -245,3 +248,26 @@ def test_a_mass_reclaim_marks_the_offer_once(make: Any, catalog: SandboxControl)
     # And the replacements are not offered the reclaimed offer.
     ready = monitor_until(provision(reload(first)), S.READY)
     assert ready.cluster_id != first.cluster_id
+
+
+def test_a_reclaim_notice_is_told_once_with_its_reclaim_time(
+    make: Any, catalog: SandboxControl
+) -> None:
+    instance = ready_spot(make, "notify")
+    before = catalog.clock()["now"]
+    catalog.reclaim(instance.novita_instance_id, notice=120)
+    monitor_pass()
+    monitor_pass()  # seen again: told once
+    noticed = reload(instance)
+    assert noticed.status == S.READY  # it still runs
+    assert noticed.spot_reclaim_at is not None
+    assert before + 119 <= noticed.spot_reclaim_at.timestamp() <= before + 121
+    assert webhook_events(instance, notices=True) == [
+        "instance.ready",
+        "instance.preemption_notice",
+    ]
+    delivery = WebhookDelivery.objects.get(event_type="instance.preemption_notice")
+    when = noticed.spot_reclaim_at.isoformat().replace("+00:00", "Z")
+    assert delivery.payload["data"]["spot_reclaim_at"] == when
+    event = noticed.events.get(reason="preemption_notice")
+    assert event.message == f"Novita will reclaim the spot instance at {when}."

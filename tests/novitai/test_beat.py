@@ -168,5 +168,6 @@ def test_every_entry_is_named_after_its_task() -> None:
         "instances.idle_stop": "instances.idle_stop",
         "jobs.sweep": "jobs.sweep",
         "instances.idempotency_keys_purge": "instances.idempotency_keys_purge",
+        "instances.capacity_sweep": "instances.capacity_sweep",
         "webhooks.sweep": "webhooks.sweep",
     }
