@@ -34,6 +34,7 @@ from catalog.services import (
     offer_capacity_failed,
     template_get,
 )
+from instances.ledger import prices_capture
 from instances.lifecycle import Transition, instance_event_record, instance_transition_apply
 from instances.metrics import DUPLICATES_DELETED
 from instances.models import FailureReason, Instance, InstanceStatus
@@ -266,6 +267,7 @@ class Provisioner:
         if updated:
             for name, value in fields.items():
                 setattr(self.instance, name, value)
+            prices_capture(self.instance, offer, at=now)
         return bool(updated)
 
     def clear_intent(self, **extra: Any) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-APPS = ("tenants", "catalog", "jobs", "webhooks", "instances", "overview")
+APPS = ("tenants", "catalog", "jobs", "webhooks", "billing", "instances", "overview")
 # Where each part of the code may import from (besides itself and third-party packages).
 NOVITAI_CORE = "novitai"  # the project package's own modules: errors, logging, outages, …
 APP_DEPENDENCIES: dict[str, set[str]] = {
@@ -34,7 +34,18 @@ APP_DEPENDENCIES: dict[str, set[str]] = {
     "catalog": {NOVITAI_CORE, "novitai.novita", "tenants"},
     "jobs": {NOVITAI_CORE, "tenants"},
     "webhooks": {NOVITAI_CORE, "tenants"},
-    "instances": {NOVITAI_CORE, "novitai.novita", "tenants", "catalog", "jobs", "webhooks"},
+    # The cost ledger, budgets and reconciliation: below instances (an instance is an id here;
+    # instances tells billing what it observed and acts on what billing finds due).
+    "billing": {NOVITAI_CORE, "novitai.novita", "tenants", "webhooks"},
+    "instances": {
+        NOVITAI_CORE,
+        "novitai.novita",
+        "tenants",
+        "catalog",
+        "jobs",
+        "webhooks",
+        "billing",
+    },
     "overview": {
         NOVITAI_CORE,
         "novitai.novita",
@@ -42,6 +53,7 @@ APP_DEPENDENCIES: dict[str, set[str]] = {
         "catalog",
         "jobs",
         "webhooks",
+        "billing",
         "instances",
     },
 }
