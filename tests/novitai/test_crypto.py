@@ -113,7 +113,7 @@ def test_the_data_migrations_encrypt_existing_rows_and_purge_terminated_envs() -
     executor = MigrationExecutor(connection)
     latest = [
         ("tenants", "0002_encrypt_webhook_secrets"),
-        ("catalog", "0002_encrypt_template_envs"),
+        ("catalog", "0003_exited_local_storage_price"),
         ("instances", "0005_encrypt_envs"),
     ]
     before = [("tenants", "0001_initial"), ("instances", "0004_on_idle")]
