@@ -7,6 +7,8 @@ Order (each scenario gets the processes it needs, and only those):
 
     5 sandbox throughput       its own sandbox process (bench/sandbox.py), nothing else running
     2 monitoring at scale      in-process monitor passes, the sandbox; no worker, no beat
+    7 cost ledger at scale     the same (bench/money.py): ledger vs the sandbox's bills at 200
+                               instances, and the money sweep's queries per pass
     1 burst provisioning, x2   gunicorn, worker, beat, sandbox, webhook receiver
     4 memory                   after each burst of scenario 1
     3 API latency              gunicorn alone (worker and beat stopped), locust from a subprocess
@@ -37,7 +39,7 @@ from bench.stack import (
     say,
 )
 
-SCENARIOS = ("sandbox", "monitoring", "burst", "api", "spot")
+SCENARIOS = ("sandbox", "monitoring", "money", "burst", "api", "spot")
 # The results file of a scenario that broke before reporting.
 KEYS = {
     "sandbox": "5-sandbox",
@@ -46,6 +48,7 @@ KEYS = {
     "burst": "1-burst",
     "api": "3-api",
     "spot": "6-spot",
+    "money": "7-money",
 }
 
 
@@ -73,6 +76,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=180.0,
         help="seconds from the reclaims for every instance to be ready again (scenario 6)",
+    )
+    parser.add_argument(
+        "--money", type=int, default=200, help="instances in the ledger's run (scenario 7)"
+    )
+    parser.add_argument(
+        "--money-seconds", type=float, default=60.0, help="seconds they run (scenario 7)"
     )
     parser.add_argument(
         "--profile",
@@ -123,10 +132,12 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0912, PLR0915 
         steps: list[tuple[str, Callable[[], list[Scenario]]]] = []
         if "sandbox" in wanted:
             steps.append(("sandbox", lambda: [_sandbox(args)]))
-        if {"monitoring", "burst", "api", "spot"} & set(wanted):
+        if {"monitoring", "money", "burst", "api", "spot"} & set(wanted):
             steps.append(("start", lambda: _start(stack)))
         if "monitoring" in wanted:
             steps.append(("monitoring", lambda: [_monitoring(stack, args)]))
+        if "money" in wanted:
+            steps.append(("money", lambda: [_money(stack, args)]))
         if "burst" in wanted:
             steps.append(("burst", lambda: _burst(stack, args)))
         if "api" in wanted:
@@ -228,6 +239,13 @@ def _monitoring(stack: Stack | None, args: argparse.Namespace) -> Scenario:
     assert stack is not None
     sizes = [int(n) for n in args.monitor_sizes.split(",") if n.strip()]
     return run(stack, sizes=sizes, profile=args.profile)
+
+
+def _money(stack: Stack | None, args: argparse.Namespace) -> Scenario:
+    from bench.money import run
+
+    assert stack is not None
+    return run(stack, count=args.money, seconds=args.money_seconds)
 
 
 def _burst(stack: Stack | None, args: argparse.Namespace) -> list[Scenario]:

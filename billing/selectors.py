@@ -36,6 +36,10 @@ def cost_at(state: AccountState, now: datetime) -> Decimal:
     return Decimal(state.accrued_usd) + Decimal(state.rate_usd_per_hour) * hours
 
 
+def accounts_in_phase(phase: str) -> int:
+    return Account.objects.filter(phase=phase).count()
+
+
 def account_states(*, instance_ids: list[uuid.UUID]) -> dict[uuid.UUID, AccountState]:
     return {a.instance_id: state_of(a) for a in Account.objects.filter(pk__in=instance_ids)}
 
