@@ -7,6 +7,8 @@ Order (each scenario gets the processes it needs, and only those):
 
     5 sandbox throughput       its own sandbox process (bench/sandbox.py), nothing else running
     2 monitoring at scale      in-process monitor passes, the sandbox; no worker, no beat
+   10 cost ledger at scale     the same (bench/money.py): ledger vs the sandbox's bills at 200
+                               instances, and the money sweep's queries per pass
     1 burst provisioning, x2   gunicorn, worker, beat, sandbox, webhook receiver
     4 memory                   after each burst of scenario 1
     3 API latency              gunicorn alone (worker and beat stopped), locust from a subprocess
@@ -43,7 +45,17 @@ from bench.stack import (
     say,
 )
 
-SCENARIOS = ("sandbox", "monitoring", "burst", "api", "spot", "capacity", "ceiling", "hung")
+SCENARIOS = (
+    "sandbox",
+    "monitoring",
+    "money",
+    "burst",
+    "api",
+    "spot",
+    "capacity",
+    "ceiling",
+    "hung",
+)
 # The results file of a scenario that broke before reporting.
 KEYS = {
     "sandbox": "5-sandbox",
@@ -53,6 +65,9 @@ KEYS = {
     "api": "3-api",
     "spot": "6-spot",
     "capacity": "7-capacity",
+    "ceiling": "8-ceiling",
+    "hung": "9-hung-creates",
+    "money": "10-money",
 }
 
 
@@ -103,6 +118,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="instances capacity returns for at each step (scenario 7)",
     )
     parser.add_argument(
+        "--money", type=int, default=200, help="instances in the ledger's run (scenario 10)"
+    )
+    parser.add_argument(
+        "--money-seconds", type=float, default=60.0, help="seconds they run (scenario 10)"
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="also record py-spy profiles of the processes under load (bench/results/profiles/)",
@@ -151,10 +172,14 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0912, PLR0915 
         steps: list[tuple[str, Callable[[], list[Scenario]]]] = []
         if "sandbox" in wanted:
             steps.append(("sandbox", lambda: [_sandbox(args)]))
-        if {"monitoring", "burst", "api", "spot", "capacity", "ceiling", "hung"} & set(wanted):
+        if {"monitoring", "money", "burst", "api", "spot", "capacity", "ceiling", "hung"} & set(
+            wanted
+        ):
             steps.append(("start", lambda: _start(stack)))
         if "monitoring" in wanted:
             steps.append(("monitoring", lambda: [_monitoring(stack, args)]))
+        if "money" in wanted:
+            steps.append(("money", lambda: [_money(stack, args)]))
         if "burst" in wanted:
             steps.append(("burst", lambda: _burst(stack, args)))
         if "api" in wanted:
@@ -262,6 +287,13 @@ def _monitoring(stack: Stack | None, args: argparse.Namespace) -> Scenario:
     assert stack is not None
     sizes = [int(n) for n in args.monitor_sizes.split(",") if n.strip()]
     return run(stack, sizes=sizes, profile=args.profile)
+
+
+def _money(stack: Stack | None, args: argparse.Namespace) -> Scenario:
+    from bench.money import run
+
+    assert stack is not None
+    return run(stack, count=args.money, seconds=args.money_seconds)
 
 
 def _burst(stack: Stack | None, args: argparse.Namespace) -> list[Scenario]:

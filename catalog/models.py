@@ -58,6 +58,10 @@ class Product(models.Model):
     # 1/100000 USD per GPU-hour (35000 = $0.35/h); 0 = no price.
     price = models.PositiveBigIntegerField(default=0, help_text="On demand, 1/100000 USD/GPU/h.")
     spot_price = models.PositiveBigIntegerField(default=0, help_text="1/100000 USD/GPU/h.")
+    # A stopped instance's local disk (exitedLocalStoragePrice): 1/100000 USD per GB per day.
+    exited_local_storage_price = models.PositiveBigIntegerField(
+        default=0, help_text="1/100000 USD/GB/day while stopped."
+    )
     # [{"month": 1, "price": 21500000}, …], 1/100000 USD per GPU for that many months.
     monthly_prices = models.JSONField(default=list, blank=True)
     bills_on_demand = models.BooleanField(default=False)

@@ -664,3 +664,12 @@ def offers_require(  # noqa: PLR0913 - the request's parts, keyword-only
         f"No offer for {gpu_num} x {' or '.join(names)} ({billing_mode}).",
         details={"rejected": selection.rejected_details()},
     )
+
+
+def product_storage_price(*, product_pk: int) -> int:
+    """A product's price for a stopped instance's local disk, 1/100000 USD per GB per day (0
+    when unknown)."""
+    price = Product.objects.filter(pk=product_pk).values_list(
+        "exited_local_storage_price", flat=True
+    )
+    return next(iter(price), 0)

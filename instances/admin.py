@@ -20,11 +20,13 @@ from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from billing.ledger import money_text
 from instances.models import FailureReason, Instance, InstanceStatus
 from instances.selectors import (
     HOLDING_A_GPU,
     LIVE_STATUSES,
     idle_stop_at,
+    instance_cost_usd,
     instance_events,
     instances_failed_since,
     instances_past_deadline,
@@ -180,6 +182,8 @@ class InstanceAdmin(OperationsAdmin):
         "region",
         "gpu_num",
         "usd_per_hour",
+        "cost",
+        "cost_rate",
         "billing_mode",
         "created_at",
         "ready_at",
@@ -223,6 +227,7 @@ class InstanceAdmin(OperationsAdmin):
             "capacity_wait_seconds", "waiting_since", "next_attempt_at", "capacity_attempts",
             "capacity_checked_at",
         ]}),
+        ("Cost (the ledger)", {"fields": ["cost", "cost_rate", "cost_since"]}),
         ("Jobs and webhooks", {"fields": ["job_links", "delivery_links"]}),
         ("Times", {"fields": [
             "created_at", "provisioned_at", "ready_at", "stopped_at", "terminated_at",
@@ -253,6 +258,14 @@ class InstanceAdmin(OperationsAdmin):
     @admin.display(description="$/hour", ordering="price_per_hour")
     def usd_per_hour(self, obj: Instance) -> str:
         return usd_text(obj.price_per_hour) or "—"
+
+    @admin.display(description="cost $")
+    def cost(self, obj: Instance) -> str:
+        return money_text(instance_cost_usd(obj, timezone.now()))
+
+    @admin.display(description="now $/hour", ordering="cost_rate_usd_per_hour")
+    def cost_rate(self, obj: Instance) -> str:
+        return money_text(obj.cost_rate_usd_per_hour)
 
     @admin.display(description="failure")
     def failure(self, obj: Instance) -> SafeString | str:

@@ -34,6 +34,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from instances.bulk import rows_update
+from instances.ledger import ledger_close
 from instances.metrics import READY_SECONDS
 from instances.models import FailureReason, Instance, InstanceEvent, InstanceStatus
 from instances.selectors import instance_representation
@@ -284,6 +285,7 @@ def instance_transition_apply(*, transition: Transition) -> bool:
             return False
         _set(instance, values)
         _finish_job(transition)
+        _ledger_end([transition], now)
         event, webhook = _records(transition, now)
         event.save(force_insert=True)
         if webhook is not None:
@@ -342,12 +344,20 @@ def instance_transitions_apply(*, transitions: Sequence[Transition]) -> list[Tra
             for t, values in members:
                 _set(t.instance, values)
         jobs_finish(outcomes=[o for o in map(_job_outcome, moved) if o is not None])
+        _ledger_end(moved, now)
         records = [_records(t, now) for t in moved]
         InstanceEvent.objects.bulk_create([event for event, _ in records])
         webhook_events_record(events=[hook for _, hook in records if hook is not None])
     for t in moved:
         _done(t)
     return moved
+
+
+def _ledger_end(transitions: Sequence[Transition], now: datetime) -> None:
+    """Terminated instances bill nothing more (before their webhook: it shows the final cost)."""
+    ended = [t.instance for t in transitions if t.to_status == InstanceStatus.TERMINATED]
+    if ended:
+        ledger_close(ended, at=now)
 
 
 def _observe_ready(instance: Instance) -> None:

@@ -84,6 +84,20 @@ class OnPreempt(models.TextChoices):
     REPROVISION = "reprovision", "provision a new one"
 
 
+class OnMaxSpend(models.TextChoices):
+    """What reaching max_spend_usd does."""
+
+    STOP = "stop", "stop it"
+    DELETE = "delete", "delete it"
+
+
+class OnExpire(models.TextChoices):
+    """What reaching expires_at does."""
+
+    DELETE = "delete", "delete it"
+    STOP = "stop", "stop it"
+
+
 class Instance(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="instances")
@@ -180,6 +194,29 @@ class Instance(models.Model):
         "jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
 
+    # The cost ledger's state as billing last reported it (billing/: the truth): what closed
+    # segments add up to, and the open phase's rate since when. The representation's cost_usd
+    # is accrued + rate x time since; kept here so that no representation queries billing.
+    cost_accrued_usd = models.DecimalField(max_digits=24, decimal_places=12, default=0)
+    cost_rate_usd_per_hour = models.DecimalField(max_digits=24, decimal_places=12, default=0)
+    cost_since = models.DateTimeField(null=True, blank=True)
+    # Caps and lifetimes (instances/money.py): a spend cap and an expiry, each acted on once by
+    # the money sweep; `money_due_at` is when the sweep must next look at the row (the expiry
+    # warning, the expiry, or when cost reaches the cap at the current rate), null: never.
+    max_spend_usd = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    on_max_spend = models.CharField(
+        max_length=8, choices=OnMaxSpend.choices, default=OnMaxSpend.STOP
+    )
+    spend_limit_reached_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    on_expire = models.CharField(max_length=8, choices=OnExpire.choices, default=OnExpire.DELETE)
+    expiry_warned_at = models.DateTimeField(null=True, blank=True)
+    expired_at = models.DateTimeField(null=True, blank=True)
+    money_due_at = models.DateTimeField(null=True, blank=True)
+    # What a budget's admission rule counts for it while it is on its way to bill (USD an hour:
+    # the dearest offer its request could get), instances/budget.py.
+    admission_rate_usd_per_hour = models.DecimalField(max_digits=24, decimal_places=12, default=0)
+
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
     provisioned_at = models.DateTimeField(null=True, blank=True)
@@ -196,6 +233,11 @@ class Instance(models.Model):
                 fields=["tenant", "-created_at", "-id"], name="instance_tenant_newest_idx"
             ),
             models.Index(fields=["-created_at", "-id"], name="instance_newest_idx"),
+            models.Index(
+                fields=["money_due_at"],
+                condition=Q(money_due_at__isnull=False),
+                name="instance_money_due_idx",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(

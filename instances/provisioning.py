@@ -42,6 +42,7 @@ from catalog.services import (
     offer_capacity_failed,
     template_get,
 )
+from instances.ledger import prices_capture
 from instances.lifecycle import Transition, instance_event_record, instance_transition_apply
 from instances.metrics import DUPLICATES_DELETED
 from instances.models import BillingMode, FailureReason, Instance, InstanceStatus, SpotFallback
@@ -334,6 +335,7 @@ class Provisioner:
         if updated:
             for name, value in fields.items():
                 setattr(self.instance, name, value)
+            prices_capture(self.instance, offer, at=now)
         return bool(updated)
 
     def clear_intent(self, **extra: Any) -> None:

@@ -16,7 +16,11 @@ from typing import Any, TypedDict
 from django.core.cache import cache
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
+from billing.ledger import money_text
+from billing.selectors import cost_at
+from billing.services import AccountState
 from instances.models import FailureReason as FailureReason  # re-exported: the import rule
 from instances.models import Instance, InstanceEvent, InstanceStatus
 from novitai.outages import cache_guard
@@ -111,6 +115,8 @@ class InstanceRepresentation(TypedDict):
     spot_fallback: str | None
     gpu_num: int
     price_per_hour: str | None  # exact decimal USD
+    cost_usd: str  # accrued so far (the cost ledger), USD to the micro-dollar
+    cost_rate_usd_per_hour: str  # what it costs right now: compute, its disk while stopped, 0
     template_id: str
     rootfs_size: int
     endpoints: list[EndpointSummary]
@@ -132,6 +138,11 @@ class InstanceRepresentation(TypedDict):
     idle_policy: IdlePolicySummary | None
     gpu_utilization: float | None
     gpu_utilization_at: str | None
+    max_spend_usd: str | None  # USD
+    on_max_spend: str
+    spend_limit_reached_at: str | None
+    expires_at: str | None
+    on_expire: str
     job: JobSummary | None
     capacity_wait_seconds: int
     capacity_wait_until: str | None
@@ -189,6 +200,18 @@ def ssh_summary(instance: Instance) -> SshSummary | None:
     }
 
 
+def instance_cost_usd(instance: Instance, now: datetime) -> Decimal:
+    """Accrued so far: the ledger's closed segments and the open phase's part (billing/)."""
+    return cost_at(
+        AccountState(
+            accrued_usd=instance.cost_accrued_usd,
+            rate_usd_per_hour=instance.cost_rate_usd_per_hour,
+            since=instance.cost_since,
+        ),
+        now,
+    )
+
+
 def instance_representation(instance: Instance) -> InstanceRepresentation:
     product: ProductRef | None = (
         {"id": instance.novita_product_id, "name": instance.product_name}
@@ -209,6 +232,8 @@ def instance_representation(instance: Instance) -> InstanceRepresentation:
         "spot_fallback": instance.spot_fallback or None,
         "gpu_num": instance.gpu_num,
         "price_per_hour": usd_text(instance.price_per_hour),
+        "cost_usd": money_text(instance_cost_usd(instance, timezone.now())),
+        "cost_rate_usd_per_hour": money_text(instance.cost_rate_usd_per_hour),
         "template_id": instance.template_id,
         "rootfs_size": instance.rootfs_size,
         "endpoints": [endpoint_summary(e) for e in instance.endpoints],
@@ -242,6 +267,11 @@ def instance_representation(instance: Instance) -> InstanceRepresentation:
         ),
         "gpu_utilization": instance.gpu_utilization,
         "gpu_utilization_at": timestamp_text(instance.gpu_utilization_at),
+        "max_spend_usd": usd_text(instance.max_spend_usd),
+        "on_max_spend": instance.on_max_spend,
+        "spend_limit_reached_at": timestamp_text(instance.spend_limit_reached_at),
+        "expires_at": timestamp_text(instance.expires_at),
+        "on_expire": instance.on_expire,
         "job": job_summary(instance),
         "capacity_wait_seconds": instance.capacity_wait_seconds,
         "capacity_wait_until": timestamp_text(capacity_wait_until(instance)),

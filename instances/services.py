@@ -7,11 +7,12 @@ transaction (validation), the tenant row is locked inside it (quotas).
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -131,6 +132,10 @@ class InstanceRequest:
     idle_policy: tuple[float, int] | None = None  # (gpu_utilization_below, for_seconds)
     capacity_wait_seconds: int = 0
     spot_fallback: str = ""
+    max_spend_usd: Decimal | None = None
+    on_max_spend: str = "stop"
+    expires_at: datetime | None = None
+    on_expire: str = "delete"
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,8 @@ class InstanceSpec:
     # The mounts as stored (instances/models.py, Instance.volumes), and their cluster.
     volumes: tuple[dict[str, str], ...] = ()
     cluster_id: str | None = None
+    # The dearest acceptable offer's hourly price: what a budget admits it at (USD).
+    rate_usd_per_hour: Decimal = Decimal(0)
 
 
 def _rootfs_check(request: InstanceRequest, rootfs_size: int) -> None:
@@ -254,6 +261,7 @@ def instance_request_problems(  # noqa: C901, PLR0912 - one check per catalog ru
                 _health_check_ports_check(request, template)
             except ValidationFailed as exc:
                 problems.append(exc)
+        rate = Decimal(0)
         if runs("products"):
             selection = offers_select(
                 product_names=list(request.product_names),
@@ -269,6 +277,7 @@ def instance_request_problems(  # noqa: C901, PLR0912 - one check per catalog ru
                 for r in selection.rejected
                 if r.reason == RejectReason.PRODUCT_NOT_FOUND
             ]
+            rate = max((o.price_per_hour for o in selection.offers), default=Decimal(0))
             if unknown:
                 problems.append(
                     UnknownProduct(
@@ -299,6 +308,7 @@ def instance_request_problems(  # noqa: C901, PLR0912 - one check per catalog ru
         region_code=region_code,
         volumes=placement.mounts,
         cluster_id=placement.cluster_id,
+        rate_usd_per_hour=rate,
     )
     return spec, []
 
@@ -387,6 +397,14 @@ def _name_taken(name: str) -> Conflict:
     )
 
 
+def _first_money_due(request: InstanceRequest) -> datetime | None:
+    """A new instance costs nothing yet: only its expiry (and its warning) can be due."""
+    if request.expires_at is None:
+        return None
+    warning = timedelta(seconds=float(settings.EXPIRY_WARNING_SECONDS))
+    return request.expires_at - warning
+
+
 @transaction.atomic(savepoint=False)
 def instance_create(*, tenant: Tenant, spec: InstanceSpec, actor: str) -> Instance:
     """Writes the instance (pending), its first event and its provision job; the job's task is
@@ -397,6 +415,9 @@ def instance_create(*, tenant: Tenant, spec: InstanceSpec, actor: str) -> Instan
     if live.filter(name=request.name).exists():
         raise _name_taken(request.name)
     _quota_check(locked, request.gpu_num)
+    from instances.budget import budget_admit
+
+    budget_admit(tenant=locked, usd_per_hour=spec.rate_usd_per_hour, now=timezone.now())
 
     instance_id = uuid.uuid4()
     job = job_create(
@@ -443,6 +464,12 @@ def instance_create(*, tenant: Tenant, spec: InstanceSpec, actor: str) -> Instan
             novita_name=novita_name_for(instance_id),
             current_job=job,
             created_at=now,
+            max_spend_usd=request.max_spend_usd,
+            on_max_spend=request.on_max_spend,
+            expires_at=request.expires_at,
+            on_expire=request.on_expire,
+            money_due_at=_first_money_due(request),
+            admission_rate_usd_per_hour=spec.rate_usd_per_hour,
         )
     except IntegrityError:
         raise _name_taken(request.name) from None
@@ -520,6 +547,8 @@ def instance_action_request(
     instance = _locked(instance_id, tenant)
     if instance.status not in allowed:
         raise _invalid_state(action, instance, allowed)
+    if action == Action.START:
+        _start_admit(instance)
     _supersede_job(instance, action)
     job = _action_job(instance, action)
     instance_transition_apply(
@@ -533,6 +562,15 @@ def instance_action_request(
         )
     )
     return instance
+
+
+def _start_admit(instance: Instance) -> None:
+    """A start is admitted by the tenant's budget like a create (the tenant row locked)."""
+    from instances.budget import budget_admit
+
+    locked = tenant_locked(tenant_id=instance.tenant_id)
+    rate = max(Decimal(instance.admission_rate_usd_per_hour), Decimal(instance.price_per_hour or 0))
+    budget_admit(tenant=locked, usd_per_hour=rate, now=timezone.now())
 
 
 @transaction.atomic
@@ -633,6 +671,10 @@ class InstanceChanges:
     idle_timeout_seconds: Any = UNCHANGED  # int seconds, None (never), or UNCHANGED
     webhook_url: Any = UNCHANGED  # a URL, None (no webhooks), or UNCHANGED
     capacity_wait_seconds: int | None = None
+    max_spend_usd: Any = UNCHANGED  # USD, None (no cap), or UNCHANGED
+    on_max_spend: str | None = None
+    expires_at: Any = UNCHANGED  # a time, None (never), or UNCHANGED
+    on_expire: str | None = None
 
 
 @transaction.atomic
@@ -666,7 +708,10 @@ def instance_settings_update(
     if changes.capacity_wait_seconds is not None:
         # Counted from when it began waiting: a longer one extends the wait of a waiting instance.
         fields["capacity_wait_seconds"] = changes.capacity_wait_seconds
-    changed = sorted(k for k, v in fields.items() if getattr(instance, k) != v)
+    fields.update(_money_changes(instance, changes))
+    changed = sorted(
+        k for k, v in fields.items() if getattr(instance, k) != v and k in _SHOWN_SETTINGS
+    )
     if changed:
         Instance.objects.filter(pk=instance.pk).update(**fields, updated_at=timezone.now())
         for name, value in fields.items():
@@ -679,6 +724,36 @@ def instance_settings_update(
             data={"changed": changed},
         )
     return instance
+
+
+_SHOWN_SETTINGS = frozenset(
+    {"on_preempt", "on_idle", "idle_timeout", "webhook_url", "max_spend_usd", "on_max_spend",
+     "expires_at", "on_expire", "capacity_wait_seconds"}
+)  # fmt: skip
+
+
+def _money_changes(instance: Instance, changes: InstanceChanges) -> dict[str, Any]:
+    """A new cap or expiry re-arms it (its marker cleared); the sweep's due time follows."""
+    from instances.money import money_due_at_of
+
+    fields: dict[str, Any] = {}
+    if changes.max_spend_usd is not UNCHANGED and changes.max_spend_usd != instance.max_spend_usd:
+        fields["max_spend_usd"] = changes.max_spend_usd
+        fields["spend_limit_reached_at"] = None
+    if changes.on_max_spend is not None:
+        fields["on_max_spend"] = changes.on_max_spend
+    if changes.expires_at is not UNCHANGED and changes.expires_at != instance.expires_at:
+        fields["expires_at"] = changes.expires_at
+        fields["expiry_warned_at"] = fields["expired_at"] = None
+    if changes.on_expire is not None:
+        fields["on_expire"] = changes.on_expire
+    if not fields:
+        return fields
+    after = copy.copy(instance)
+    for name, value in fields.items():
+        setattr(after, name, value)
+    fields["money_due_at"] = money_due_at_of(after)
+    return fields
 
 
 # --- retries by an operator -------------------------------------------------------------------

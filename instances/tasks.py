@@ -55,6 +55,26 @@ def idle_stop() -> int:
     return stopped
 
 
+@shared_task(name="instances.money_sweep", ignore_result=True)
+def money_sweep() -> int:
+    """Acts on due spend caps and expiries (beat, every MONEY_SWEEP_INTERVAL_SECONDS); a full
+    batch sends the next run at once."""
+    from instances.money import BATCH_SIZE, instances_money_sweep
+
+    report = instances_money_sweep()
+    if report.due >= BATCH_SIZE:
+        money_sweep.apply_async(expires=max(settings.MONEY_SWEEP_INTERVAL_SECONDS * 2, 5))
+    return report.due
+
+
+@shared_task(name="instances.reconcile", ignore_result=True)
+def reconcile() -> int:
+    """Compares the ledger with Novita's bills (beat, every RECONCILE_INTERVAL_SECONDS)."""
+    from instances.money import ledger_reconcile_run
+
+    return len(ledger_reconcile_run())
+
+
 @shared_task(name="instances.idempotency_keys_purge", ignore_result=True)
 def idempotency_keys_purge_task() -> int:
     return idempotency_keys_purge()

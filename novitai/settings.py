@@ -101,6 +101,7 @@ INSTALLED_APPS = [
     "instances",
     "storage",
     "webhooks",
+    "billing",
     "overview",
 ]
 
@@ -270,6 +271,8 @@ CELERY_TASK_ROUTES = {
     "instances.capacity_sweep": {"queue": "provision"},
     "instances.monitor": {"queue": "monitor"},
     "instances.idle_stop": {"queue": "monitor"},
+    "instances.money_sweep": {"queue": "monitor"},
+    "instances.reconcile": {"queue": "monitor"},
     "catalog.*": {"queue": "monitor"},
     "jobs.*": {"queue": "monitor"},
     "webhooks.*": {"queue": "webhooks"},
@@ -394,6 +397,19 @@ IDLE_CHECK_INTERVAL_SECONDS = env.float("IDLE_CHECK_INTERVAL_SECONDS", default=3
 GPU_METRICS_READ_INTERVAL_SECONDS = env.float("GPU_METRICS_READ_INTERVAL_SECONDS", default=60.0)
 GPU_METRICS_BATCH_SIZE = env.int("GPU_METRICS_BATCH_SIZE", default=50)
 IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=48)
+# >>> money (issue 13): spend caps, lifetimes ---------------------------------------------------
+# How often the money sweep acts on due spend caps and expiries (seconds).
+MONEY_SWEEP_INTERVAL_SECONDS = env.float("MONEY_SWEEP_INTERVAL_SECONDS", default=30.0)
+# The instance.expiring webhook goes out this long before an instance's expires_at (seconds).
+EXPIRY_WARNING_SECONDS = env.float("EXPIRY_WARNING_SECONDS", default=600.0)
+# Reconciliation: every RECONCILE_INTERVAL_SECONDS the ledger of the last RECONCILE_WINDOW_SECONDS
+# (ending RECONCILE_LAG_SECONDS ago: what Novita has settled) is compared with Novita's bills; a
+# difference over RECONCILE_DRIFT_PERCENT of the bill and over RECONCILE_DRIFT_MIN_USD is a drift.
+RECONCILE_INTERVAL_SECONDS = env.float("RECONCILE_INTERVAL_SECONDS", default=3600.0)
+RECONCILE_WINDOW_SECONDS = env.float("RECONCILE_WINDOW_SECONDS", default=3600.0)
+RECONCILE_LAG_SECONDS = env.float("RECONCILE_LAG_SECONDS", default=600.0)
+RECONCILE_DRIFT_PERCENT = env.float("RECONCILE_DRIFT_PERCENT", default=1.0)
+RECONCILE_DRIFT_MIN_USD = env.float("RECONCILE_DRIFT_MIN_USD", default=0.01)
 # >>> provisioning (issue 5): job retries, monitor pass, periodic tasks --------------------------
 # Backoff of a job after a retryable error: capped exponential with full jitter (seconds).
 JOB_RETRY_BACKOFF_BASE_SECONDS = env.float("JOB_RETRY_BACKOFF_BASE_SECONDS", default=2.0)
@@ -412,6 +428,16 @@ CELERY_BEAT_SCHEDULE["instances.monitor"] = {
     "task": "instances.monitor",
     "schedule": MONITOR_INTERVAL_SECONDS,
     "options": {"expires": max(1.0, MONITOR_INTERVAL_SECONDS * 2)},
+}
+CELERY_BEAT_SCHEDULE["instances.money_sweep"] = {
+    "task": "instances.money_sweep",
+    "schedule": MONEY_SWEEP_INTERVAL_SECONDS,
+    "options": {"expires": max(1.0, MONEY_SWEEP_INTERVAL_SECONDS * 2)},
+}
+CELERY_BEAT_SCHEDULE["instances.reconcile"] = {
+    "task": "instances.reconcile",
+    "schedule": RECONCILE_INTERVAL_SECONDS,
+    "options": {"expires": max(1.0, RECONCILE_INTERVAL_SECONDS)},
 }
 CELERY_BEAT_SCHEDULE["instances.idle_stop"] = {
     "task": "instances.idle_stop",
@@ -525,6 +551,8 @@ SPECTACULAR_SETTINGS = {
         "WebhookDeliveryStatusEnum": "webhooks.models.DeliveryStatus",  # webhooks (issue 6)
         "WebhookAttemptResultEnum": "webhooks.models.AttemptResult",  # webhooks (issue 6)
         "BillingModeEnum": "instances.models.BillingMode",  # capacity (issue 16)
+        # Idle stop and the spend cap both stop or delete (money, issue 13): one enum.
+        "StopOrDeleteEnum": "instances.models.OnIdle",
     },
 }
 

@@ -32,6 +32,7 @@ def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpRespon
 api_v1: list[URLPattern | URLResolver] = [
     path("", views.api_root, name="api-root"),
     path("", include("overview.api.urls")),
+    path("", include("billing.api.urls")),
     path("", include("catalog.api.urls")),
     path("", include("instances.api.urls")),
     path("", include("jobs.api.urls")),

@@ -14,6 +14,8 @@ from typing import Literal, NotRequired, TypedDict
 
 from django.utils import timezone
 
+from billing.ledger import money_text
+from billing.selectors import month_start, tenant_rate, tenant_spent
 from catalog.selectors import catalog_last_sync_at
 from instances.selectors import (
     instance_counts_by_status,
@@ -39,6 +41,8 @@ class InstancesSummary(TypedDict):
 class Spend(TypedDict):
     usd_per_hour: str  # exact decimal USD, at least cents
     instances: int
+    this_month_usd: str  # the cost ledger: spent since the month began (UTC)
+    rate_usd_per_hour: str  # the cost ledger: compute and stopped disks, right now
 
 
 class ByStatus(TypedDict):
@@ -76,10 +80,11 @@ class MetricsSummary(TypedDict):
 def metrics_summary(*, tenant: Tenant | None, now: datetime | None = None) -> MetricsSummary:
     """The summary for `tenant`; None: every tenant's (staff), with the control plane's state."""
     usage = instance_usage(tenant=tenant)
+    now = now or timezone.now()
     summary: MetricsSummary = {
         "scope": "tenant" if tenant is not None else "all",
         "tenant": tenant.name if tenant is not None else None,
-        "generated_at": timestamp_text(now or timezone.now()),
+        "generated_at": timestamp_text(now),
         "instances": {
             "by_status": instance_counts_by_status(tenant=tenant),
             "live": usage.live,
@@ -91,6 +96,10 @@ def metrics_summary(*, tenant: Tenant | None, now: datetime | None = None) -> Me
         "spend": {
             "usd_per_hour": usd_text(usage.usd_per_hour) or "0.00",
             "instances": usage.holding_a_gpu,
+            "this_month_usd": money_text(
+                tenant_spent(tenant=tenant, start=month_start(now), end=now, now=now)
+            ),
+            "rate_usd_per_hour": money_text(tenant_rate(tenant=tenant)),
         },
         "spot_recoveries": usage.spot_recoveries,
         "jobs": {"by_status": job_counts_by_status(tenant=tenant)},

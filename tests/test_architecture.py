@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-APPS = ("tenants", "catalog", "jobs", "webhooks", "storage", "instances", "overview")
+APPS = ("tenants", "catalog", "jobs", "webhooks", "storage", "billing", "instances", "overview")
 # Where each part of the code may import from (besides itself and third-party packages).
 NOVITAI_CORE = "novitai"  # the project package's own modules: errors, logging, outages, …
 APP_DEPENDENCIES: dict[str, set[str]] = {
@@ -37,6 +37,9 @@ APP_DEPENDENCIES: dict[str, set[str]] = {
     "webhooks": {NOVITAI_CORE, "tenants"},
     # storage knows nothing of instances: instances registers its mount finder with it.
     "storage": {NOVITAI_CORE, "novitai.novita", "tenants", "catalog"},
+    # The cost ledger, budgets and reconciliation: below instances (an instance is an id here;
+    # instances tells billing what it observed and acts on what billing finds due).
+    "billing": {NOVITAI_CORE, "novitai.novita", "tenants", "webhooks"},
     "instances": {
         NOVITAI_CORE,
         "novitai.novita",
@@ -45,6 +48,7 @@ APP_DEPENDENCIES: dict[str, set[str]] = {
         "jobs",
         "webhooks",
         "storage",
+        "billing",
     },
     "overview": {
         NOVITAI_CORE,
@@ -54,6 +58,7 @@ APP_DEPENDENCIES: dict[str, set[str]] = {
         "jobs",
         "webhooks",
         "storage",
+        "billing",
         "instances",
     },
 }

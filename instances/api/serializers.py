@@ -2,9 +2,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.fields import SkipField, get_error_detail
@@ -15,7 +18,9 @@ from instances.models import (
     Instance,
     InstanceEvent,
     InstanceStatus,
+    OnExpire,
     OnIdle,
+    OnMaxSpend,
     OnPreempt,
     SpotFallback,
 )
@@ -38,6 +43,48 @@ CAPACITY_WAIT_MAX_SECONDS = 86400
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,510}$")
 IDLE_TIMEOUT_MIN_SECONDS = 60
 IDLE_TIMEOUT_MAX_SECONDS = 30 * 24 * 3600
+TTL_MIN_SECONDS = 60
+TTL_MAX_SECONDS = 90 * 24 * 3600
+
+
+def max_spend_field(**extra: Any) -> serializers.DecimalField:
+    return serializers.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        min_value=Decimal(0),
+        help_text="Stop or delete the instance (on_max_spend) once its cost_usd reaches this, "
+        "USD with at most 2 decimals.",
+        **extra,
+    )
+
+
+def ttl_field(**extra: Any) -> StrictIntegerField:
+    return StrictIntegerField(
+        min_value=TTL_MIN_SECONDS,
+        max_value=TTL_MAX_SECONDS,
+        help_text="Lifetime from this request (60 s to 90 days): sets expires_at. Not with "
+        "expires_at.",
+        **extra,
+    )
+
+
+def expires_at_check(value: datetime | None) -> datetime | None:
+    if value is not None and value <= timezone.now():
+        raise serializers.ValidationError("Must be in the future.")
+    return value
+
+
+def lifetime_rules(data: Mapping[str, Any]) -> dict[str, list[str]]:
+    if data.get("ttl_seconds") is not None and data.get("expires_at") is not None:
+        return {"ttl_seconds": ["Give ttl_seconds or expires_at, not both."]}
+    return {}
+
+
+def expiry_of(data: Mapping[str, Any]) -> Any:
+    """expires_at from ttl_seconds (counted from now) or as given; absent: UNCHANGED."""
+    if data.get("ttl_seconds") is not None:
+        return timezone.now() + timedelta(seconds=data["ttl_seconds"])
+    return data.get("expires_at", UNCHANGED)
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -268,6 +315,13 @@ class InstanceCreateInputSerializer(StrictSerializerMixin, serializers.Serialize
         "(status waiting_for_capacity, tried again as capacity returns) before failing "
         "no_capacity. 0: fail at once.",
     )
+    max_spend_usd = max_spend_field(required=False)
+    on_max_spend = serializers.ChoiceField(choices=OnMaxSpend.choices, default=OnMaxSpend.STOP)
+    ttl_seconds = ttl_field(required=False)
+    expires_at = serializers.DateTimeField(
+        required=False, help_text="ISO 8601, in the future: when on_expire acts."
+    )
+    on_expire = serializers.ChoiceField(choices=OnExpire.choices, default=OnExpire.DELETE)
 
     def validate_webhook_url(self, value: str) -> str:
         return webhook_url_check(value)
@@ -281,6 +335,9 @@ class InstanceCreateInputSerializer(StrictSerializerMixin, serializers.Serialize
         if len(set(ids)) != len(ids):
             raise serializers.ValidationError("A volume is mounted once.")
         return value
+
+    def validate_expires_at(self, value: datetime) -> datetime | None:
+        return expires_at_check(value)
 
     def validate_envs(self, value: list[dict[str, str]]) -> list[dict[str, str]]:
         keys = [item["key"] for item in value]
@@ -335,6 +392,7 @@ class InstanceCreateInputSerializer(StrictSerializerMixin, serializers.Serialize
         spot = valid.get("billing_mode") == BillingMode.SPOT
         if "spot_fallback" in valid and "billing_mode" in valid and not spot:
             errors["spot_fallback"] = ["Only a spot request falls back: use billing_mode 'spot'."]
+        errors.update(lifetime_rules(data))
         return errors
 
     def _catalog_problems(self, valid: dict[str, Any], errors: dict[str, Any]) -> dict[str, Any]:
@@ -398,6 +456,10 @@ class InstanceCreateInputSerializer(StrictSerializerMixin, serializers.Serialize
             ),
             capacity_wait_seconds=data.get("capacity_wait_seconds", 0),
             spot_fallback=data.get("spot_fallback", ""),
+            max_spend_usd=data.get("max_spend_usd"),
+            on_max_spend=data.get("on_max_spend", OnMaxSpend.STOP),
+            expires_at=None if (expiry := expiry_of(data)) is UNCHANGED else expiry,
+            on_expire=data.get("on_expire", OnExpire.DELETE),
         )
 
 
@@ -432,17 +494,33 @@ class InstanceUpdateInputSerializer(StrictSerializerMixin, serializers.Serialize
         help_text="How long it may wait for capacity, counted from when it began waiting: "
         "a longer one extends the wait.",
     )
+    max_spend_usd = max_spend_field(required=False, allow_null=True)
+    on_max_spend = serializers.ChoiceField(choices=OnMaxSpend.choices, required=False)
+    ttl_seconds = ttl_field(required=False)
+    expires_at = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        help_text="ISO 8601, in the future: extends or shortens the lifetime; null: clears it.",
+    )
+    on_expire = serializers.ChoiceField(choices=OnExpire.choices, required=False)
 
     def validate_webhook_url(self, value: str | None) -> str | None:
         return None if value is None else webhook_url_check(value)
 
+    def validate_expires_at(self, value: datetime | None) -> datetime | None:
+        return expires_at_check(value)
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         self.validate_unknown(attrs)
+        rules = lifetime_rules(self.initial_data)
+        if rules:
+            raise serializers.ValidationError(rules)
         if not attrs:
             raise serializers.ValidationError(
                 {"non_field_errors": ["Nothing to change: give on_preempt, on_idle, "
-                                      "idle_timeout_seconds, webhook_url or "
-                                      "capacity_wait_seconds."]}
+                                      "idle_timeout_seconds, webhook_url, "
+                                      "capacity_wait_seconds, max_spend_usd, on_max_spend, "
+                                      "ttl_seconds, expires_at or on_expire."]}
             )  # fmt: skip
         return attrs
 
@@ -454,6 +532,10 @@ class InstanceUpdateInputSerializer(StrictSerializerMixin, serializers.Serialize
             idle_timeout_seconds=data.get("idle_timeout_seconds", UNCHANGED),
             webhook_url=data.get("webhook_url", UNCHANGED),
             capacity_wait_seconds=data.get("capacity_wait_seconds"),
+            max_spend_usd=data.get("max_spend_usd", UNCHANGED),
+            on_max_spend=data.get("on_max_spend"),
+            expires_at=expiry_of(data),
+            on_expire=data.get("on_expire"),
         )
 
 
@@ -524,6 +606,15 @@ class InstanceSerializer(serializers.Serializer[Instance]):
     price_per_hour = serializers.DecimalField(
         max_digits=12, decimal_places=5, allow_null=True, help_text="USD"
     )
+    cost_usd = serializers.DecimalField(
+        max_digits=18, decimal_places=6, help_text="Accrued so far (the cost ledger), USD."
+    )
+    cost_rate_usd_per_hour = serializers.DecimalField(
+        max_digits=18,
+        decimal_places=6,
+        help_text="What it costs right now, USD an hour: compute, its disk while stopped, 0 "
+        "once terminated.",
+    )
     template_id = serializers.CharField()
     rootfs_size = serializers.IntegerField(help_text="GB")
     endpoints = EndpointSerializer(many=True)
@@ -553,6 +644,13 @@ class InstanceSerializer(serializers.Serializer[Instance]):
     gpu_utilization_at = serializers.DateTimeField(
         allow_null=True, help_text="The time of that point (Novita's, about a minute behind)."
     )
+    max_spend_usd = serializers.DecimalField(
+        max_digits=12, decimal_places=2, allow_null=True, help_text="USD"
+    )
+    on_max_spend = serializers.ChoiceField(choices=OnMaxSpend.choices)
+    spend_limit_reached_at = serializers.DateTimeField(allow_null=True)
+    expires_at = serializers.DateTimeField(allow_null=True)
+    on_expire = serializers.ChoiceField(choices=OnExpire.choices)
     job = InstanceJobSerializer(allow_null=True)
     capacity_wait_seconds = serializers.IntegerField(
         help_text="How long it may wait for capacity (0: not at all)."

@@ -20,6 +20,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from instances.bulk import rows_update
+from instances.ledger import ledger_close, ledger_observe
 from instances.lifecycle import (
     Transition,
     instance_event_build,
@@ -76,6 +77,7 @@ def upstream_statuses_write(rows: Sequence[Instance], *, seen_at: datetime) -> N
             for row in rows
         },
     )
+    ledger_observe(rows, at=seen_at)
 
 
 def releases_write(rows: Sequence[Instance], *, now: datetime) -> None:
@@ -91,6 +93,7 @@ def releases_write(rows: Sequence[Instance], *, now: datetime) -> None:
         if not ids:
             return
         Instance.objects.filter(pk__in=ids).update(released_at=now, create_sent_at=None)
+        ledger_close([row for row in rows if row.pk in ids], at=now)
         InstanceEvent.objects.bulk_create(
             instance_event_build(
                 instance=row, reason="released", message="Novita confirms nothing is left of it."

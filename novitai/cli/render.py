@@ -72,6 +72,29 @@ def _nonzero(counts: dict[str, int]) -> str:
     return ", ".join(shown) if shown else "none"
 
 
+def costs_view(report: dict[str, Any]) -> str:
+    """GET /api/v1/costs/: a row per group, then the total (the rows' exact sum)."""
+    rows = [[row["key"], f"${row['cost_usd']}"] for row in report["rows"]]
+    rows.append(["total", f"${report['total_usd']}"])
+    header = f"from {report['from']} to {report['to']}"
+    return header + "\n" + table([report["group_by"], "cost"], rows)
+
+
+def budget_view(budget: dict[str, Any]) -> str:
+    limit = budget["monthly_limit_usd"]
+    pairs: list[tuple[str, Any]] = [
+        ("month", budget["month"]),
+        ("limit", f"${limit}" if limit is not None else "no budget"),
+        ("spent", f"${budget['spent_this_month_usd']}"),
+        ("projected", f"${budget['projected_month_usd']}"),
+        ("remaining", f"${budget['remaining_usd']}" if budget["remaining_usd"] else None),
+        ("thresholds", ", ".join(f"{p}%" for p in budget["alert_thresholds"])),
+        ("when exhausted", budget["on_exhausted"]),
+        ("webhook", budget["webhook_url"]),
+    ]
+    return key_values(pairs)
+
+
 def summary_view(summary: dict[str, Any]) -> str:
     """GET /api/v1/metrics/ as key-value lines (only the statuses that have any)."""
     instances = summary["instances"]
@@ -80,6 +103,7 @@ def summary_view(summary: dict[str, Any]) -> str:
         ("instances", _nonzero(instances["by_status"])),
         ("holding a GPU", f"{instances['holding_a_gpu']} ({instances['gpus_held']} GPUs)"),
         ("spend", usd(summary["spend"]["usd_per_hour"])),
+        ("this month", f"${summary['spend'].get('this_month_usd', '0')}"),
         ("spot recoveries", summary["spot_recoveries"]),
         ("jobs", _nonzero(summary["jobs"]["by_status"])),
         ("webhook deliveries", _nonzero(summary["webhook_deliveries"]["by_status"])),

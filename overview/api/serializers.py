@@ -11,6 +11,12 @@ from rest_framework import serializers
 class SpendSerializer(serializers.Serializer[dict[str, Any]]):
     usd_per_hour = serializers.CharField(help_text="USD, as a decimal string")
     instances = serializers.IntegerField()
+    this_month_usd = serializers.CharField(
+        help_text="Spent since the start of this month (UTC), the cost ledger's USD"
+    )
+    rate_usd_per_hour = serializers.CharField(
+        help_text="What everything costs an hour right now (compute and stopped disks), USD"
+    )
 
 
 class MetricsSummarySerializer(serializers.Serializer[dict[str, Any]]):

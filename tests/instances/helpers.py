@@ -65,3 +65,9 @@ def reasons(instance: Instance) -> list[str]:
 def upstream_live(sandbox: Any) -> list[dict[str, Any]]:
     """The sandbox's instances that still exist (not removed, not vanished)."""
     return [i for i in sandbox.instances() if i["status"] not in ("removed",) and not i["vanished"]]
+
+
+def timeless(representation: Any) -> dict[str, Any]:
+    """A representation without cost_usd, the one figure that moves with the clock (an open
+    ledger segment accrues): two representations of the same row taken at different times."""
+    return {k: v for k, v in dict(representation).items() if k != "cost_usd"}

@@ -23,6 +23,7 @@ from tests.instances.helpers import (
     provision,
     reasons,
     reload,
+    timeless,
     upstream_live,
     wait_for,
 )
@@ -84,7 +85,7 @@ def test_create_to_ready(make: Any, catalog: SandboxControl) -> None:
     assert delivery.event_type == "instance.ready"
     assert delivery.target_url == WEBHOOK
     assert delivery.instance_id == ready.pk
-    assert delivery.payload["data"] == instance_representation(ready)
+    assert timeless(delivery.payload["data"]) == timeless(instance_representation(ready))
     assert delivery.payload["data"]["job"]["status"] == "succeeded"
     created = catalog.instances()
     assert [(i["name"], i["clusterId"]) for i in created] == [(ready.novita_name, "eu-nl-1")]

@@ -166,6 +166,8 @@ def test_every_entry_is_named_after_its_task() -> None:
         "catalog.sync": "catalog.sync",
         "instances.monitor": "instances.monitor",
         "instances.idle_stop": "instances.idle_stop",
+        "instances.money_sweep": "instances.money_sweep",
+        "instances.reconcile": "instances.reconcile",
         "jobs.sweep": "jobs.sweep",
         "instances.idempotency_keys_purge": "instances.idempotency_keys_purge",
         "instances.capacity_sweep": "instances.capacity_sweep",

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from rest_framework.test import APIClient
 
+from billing.selectors import month_start
+from billing.services import Observation, Prices, ledger_observe
 from instances.models import Instance, InstanceStatus
 from instances.services import novita_name_for
 from jobs.models import Job, JobStatus
@@ -35,6 +39,16 @@ def instance(tenant: Tenant, status: str, **fields: Any) -> Instance:
     )
 
 
+def half_an_hour(tenant: Tenant, gpu_num: int) -> None:
+    """Half an hour of `gpu_num` cards at $0.34 in the ledger, early this month."""
+    start = month_start(timezone.now()) + timedelta(minutes=1)
+    prices = Prices("RTX 4090 24GB", "US-TX-02", "on_demand", 34000, gpu_num, 500, 60)
+    pk = uuid.uuid4()
+    for phase, at in (("compute", start), ("", start + timedelta(minutes=30))):
+        observation = Observation(pk, tenant.pk, "n-1", phase, prices)
+        ledger_observe(observations=[observation], at=at)
+
+
 @pytest.fixture
 def rows(tenant: Tenant) -> Tenant:
     """The tenant's instances in several statuses, and another tenant's."""
@@ -54,6 +68,8 @@ def rows(tenant: Tenant) -> Tenant:
     )
     tenant.max_gpus = 16
     tenant.save()
+    half_an_hour(tenant, 2)
+    half_an_hour(other, 1)
     return tenant
 
 
@@ -71,7 +87,12 @@ def test_a_tenant_sees_its_own(api_client: APIClient, rows: Tenant) -> None:
     # ready and health_checking hold GPUs; stopped and pending do not bill a GPU.
     assert body["instances"]["holding_a_gpu"] == 2
     assert body["instances"]["gpus_held"] == 3
-    assert body["spend"] == {"usd_per_hour": "1.02", "instances": 2}
+    assert body["spend"] == {
+        "usd_per_hour": "1.02",
+        "instances": 2,
+        "this_month_usd": "0.340000",
+        "rate_usd_per_hour": "0.000000",
+    }
     assert body["spot_recoveries"] == 1
     assert body["quota"] == {"max_instances": None, "max_gpus": 16, "instances": 4, "gpus": 8}
     assert body["jobs"]["by_status"]["failed"] == 1
@@ -86,7 +107,12 @@ def test_staff_see_everything_and_the_control_plane(
     assert body["scope"] == "all"
     assert body["tenant"] is None
     assert body["instances"]["by_status"]["ready"] == 2
-    assert body["spend"] == {"usd_per_hour": "3.74", "instances": 3}
+    assert body["spend"] == {
+        "usd_per_hour": "3.74",
+        "instances": 3,
+        "this_month_usd": "0.510000",
+        "rate_usd_per_hour": "0.000000",
+    }
     assert body["webhook_deliveries"]["by_status"]["pending"] == 1
     assert "quota" not in body
     plane = body["control_plane"]
@@ -96,7 +122,12 @@ def test_staff_see_everything_and_the_control_plane(
 
 def test_nothing_yet_is_zeros(api_client: APIClient) -> None:
     body = api_client.get("/api/v1/metrics/").json()
-    assert body["spend"] == {"usd_per_hour": "0.00", "instances": 0}
+    assert body["spend"] == {
+        "usd_per_hour": "0.00",
+        "instances": 0,
+        "this_month_usd": "0.000000",
+        "rate_usd_per_hour": "0.000000",
+    }
     assert set(body["instances"]["by_status"].values()) == {0}
 
 
