@@ -47,6 +47,7 @@ WORKER_SETTINGS = {
     # idle stops (and the GPU metrics of idle policies) checked every second, read every pass
     "IDLE_CHECK_INTERVAL_SECONDS": "1",
     "GPU_METRICS_READ_INTERVAL_SECONDS": "0",
+    "IMAGE_SAVE_FOLLOW_INTERVAL_SECONDS": "0.5",
     # Webhook receivers in these tests listen on loopback.
     "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
     "LOG_LEVEL": "INFO",

@@ -166,6 +166,7 @@ def test_every_entry_is_named_after_its_task() -> None:
         "catalog.sync": "catalog.sync",
         "instances.monitor": "instances.monitor",
         "instances.idle_stop": "instances.idle_stop",
+        "storage.image_saves_follow": "storage.image_saves_follow",
         "jobs.sweep": "jobs.sweep",
         "instances.idempotency_keys_purge": "instances.idempotency_keys_purge",
         "webhooks.sweep": "webhooks.sweep",
