@@ -276,6 +276,8 @@ CELERY_TASK_ROUTES = {
     "catalog.*": {"queue": "monitor"},
     "jobs.*": {"queue": "monitor"},
     "webhooks.*": {"queue": "webhooks"},
+    "storage.image_save_start": {"queue": "provision"},
+    "storage.image_saves_follow": {"queue": "monitor"},
 }
 # A publish to a Redis that stopped answering (but still accepts connections) would wait forever
 # without a socket timeout, and with it a create request; kombu's BRPOP polls every second.
@@ -443,6 +445,15 @@ CELERY_BEAT_SCHEDULE["instances.idle_stop"] = {
     "task": "instances.idle_stop",
     "schedule": IDLE_CHECK_INTERVAL_SECONDS,
     "options": {"expires": max(1.0, IDLE_CHECK_INTERVAL_SECONDS * 2)},
+}
+# Save-image jobs: followed this often (one listing of Novita's jobs for all), and a save still
+# pending this long after its start message was sent is sent again.
+IMAGE_SAVE_FOLLOW_INTERVAL_SECONDS = env.float("IMAGE_SAVE_FOLLOW_INTERVAL_SECONDS", default=10.0)
+IMAGE_SAVE_RESEND_SECONDS = env.float("IMAGE_SAVE_RESEND_SECONDS", default=60.0)
+CELERY_BEAT_SCHEDULE["storage.image_saves_follow"] = {
+    "task": "storage.image_saves_follow",
+    "schedule": IMAGE_SAVE_FOLLOW_INTERVAL_SECONDS,
+    "options": {"expires": max(1.0, IMAGE_SAVE_FOLLOW_INTERVAL_SECONDS * 2)},
 }
 CELERY_BEAT_SCHEDULE["jobs.sweep"] = {
     "task": "jobs.sweep",

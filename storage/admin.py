@@ -5,11 +5,21 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from storage.models import Volume
+from storage.models import ImageSave, Volume
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Shown as they are: changes go through the API (each asks Novita)."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(Volume)
-class VolumeAdmin(admin.ModelAdmin):
+class VolumeAdmin(ReadOnlyAdmin):
     """Volumes as they are; changes go through the API (each asks Novita)."""
 
     list_display = (
@@ -27,8 +37,21 @@ class VolumeAdmin(admin.ModelAdmin):
     ordering = ["-created_at"]
     readonly_fields = [f.name for f in Volume._meta.fields]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
 
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+@admin.register(ImageSave)
+class ImageSaveAdmin(ReadOnlyAdmin):
+    """Image saves and how they ended (Novita's message when they failed)."""
+
+    list_display = (
+        "image",
+        "instance_name",
+        "tenant",
+        "status",
+        "novita_job_id",
+        "created_at",
+        "finished_at",
+    )
+    list_filter = ("status",)
+    search_fields = ("image", "instance_name", "novita_job_id", "tenant__name")
+    ordering = ["-created_at"]
+    readonly_fields = [f.name for f in ImageSave._meta.fields]

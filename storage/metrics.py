@@ -9,3 +9,8 @@ VOLUME_OPERATIONS = Counter(
     "Network volume operations asked of Novita, by operation and outcome.",
     ["operation", "outcome"],
 )
+IMAGE_SAVES = Counter(
+    "novitai_image_saves_total",
+    "Image saves ended, by outcome (succeeded, failed, cancelled).",
+    ["outcome"],
+)

@@ -57,3 +57,48 @@ class Volume(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.size_gb} GB, {self.region})"
+
+
+class ImageSaveStatus(models.TextChoices):
+    PENDING = "pending", "pending"  # to be asked of Novita
+    RUNNING = "running", "running"  # Novita's job runs
+    SUCCEEDED = "succeeded", "succeeded"
+    FAILED = "failed", "failed"
+    CANCELLED = "cancelled", "cancelled"
+
+
+class ImageSave(models.Model):
+    """Saving an instance's disk as an image: Novita's save-image job, followed until it ends.
+
+    The instance is named by id only (storage knows nothing of instances): the instances app
+    checks it and hands over what the job needs."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(
+        "tenants.Tenant", on_delete=models.PROTECT, related_name="image_saves"
+    )
+    instance_id = models.UUIDField(db_index=True)
+    instance_name = models.CharField(max_length=63)
+    novita_instance_id = models.CharField(max_length=64)
+    image = models.CharField(max_length=500)
+    registry_auth_id = models.CharField(max_length=64, blank=True)
+    webhook_url = models.URLField(max_length=2048, blank=True)
+    status = models.CharField(
+        max_length=16, choices=ImageSaveStatus.choices, default=ImageSaveStatus.PENDING
+    )
+    novita_job_id = models.CharField(max_length=64, blank=True, db_index=True)
+    message = models.TextField(blank=True, help_text="Novita's message when it failed.")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=ImageSaveStatus.values), name="image_save_status_valid"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.image} ({self.status})"

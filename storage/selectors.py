@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from decimal import Decimal
 from typing import TypedDict
 
 from django.db.models import QuerySet
 
-from storage.models import Volume as Volume  # re-exported: the import rule
+from storage.models import ImageSave as ImageSave  # re-exported: the import rule
+from storage.models import ImageSaveStatus as ImageSaveStatus
+from storage.models import Volume as Volume
 from storage.models import VolumeStatus as VolumeStatus
 from tenants.selectors import Tenant
 
@@ -64,3 +67,43 @@ def volume_representation(volume: Volume) -> VolumeRepresentation:
         "cost_per_day": _usd(price * volume.size_gb) if price is not None else None,
         "created_at": volume.created_at.isoformat().replace("+00:00", "Z"),
     }
+
+
+# --- image saves ---------------------------------------------------------------------------------
+
+
+class ImageSaveRepresentation(TypedDict):
+    id: str
+    instance_id: str
+    instance_name: str
+    image: str
+    status: str
+    novita_job_id: str | None
+    message: str | None
+    created_at: str | None
+    finished_at: str | None
+
+
+def _text(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def image_save_representation(save: ImageSave) -> ImageSaveRepresentation:
+    return {
+        "id": str(save.pk),
+        "instance_id": str(save.instance_id),
+        "instance_name": save.instance_name,
+        "image": save.image,
+        "status": save.status,
+        "novita_job_id": save.novita_job_id or None,
+        "message": save.message or None,
+        "created_at": _text(save.created_at),
+        "finished_at": _text(save.finished_at),
+    }
+
+
+def image_save_list(*, tenant: Tenant | None) -> QuerySet[ImageSave]:
+    qs = ImageSave.objects.all()
+    if tenant is not None:
+        qs = qs.filter(tenant=tenant)
+    return qs.order_by("-created_at", "-id")

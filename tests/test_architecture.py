@@ -36,7 +36,7 @@ APP_DEPENDENCIES: dict[str, set[str]] = {
     "jobs": {NOVITAI_CORE, "tenants"},
     "webhooks": {NOVITAI_CORE, "tenants"},
     # storage knows nothing of instances: instances registers its mount finder with it.
-    "storage": {NOVITAI_CORE, "novitai.novita", "tenants", "catalog"},
+    "storage": {NOVITAI_CORE, "novitai.novita", "tenants", "catalog", "webhooks"},
     # The cost ledger, budgets and reconciliation: below instances (an instance is an id here;
     # instances tells billing what it observed and acts on what billing finds due).
     "billing": {NOVITAI_CORE, "novitai.novita", "tenants", "webhooks"},

@@ -682,3 +682,34 @@ class InstanceEventSerializer(serializers.Serializer[InstanceEvent]):
 
     def to_representation(self, instance: InstanceEvent) -> dict[str, Any]:
         return event_representation(instance)
+
+
+class ImageSaveRequestSerializer(StrictSerializerMixin, serializers.Serializer[dict[str, Any]]):
+    image = serializers.CharField(
+        max_length=500, help_text="Where to push it: [registry[:port]/]name[:tag]."
+    )
+    registry_auth_id = serializers.CharField(
+        max_length=64,
+        required=False,
+        default="",
+        allow_blank=True,
+        help_text="Novita's registry auth for a private registry.",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        self.validate_unknown(attrs)
+        return attrs
+
+
+class ImageSaveAnswerSerializer(serializers.Serializer[dict[str, Any]]):
+    """The image save (as GET /api/v1/image-saves/{id}/ answers it)."""
+
+    id = serializers.UUIDField()
+    instance_id = serializers.UUIDField()
+    instance_name = serializers.CharField()
+    image = serializers.CharField()
+    status = serializers.CharField()
+    novita_job_id = serializers.CharField(allow_null=True)
+    message = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)

@@ -20,6 +20,8 @@ from rest_framework.response import Response
 
 from instances.access import instance_ssh_credentials_read
 from instances.api.serializers import (
+    ImageSaveAnswerSerializer,
+    ImageSaveRequestSerializer,
     InstanceCreateInputSerializer,
     InstanceEventSerializer,
     InstanceSerializer,
@@ -28,6 +30,7 @@ from instances.api.serializers import (
 )
 from instances.creation import ACCEPTED, CreateAnswer, instance_create_request
 from instances.idempotency import HEADER
+from instances.images import instance_image_save_request
 from instances.models import Instance, InstanceStatus
 from instances.selectors import instance_events, instance_list
 from instances.services import (
@@ -41,6 +44,7 @@ from instances.services import (
     instance_settings_update,
 )
 from novitai.errors import NotFound, ValidationFailed, parse_uuid
+from storage.selectors import image_save_representation
 from tenants.authentication import request_tenant
 
 _ERRORS = {
@@ -317,3 +321,32 @@ class InstanceViewSet(
         )
         response["Cache-Control"] = "no-store"
         return response
+
+    @extend_schema(
+        summary="Save the instance as an image (asynchronous)",
+        description="A ready or stopped instance; a tracked job following Novita's "
+        "(GET /api/v1/image-saves/{id}/), ending in the webhook `instance.image_saved` or "
+        "`instance.image_save_failed` with Novita's message; POST "
+        "/api/v1/image-saves/{id}/cancel/ breaks it off.",
+        request=ImageSaveRequestSerializer,
+        responses={
+            202: ImageSaveAnswerSerializer,
+            **_ERRORS,
+            409: OpenApiResponse(description="Not ready or stopped, or a save runs already"),
+        },
+    )
+    @action(detail=True, methods=["post"], url_path="save-image")
+    def save_image(self, request: Request, pk: str) -> Response:
+        tenant = request_tenant(request)
+        if tenant is None:
+            raise exceptions.PermissionDenied("Saving an image needs the tenant's API key.")
+        serializer = ImageSaveRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        save = instance_image_save_request(
+            tenant=tenant,
+            instance_id=parse_uuid(pk, "instance"),
+            image=serializer.validated_data["image"],
+            registry_auth_id=serializer.validated_data["registry_auth_id"],
+            actor=actor_of(request.user),
+        )
+        return Response(image_save_representation(save), status=ACCEPTED)

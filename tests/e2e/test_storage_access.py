@@ -1,9 +1,12 @@
 """Issue 17's acceptance, end to end: a real worker (and beat), the sandbox over HTTP with numeric
 cluster ids, no instance timestamps and empty product regions — a volume, an instance mounting it
 in the volume's cluster, ssh and logs, the password only from …/ssh/, the template's entrypoint
-reaching the create, and the GPU going quiet stopping the instance after for_seconds."""
+reaching the create, a save-image job that succeeds and one cancelled, and the GPU going quiet
+stopping the instance after for_seconds."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 from rest_framework.test import APIClient
@@ -13,9 +16,37 @@ from novita_sandbox.control import SandboxControl
 from tests.e2e.conftest import Worker
 from tests.e2e.test_lifecycle import act, until
 from tests.instances.conftest import create, create_body
+from tests.instances.helpers import wait_for
 from tests.sandbox.helpers import Api
 
 pytestmark = [pytest.mark.e2e]
+
+
+def image_saves(api_client: APIClient, sandbox: SandboxControl, path: str) -> None:
+    """One save that succeeds (the worker follows Novita's job), one cancelled while it runs."""
+    saved = api_client.post(f"{path}save-image/", {"image": "ghcr.io/acme/vllm:v2"}, format="json")
+    assert saved.status_code == 202, saved.content
+
+    def ended() -> dict[str, Any] | None:
+        body: dict[str, Any] = api_client.get(f"/api/v1/image-saves/{saved.json()['id']}/").json()
+        return body if body["status"] in ("succeeded", "failed") else None
+
+    done = wait_for(ended, 30, what="the image save to end")
+    assert done is not None
+    assert done["status"] == "succeeded"
+    assert done["novita_job_id"]
+    sandbox.set_timing(save_image=600)
+    second = api_client.post(f"{path}save-image/", {"image": "ghcr.io/acme/vllm:v3"}, format="json")
+    assert second.status_code == 202, second.content
+    save_id = second.json()["id"]
+    wait_for(
+        lambda: api_client.get(f"/api/v1/image-saves/{save_id}/").json()["status"] == "running",
+        30,
+        what="the second save to run",
+    )
+    cancelled = api_client.post(f"/api/v1/image-saves/{save_id}/cancel/")
+    assert cancelled.json()["status"] == "cancelled"
+    assert [j["state"] for j in sandbox.jobs()] == ["success", "break"]
 
 
 def test_volume_ssh_entrypoint_and_gpu_idle_in_the_strict_world(
@@ -66,6 +97,8 @@ def test_volume_ssh_entrypoint_and_gpu_idle_in_the_strict_world(
     credentials = api_client.get(f"{path}ssh/")
     assert credentials.json()["password"] == password
     assert InstanceEvent.objects.filter(instance_id=instance_id, reason="ssh_credentials_read")
+
+    image_saves(api_client, sandbox, path)
 
     in_use = api_client.delete(f"/api/v1/volumes/{volume['id']}/")
     assert in_use.status_code == 409

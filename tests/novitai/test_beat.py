@@ -168,6 +168,7 @@ def test_every_entry_is_named_after_its_task() -> None:
         "instances.idle_stop": "instances.idle_stop",
         "instances.money_sweep": "instances.money_sweep",
         "instances.reconcile": "instances.reconcile",
+        "storage.image_saves_follow": "storage.image_saves_follow",
         "jobs.sweep": "jobs.sweep",
         "instances.idempotency_keys_purge": "instances.idempotency_keys_purge",
         "instances.capacity_sweep": "instances.capacity_sweep",
