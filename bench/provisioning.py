@@ -123,7 +123,7 @@ def run(
         "cleanup_between_runs": cleanup,
         "worker_profile_run_2": profiles or None,
     }
-    mem = Scenario("4-memory", "4. memory after scenario 1 (peak RSS, MiB)")
+    mem = Scenario("4-memory", "4. memory after each burst of scenario 1 (PSS, RSS; MiB)")
     if len(memories) == 2:
         mem.add(*_memory_figures(memories))
     mem.details = {"after_run": memories}
@@ -163,6 +163,13 @@ def _r(value: float | None) -> float | None:
 def _memory_figures(memories: list[dict[str, Any]]) -> list[Figure]:
     first, second = memories
     figures: list[Figure] = []
+    for number, snapshot in enumerate(memories, 1):
+        groups = {name: group["all_pss_sum_mib"] for name, group in snapshot.items()}
+        total = round(sum(groups.values()), 1)
+        note = ", ".join(f"{name} {pss:g}" for name, pss in sorted(groups.items()))
+        figures.append(
+            at_most(f"PSS of every novitai process, run {number}", total, 300, "MiB", note)
+        )
     labels = (
         ("web", "web workers"),
         ("worker", "Celery worker processes (provision)"),

@@ -473,7 +473,21 @@ def memory_of(pid: int) -> dict[str, float] | None:
     return {
         "rss_mib": round(values.get("VmRSS", 0.0), 1),
         "peak_mib": round(values.get("VmHWM", 0.0), 1),
+        "pss_mib": _pss_mib(pid),
     }
+
+
+def _pss_mib(pid: int) -> float | None:
+    """Proportional set size (/proc/<pid>/smaps_rollup): shared pages counted once across the
+    processes that share them, so that the sum over processes is what the stack holds."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("Pss:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return None
 
 
 def memory(stack: Stack) -> dict[str, Any]:
@@ -489,6 +503,7 @@ def memory(stack: Stack) -> dict[str, Any]:
             "workers_peak_max_mib": max((p["peak_mib"] for p in children), default=None),
             "workers_rss_sum_mib": round(sum(p["rss_mib"] for p in children), 1),
             "all_rss_sum_mib": round(sum(p["rss_mib"] for p in processes), 1),
+            "all_pss_sum_mib": round(sum(p["pss_mib"] or 0.0 for p in processes), 1),
         }
     return snapshot
 
