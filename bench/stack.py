@@ -459,7 +459,7 @@ class Stack:
         return [proc.pid, *self.children(name)] if proc is not None else []
 
 
-def memory_of(pid: int) -> dict[str, float] | None:
+def memory_of(pid: int) -> dict[str, Any] | None:
     """Current and peak resident set size of a process, in MiB (/proc/<pid>/status)."""
     try:
         text = Path(f"/proc/{pid}/status").read_text()
