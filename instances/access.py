@@ -9,17 +9,24 @@ stored, cached, logged or put in a task argument: it lives in this call's memory
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass, field
 
+from django.conf import settings
+
 from instances.lifecycle import instance_event_record
-from instances.models import Instance
+from instances.models import Instance, InstanceStatus
+from instances.monitoring.checks import access_of
 from instances.selectors import SSH_STATUSES
 from novitai.errors import Conflict, NotFound, UpstreamUnavailable
 from novitai.novita import errors as novita
-from novitai.novita.client import get_client
+from novitai.novita.client import NovitaClient, get_client
+from novitai.novita.ratelimit import Priority
 from novitai.novita.types import Secret
 from tenants.selectors import Tenant
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -66,3 +73,30 @@ def instance_ssh_credentials_read(
     return SshCredentials(
         host=ssh.host, port=ssh.port, user=ssh.user, command=ssh.command, password=ssh.password
     )
+
+
+def instances_access_details_read(*, client: NovitaClient | None = None) -> int:
+    """Where to ssh and the log address of ready instances that lack them (Novita's listing does
+    not carry them; only an instance's own page does): each page read once a run, at low
+    priority at the rate ceiling (after creates, changes and checks), at most
+    ACCESS_DETAILS_BATCH_SIZE a run, oldest ready first. An instance without ssh stores a blank
+    host, so its page is not read again this run. Returns the rows read."""
+    rows = list(
+        Instance.objects.filter(status=InstanceStatus.READY, ssh={})
+        .exclude(novita_instance_id="")
+        .order_by("ready_at", "pk")
+        .only("pk", "novita_instance_id")[: settings.ACCESS_DETAILS_BATCH_SIZE]
+    )
+    client = client or get_client()
+    for row in rows:
+        try:
+            page = client.get_instance(row.novita_instance_id, priority=Priority.LOW)
+        except novita.NovitaError as exc:
+            logger.warning("access details of instance %s not read: %s", row.pk, exc)
+            continue
+        ssh, logs_url = access_of(page)
+        # Only while it is still ready and unread: a new run (health checking) reads again.
+        Instance.objects.filter(pk=row.pk, status=InstanceStatus.READY, ssh={}).update(
+            ssh=ssh, logs_url=logs_url
+        )
+    return len(rows)

@@ -55,6 +55,20 @@ def idle_stop() -> int:
     return stopped
 
 
+@shared_task(name="instances.access_details_read", ignore_result=True)
+def access_details_read() -> int:
+    """Reads where to ssh for ready instances that lack it (beat, every
+    ACCESS_DETAILS_INTERVAL_SECONDS); a full batch sends the next run at once."""
+    from instances.access import instances_access_details_read
+
+    read = instances_access_details_read()
+    if read >= settings.ACCESS_DETAILS_BATCH_SIZE:
+        access_details_read.apply_async(
+            expires=max(settings.ACCESS_DETAILS_INTERVAL_SECONDS * 2, 5)
+        )
+    return read
+
+
 @shared_task(name="instances.money_sweep", ignore_result=True)
 def money_sweep() -> int:
     """Acts on due spend caps and expiries (beat, every MONEY_SWEEP_INTERVAL_SECONDS); a full

@@ -271,6 +271,8 @@ CELERY_TASK_ROUTES = {
     "instances.capacity_sweep": {"queue": "provision"},
     "instances.monitor": {"queue": "monitor"},
     "instances.idle_stop": {"queue": "monitor"},
+    # it may wait at the rate ceiling (its reads go last): not on the monitor's queue
+    "instances.access_details_read": {"queue": "provision"},
     "instances.money_sweep": {"queue": "monitor"},
     "instances.reconcile": {"queue": "monitor"},
     "catalog.*": {"queue": "monitor"},
@@ -440,6 +442,15 @@ CELERY_BEAT_SCHEDULE["instances.reconcile"] = {
     "task": "instances.reconcile",
     "schedule": RECONCILE_INTERVAL_SECONDS,
     "options": {"expires": max(1.0, RECONCILE_INTERVAL_SECONDS)},
+}
+# Where to ssh (and the log address) of a ready instance: read from its own page, at low priority,
+# this often and at most this many instances a run (the monitoring pass never waits on it).
+ACCESS_DETAILS_INTERVAL_SECONDS = env.float("ACCESS_DETAILS_INTERVAL_SECONDS", default=10.0)
+ACCESS_DETAILS_BATCH_SIZE = env.int("ACCESS_DETAILS_BATCH_SIZE", default=20)
+CELERY_BEAT_SCHEDULE["instances.access_details_read"] = {
+    "task": "instances.access_details_read",
+    "schedule": ACCESS_DETAILS_INTERVAL_SECONDS,
+    "options": {"expires": max(1.0, ACCESS_DETAILS_INTERVAL_SECONDS * 2)},
 }
 CELERY_BEAT_SCHEDULE["instances.idle_stop"] = {
     "task": "instances.idle_stop",

@@ -78,12 +78,14 @@ def access_of(upstream: NovitaInstance) -> tuple[dict[str, Any], str]:
 
 def plan(row: Instance, item: NovitaInstance, client: NovitaClient) -> CheckPlan:
     """The row's plan, its endpoints and access brought up to date (in memory) first. The
-    instance's own page is read when the listing lacks endpoints (listings may omit them) or
-    the run's ssh details were not read yet (only the page has them): once a run, not a pass."""
+    instance's own page is read only when the listing lacks endpoints (listings may omit them);
+    then its ssh details come with it. Otherwise they come from the listing when it carries them,
+    or later from instances.access_details_read, which reads the page of a ready instance at low
+    priority: a check never waits on a read that only fills in where to ssh."""
     endpoints = endpoints_of(item, row.endpoints)
     if not row.ssh and item.ssh is not None:  # a listing that carries them (§2.5 says it may)
         row.ssh, row.logs_url = access_of(item)
-    if any(not e["url"] for e in endpoints) or not row.ssh:
+    if any(not e["url"] for e in endpoints):
         page = client.get_instance(row.novita_instance_id)
         endpoints = endpoints_of(page, row.endpoints)
         row.ssh, row.logs_url = access_of(page)

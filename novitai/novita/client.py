@@ -244,9 +244,12 @@ class NovitaClient:
         """The instances named exactly `name`, in `oldest_first` order."""
         return oldest_first(i for i in self.list_instances(name=name) if i.name == name)
 
-    def get_instance(self, instance_id: str) -> NovitaInstance:
+    def get_instance(self, instance_id: str, *, priority: Priority | None = None) -> NovitaInstance:
+        """One instance's page. priority: LOW for a read that only fills in details (it then
+        waits at the rate ceiling behind creates and checks); by default an instance's GET goes
+        first."""
         endpoint = "/gpu/instance"
-        payload = self._get_object(endpoint, params={"instanceId": instance_id})
+        payload = self._get_object(endpoint, params={"instanceId": instance_id}, priority=priority)
         with self._parsing(endpoint):
             return parsing.parse_instance(payload)
 
@@ -451,9 +454,13 @@ class NovitaClient:
         self._call("POST", endpoint, body=body, expect_body=False)
 
     def _get_object(
-        self, endpoint: str, *, params: dict[str, Any] | None = None
+        self,
+        endpoint: str,
+        *,
+        params: dict[str, Any] | None = None,
+        priority: Priority | None = None,
     ) -> Mapping[str, Any]:
-        payload = self._call("GET", endpoint, params=params)
+        payload = self._call("GET", endpoint, params=params, priority=priority)
         with self._parsing(endpoint):
             return parsing.as_object(payload, "answer")
 
@@ -562,6 +569,7 @@ class NovitaClient:
         retries: int | None = None,
         max_wait: float | None = None,
         base_url: str | None = None,
+        priority: Priority | None = None,
     ) -> Any:
         """One call, retried as its `repeat` allows. base_url: the core surface's for bills and
         metrics (the GPU-instance one by default)."""
@@ -572,7 +580,9 @@ class NovitaClient:
         max_retries = self.config.max_retries if retries is None else retries
         attempt = 0
         while True:
-            ticket = self._admit(method, endpoint, max_wait, _priority(method, endpoint, params))
+            ticket = self._admit(
+                method, endpoint, max_wait, priority or _priority(method, endpoint, params)
+            )
             try:
                 return self._attempt(
                     method,

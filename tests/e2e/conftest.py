@@ -52,6 +52,7 @@ WORKER_SETTINGS = {
     "CAPACITY_RETRY_BASE_SECONDS": "1",
     "CAPACITY_RETRY_MAX_SECONDS": "2",
     "IMAGE_SAVE_FOLLOW_INTERVAL_SECONDS": "0.5",
+    "ACCESS_DETAILS_INTERVAL_SECONDS": "0.5",
     # Webhook receivers in these tests listen on loopback.
     "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
     "LOG_LEVEL": "INFO",

@@ -46,9 +46,10 @@ def test_fifty_at_once_cost_list_pages_not_gets(
     assert passes >= 2
     # Every pass lists at most `pages` pages (+ one pass that may be mid-way at either end).
     assert lists <= (passes + 2) * pages, (lists, passes)
-    # No get per instance per pass: one per instance in its run, for its ssh details and log
-    # address (only the instance's page has them; the sandbox's listing does not).
-    assert calls(sandbox, "GET /gpu/instance") == COUNT
+    # No get per instance per pass: at most one per instance in its run, for its ssh details
+    # and log address, read after it is ready by instances.access_details_read (only the
+    # instance's page has them; the sandbox's listing does not).
+    assert calls(sandbox, "GET /gpu/instance") <= COUNT
     assert sandbox.stats()["live_instances"] == COUNT
     assert all(n == 1 for n in sandbox.stats()["creates_by_name"].values())
 

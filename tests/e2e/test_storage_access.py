@@ -86,12 +86,18 @@ def test_volume_ssh_entrypoint_and_gpu_idle_in_the_strict_world(
     assert detail["clusterId"] == "5"
     assert "createdAt" not in detail
 
-    ssh, logs_url = ready["ssh"], ready["logs_url"]
+    # Where to ssh is read after it is ready, at low priority (instances.access_details_read).
+    path = f"/api/v1/instances/{instance_id}/"
+    read = wait_for(
+        lambda: (body := api_client.get(path).json())["ssh"] and body,
+        10,
+        what="the ssh details (the access read)",
+    )
+    ssh, logs_url = read["ssh"], read["logs_url"]
     assert ssh["command"] == detail["connectComponentSSH"]["sshCommand"]
     assert (ssh["user"], ssh["host"]) == ("root", "127.0.0.1")
     assert logs_url == detail["connectComponentLog"]["instanceLogAddress"]
     password = detail["connectComponentSSH"]["password"]
-    path = f"/api/v1/instances/{instance_id}/"
     for listed in (path, "/api/v1/instances/", f"{path}events/"):
         assert password not in api_client.get(listed).content.decode()
     credentials = api_client.get(f"{path}ssh/")

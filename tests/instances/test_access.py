@@ -1,6 +1,7 @@
-"""SSH and logs: where to ssh and the log address on the representation, read once a run; the
-password only from GET …/ssh/ (the tenant's own instance, an event with the actor), and nowhere
-else — not in lists, events, webhooks, the database, the caches or the logs."""
+"""SSH and logs: where to ssh and the log address on the representation, read once a run
+(instances.access_details_read, at low priority, not the monitoring pass); the password only
+from GET …/ssh/ (the tenant's own instance, an event with the actor), and nowhere else — not in
+lists, events, webhooks, the database, the caches or the logs."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
+from instances.access import instances_access_details_read
 from instances.actions import instance_action_run
 from instances.models import Instance, InstanceEvent, InstanceStatus
 from novita_sandbox.control import SandboxControl
@@ -29,7 +31,10 @@ def gets_of(sandbox: SandboxControl) -> int:
 
 
 def ready_instance(make: Any, **body: Any) -> Instance:
-    return monitor_until(provision(make(**body)), InstanceStatus.READY)
+    """Ready, and its access details read (what beat's access_details_read does)."""
+    ready = monitor_until(provision(make(**body)), InstanceStatus.READY)
+    assert instances_access_details_read() == 1
+    return reload(ready)
 
 
 def sandbox_access(sandbox: SandboxControl, novita_id: str) -> tuple[str, str, str]:
@@ -58,11 +63,15 @@ def test_ssh_and_logs_url_on_the_representation(
 
 
 def test_access_is_read_once_a_run_not_once_a_pass(make: Any, catalog: SandboxControl) -> None:
-    ready = ready_instance(make)
+    ready = monitor_until(provision(make()), InstanceStatus.READY)
+    assert reload(ready).ssh == {}  # the pass that found it ready read no page for it
     gets = gets_of(catalog)
+    assert instances_access_details_read() == 1
+    assert gets_of(catalog) == gets + 1
     for _ in range(3):
         monitor_until(ready, InstanceStatus.READY)
-    assert gets_of(catalog) == gets
+        assert instances_access_details_read() == 0
+    assert gets_of(catalog) == gets + 1
     assert reload(ready).ssh["host"]
 
 
@@ -79,8 +88,11 @@ def test_a_stopped_instance_shows_no_ssh_and_a_start_reads_it_again(
     response = api_client.post(f"{path}start/")
     instance_action_run(job_id=response.json()["job"]["id"])
     gets = gets_of(catalog)
-    again = monitor_until(stopped, InstanceStatus.READY)
+    monitor_until(stopped, InstanceStatus.READY)
+    assert api_client.get(path).json()["ssh"] is None  # a new run: not read yet
+    assert instances_access_details_read() == 1
     assert gets_of(catalog) == gets + 1  # the new run's page, once
+    again = reload(ready)
     assert api_client.get(path).json()["ssh"]["command"] == again.ssh["command"]
 
 

@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 
 from catalog.models import Region
 from catalog.services import catalog_sync
+from instances.access import instances_access_details_read
 from instances.models import Instance, InstanceStatus
 from novita_sandbox.control import SandboxControl
 from tests.instances.conftest import create, create_body
@@ -49,6 +50,7 @@ def test_the_catalog_and_a_create_with_numeric_ids_and_no_timestamps(
     assert [(i["name"], i["clusterId"]) for i in novita.instances()] == [
         (ready.novita_name, "eu-nl-1")
     ]
+    assert instances_access_details_read() == 1
     body = api_client.get(f"/api/v1/instances/{ready.pk}/").json()
     assert body["region"] == "EU-01"
     assert body["ssh"]["user"] == "root"

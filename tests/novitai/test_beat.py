@@ -169,6 +169,7 @@ def test_every_entry_is_named_after_its_task() -> None:
         "instances.money_sweep": "instances.money_sweep",
         "instances.reconcile": "instances.reconcile",
         "storage.image_saves_follow": "storage.image_saves_follow",
+        "instances.access_details_read": "instances.access_details_read",
         "jobs.sweep": "jobs.sweep",
         "instances.idempotency_keys_purge": "instances.idempotency_keys_purge",
         "instances.capacity_sweep": "instances.capacity_sweep",
