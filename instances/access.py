@@ -20,6 +20,7 @@ from instances.models import Instance, InstanceStatus
 from instances.monitoring.checks import access_of
 from instances.selectors import SSH_STATUSES
 from novitai.errors import Conflict, NotFound, UpstreamUnavailable
+from novitai.locks import held_lock
 from novitai.novita import errors as novita
 from novitai.novita.client import NovitaClient, get_client
 from novitai.novita.ratelimit import Priority
@@ -80,14 +81,24 @@ def instances_access_details_read(*, client: NovitaClient | None = None) -> int:
     not carry them; only an instance's own page does): each page read once a run, at low
     priority at the rate ceiling (after creates, changes and checks), at most
     ACCESS_DETAILS_BATCH_SIZE a run, oldest ready first. An instance without ssh stores a blank
-    host, so its page is not read again this run. Returns the rows read."""
+    host, so its page is not read again this run. One run at a time (two would read the same
+    pages): a run that finds another going returns 0. Returns the rows read."""
+    with held_lock(ACCESS_LOCK) as held:
+        if not held:
+            return 0
+        return _access_details_read(client or get_client())
+
+
+ACCESS_LOCK = "instances.access_details_read"
+
+
+def _access_details_read(client: NovitaClient) -> int:
     rows = list(
         Instance.objects.filter(status=InstanceStatus.READY, ssh={})
         .exclude(novita_instance_id="")
         .order_by("ready_at", "pk")
         .only("pk", "novita_instance_id")[: settings.ACCESS_DETAILS_BATCH_SIZE]
     )
-    client = client or get_client()
     for row in rows:
         try:
             page = client.get_instance(row.novita_instance_id, priority=Priority.LOW)
