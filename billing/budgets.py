@@ -21,7 +21,7 @@ sent once whoever checks (the money sweep, or a PUT that sets a limit already cr
 from __future__ import annotations
 
 import calendar
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -175,13 +175,20 @@ def budgets_check(*, now: datetime) -> list[tuple[Tenant, str]]:
 
 
 def budget_admission_check(
-    *, tenant: Tenant, committed_usd_per_hour: Decimal, new_usd_per_hour: Decimal, now: datetime
+    *,
+    tenant: Tenant,
+    committed: Callable[[], Decimal],
+    new_usd_per_hour: Decimal,
+    now: datetime,
 ) -> None:
     """The admission rule (the module's docstring); call it with the tenant row locked.
-    Raises BudgetExhausted (402) when the instance is not admitted."""
+    Raises BudgetExhausted (402) when the instance is not admitted. `committed` (the USD an hour
+    of what the tenant runs) is asked only when the tenant has a limit: a tenant without one
+    pays nothing for the rule, under the lock every create of the tenant waits on."""
     budget = Budget.objects.filter(tenant=tenant, monthly_limit_usd__isnull=False).first()
     if budget is None or budget.monthly_limit_usd is None:
         return
+    committed_usd_per_hour = committed()
     limit = Decimal(budget.monthly_limit_usd)
     spent = tenant_spent(tenant=tenant, start=month_start(now), end=now, now=now)
     needed = spent + committed_usd_per_hour + new_usd_per_hour

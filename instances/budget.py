@@ -61,7 +61,7 @@ def budget_admit(*, tenant: Tenant, usd_per_hour: Decimal, now: datetime) -> Non
     not admitted). Call it with the tenant row locked (instance_create, a start)."""
     budget_admission_check(
         tenant=tenant,
-        committed_usd_per_hour=committed_usd_per_hour(tenant=tenant),
+        committed=lambda: committed_usd_per_hour(tenant=tenant),
         new_usd_per_hour=usd_per_hour,
         now=now,
     )
