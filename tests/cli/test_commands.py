@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from instances.access import instances_access_details_read
 from instances.models import Instance, InstanceStatus
 from novitai.cli import main
 from tests.cli.conftest import PRODUCT, TEMPLATE, Run, create_args, fields
@@ -413,7 +414,9 @@ def test_set_changes_a_live_instance(cli: Cli) -> None:
 
 
 def test_ssh_prints_the_command_and_asks_for_the_password_only_when_told(cli: Cli) -> None:
-    instance = ready_instance(cli, "box-1")
+    ready = ready_instance(cli, "box-1")
+    assert instances_access_details_read() == 1  # where to ssh, read after ready (beat's task)
+    instance = Instance.objects.get(pk=ready.pk)
     ssh = instance.ssh
     plain = cli("ssh", "box-1")
     assert plain.code == 0, plain.err
